@@ -1,0 +1,56 @@
+"""avatarkit: drive a realtime talking avatar from Python.
+
+Stream speech audio (PCM or Ogg Opus) to the avatar service over a WebSocket
+and receive lip-sync animation frames, or have the service publish the avatar
+into a LiveKit room or Agora channel. A drop-in for the avatarkit 0.1.7 API,
+with a local avatar service (``avatarkit serve``) for offline work and tests.
+"""
+
+from __future__ import annotations
+
+from .config import (
+    AgoraEgressConfig,
+    AudioFormat,
+    LiveKitEgressConfig,
+    OggOpusEncoderConfig,
+    SessionConfig,
+    SessionConfigBuilder,
+)
+from .errors import (
+    AvatarSDKError,
+    AvatarSDKErrorCode,
+    CloseCode,
+    OptionalDependencyError,
+    SessionTokenError,
+)
+from .events import (
+    AnimationFrameEvent,
+    InterruptReason,
+    PlaybackSignal,
+    PlaybackState,
+    PlaybackStateEvent,
+)
+from .ids import generate_log_id
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "AgoraEgressConfig",
+    "AnimationFrameEvent",
+    "AudioFormat",
+    "AvatarSDKError",
+    "AvatarSDKErrorCode",
+    "CloseCode",
+    "InterruptReason",
+    "LiveKitEgressConfig",
+    "OggOpusEncoderConfig",
+    "OptionalDependencyError",
+    "PlaybackSignal",
+    "PlaybackState",
+    "PlaybackStateEvent",
+    "SessionConfig",
+    "SessionConfigBuilder",
+    "SessionTokenError",
+    "__version__",
+    "generate_log_id",
+]

@@ -1,0 +1,410 @@
+"""Session configuration: the dataclasses and the fluent builder.
+
+Names, defaults and field order follow the published avatarkit 0.1.7 API so
+existing code keeps working. :meth:`SessionConfig.validate` checks everything
+that can be known before touching the network (missing credentials, sample
+rate not allowed for the format, two egress kinds) and says what to fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .events import AnimationFrameEvent, PlaybackSignal, PlaybackStateEvent
+
+__all__ = [
+    "OGG_OPUS_SAMPLE_RATES",
+    "PCM_SAMPLE_RATES",
+    "AgoraEgressConfig",
+    "AudioFormat",
+    "LiveKitEgressConfig",
+    "OggOpusEncoderConfig",
+    "SessionConfig",
+    "SessionConfigBuilder",
+]
+
+#: Sample rates the service accepts for raw PCM input.
+PCM_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: Sample rates the service accepts for Ogg Opus input (Opus's own rates).
+OGG_OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)
+
+_OPUS_FRAME_DURATIONS_MS = (10, 20, 40, 60)
+_OPUS_APPLICATIONS = ("audio", "voip", "restricted_lowdelay")
+
+
+class AudioFormat(str, Enum):
+    """Audio encoding the session negotiates for its input."""
+
+    PCM_S16LE = "pcm_s16le"
+    OGG_OPUS = "ogg_opus"
+
+    @property
+    def sample_rates(self) -> tuple[int, ...]:
+        """The sample rates this format may be configured with."""
+        return PCM_SAMPLE_RATES if self is AudioFormat.PCM_S16LE else OGG_OPUS_SAMPLE_RATES
+
+
+@dataclass
+class OggOpusEncoderConfig:
+    """Settings of the built-in PCM -> Ogg Opus encoder.
+
+    Set it with ``audio_format=AudioFormat.OGG_OPUS`` to keep passing PCM to
+    ``send_audio()`` while the wire carries Ogg Opus. ``frame_duration_ms`` is
+    one of 10, 20, 40, 60; ``application`` one of ``audio``, ``voip``,
+    ``restricted_lowdelay``. Needs ``pip install "avatarkit[opus]"``.
+    """
+
+    frame_duration_ms: int = 20
+    application: str = "audio"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the allowed values when a field is off."""
+        if self.frame_duration_ms not in _OPUS_FRAME_DURATIONS_MS:
+            raise ValueError(
+                f"OggOpusEncoderConfig.frame_duration_ms={self.frame_duration_ms!r} is not "
+                f"supported; use one of {_OPUS_FRAME_DURATIONS_MS}"
+            )
+        if self.application not in _OPUS_APPLICATIONS:
+            raise ValueError(
+                f"OggOpusEncoderConfig.application={self.application!r} is not supported; "
+                f"use one of {_OPUS_APPLICATIONS}"
+            )
+
+
+@dataclass
+class LiveKitEgressConfig:
+    """Have the service publish the avatar into a LiveKit room.
+
+    With egress, animation does not come back over the WebSocket; the socket
+    only carries progress signals and the request's ``end``. Prefer
+    ``api_token`` (a LiveKit access token); ``api_key``/``api_secret`` still
+    work but are deprecated and warn. Secrets never appear in ``repr()``.
+    """
+
+    url: str = ""
+    api_key: str = field(default="", repr=False)
+    api_secret: str = field(default="", repr=False)
+    api_token: str = field(default="", repr=False)
+    room_name: str = ""
+    publisher_id: str = ""
+    extra_attributes: dict[str, str] = field(default_factory=dict)
+    idle_timeout: int = 0
+
+    def __post_init__(self) -> None:
+        if self.api_key or self.api_secret:
+            warnings.warn(
+                "LiveKitEgressConfig.api_key/api_secret are deprecated; pass a LiveKit "
+                "access token as api_token instead",
+                FutureWarning,
+                stacklevel=3,
+            )
+
+    def validate(self) -> None:
+        """Check what the service would reject, before any network call."""
+        if not self.url:
+            raise ValueError("LiveKitEgressConfig.url is required (e.g. wss://livekit.example.com)")
+        scheme = urlsplit(self.url).scheme.lower()
+        if scheme not in ("ws", "wss", "http", "https"):
+            raise ValueError(
+                f"LiveKitEgressConfig.url must use ws, wss, http or https, not {scheme or 'none'!r}"
+            )
+        if not self.room_name:
+            raise ValueError("LiveKitEgressConfig.room_name is required")
+        if not self.api_token and not (self.api_key and self.api_secret):
+            raise ValueError(
+                "LiveKitEgressConfig needs api_token (preferred) or both api_key and api_secret"
+            )
+        if self.idle_timeout < 0:
+            raise ValueError("LiveKitEgressConfig.idle_timeout must be >= 0 (0 = server default)")
+
+    def __repr__(self) -> str:
+        return (
+            f"LiveKitEgressConfig(url={self.url!r}, room_name={self.room_name!r}, "
+            f"publisher_id={self.publisher_id!r}, extra_attributes={self.extra_attributes!r}, "
+            f"idle_timeout={self.idle_timeout!r}, api_token={_mask(self.api_token)}, "
+            f"api_key={_mask(self.api_key)}, api_secret={_mask(self.api_secret)})"
+        )
+
+
+@dataclass
+class AgoraEgressConfig:
+    """Have the service publish the avatar into an Agora channel.
+
+    ``uid`` 0 lets Agora assign one. The token never appears in ``repr()``.
+    """
+
+    channel_name: str = ""
+    token: str = field(default="", repr=False)
+    uid: int = 0
+    publisher_id: str = ""
+
+    def validate(self) -> None:
+        """Check what the service would reject, before any network call."""
+        if not self.channel_name:
+            raise ValueError("AgoraEgressConfig.channel_name is required")
+        if not 0 <= self.uid <= 0xFFFFFFFF:
+            raise ValueError("AgoraEgressConfig.uid must fit in 32 bits (0 = auto)")
+
+    def __repr__(self) -> str:
+        return (
+            f"AgoraEgressConfig(channel_name={self.channel_name!r}, token={_mask(self.token)}, "
+            f"uid={self.uid!r}, publisher_id={self.publisher_id!r})"
+        )
+
+
+def _mask(secret: str) -> str:
+    return "'***'" if secret else "''"
+
+
+TransportFramesHandler = Callable[[bytes, bool], Any]
+ErrorHandler = Callable[[Exception], Any]
+CloseHandler = Callable[[], Any]
+EncodedAudioHandler = Callable[[str, bytes], Any]
+
+
+@dataclass
+class SessionConfig:
+    """Everything a session needs: credentials, endpoints, audio, callbacks.
+
+    Fields up to ``livekit_egress`` are those of avatarkit 0.1.7, in its
+    order. Callbacks may be plain functions or coroutine functions; an
+    exception raised by one is logged with its traceback and does not stop
+    the session.
+
+    New here:
+
+    * ``on_playback(signal)``: a :class:`~avatarkit.events.PlaybackSignal`
+      for every animation message (the parsed view of ``transport_frames``).
+    * ``on_playback_state(event)``: a
+      :class:`~avatarkit.events.PlaybackStateEvent` for every
+      ``ServerPlaybackState`` (pause/resume answers, start/end/interrupt).
+    * ``on_animation(frame)``: an
+      :class:`~avatarkit.events.AnimationFrameEvent` per animation message,
+      its payload handed over without a copy.
+    * ``open_timeout``: seconds to wait for the WebSocket to open and the
+      session to be confirmed (0.1.7 waits 10 s).
+    """
+
+    avatar_id: str = ""
+    api_key: str = field(default="", repr=False)
+    app_id: str = ""
+    use_query_auth: bool = False
+    expire_at: datetime | None = None
+    sample_rate: int = 16000
+    bitrate: int = 0
+    transport_frames: TransportFramesHandler | None = field(default=None, repr=False)
+    on_error: ErrorHandler | None = field(default=None, repr=False)
+    on_close: CloseHandler | None = field(default=None, repr=False)
+    console_endpoint_url: str = ""
+    ingress_endpoint_url: str = ""
+    livekit_egress: LiveKitEgressConfig | None = None
+    audio_format: AudioFormat = AudioFormat.PCM_S16LE
+    ogg_opus_encoder: OggOpusEncoderConfig | None = None
+    on_encoded_audio: EncodedAudioHandler | None = field(default=None, repr=False)
+    agora_egress: AgoraEgressConfig | None = None
+    on_playback: Callable[[PlaybackSignal], Any] | None = field(default=None, repr=False)
+    on_playback_state: Callable[[PlaybackStateEvent], Any] | None = field(
+        default=None, repr=False
+    )
+    on_animation: Callable[[AnimationFrameEvent], Any] | None = field(default=None, repr=False)
+    open_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.audio_format, str) and not isinstance(self.audio_format, AudioFormat):
+            try:
+                self.audio_format = AudioFormat(self.audio_format.lower())
+            except ValueError:
+                raise ValueError(
+                    f"audio_format={self.audio_format!r} is not supported; use "
+                    "AudioFormat.PCM_S16LE or AudioFormat.OGG_OPUS"
+                ) from None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr
+        )
+        return f"SessionConfig({shown}, api_key={_mask(self.api_key)})"
+
+    @property
+    def egress(self) -> LiveKitEgressConfig | AgoraEgressConfig | None:
+        """The configured egress, if any."""
+        return self.livekit_egress or self.agora_egress
+
+    def validate_audio(self) -> None:
+        """Check format, sample rate, bitrate and encoder settings."""
+        fmt = self.audio_format
+        if not isinstance(fmt, AudioFormat):
+            raise ValueError(
+                f"audio_format must be an AudioFormat (PCM_S16LE or OGG_OPUS), not {fmt!r}"
+            )
+        if self.sample_rate not in fmt.sample_rates:
+            raise ValueError(
+                f"sample_rate={self.sample_rate!r} is not supported for {fmt.name}; "
+                f"use one of {fmt.sample_rates}"
+            )
+        if self.bitrate < 0:
+            raise ValueError("bitrate must be >= 0 (0 = encoder default)")
+        if self.ogg_opus_encoder is not None:
+            if fmt is not AudioFormat.OGG_OPUS:
+                raise ValueError(
+                    "ogg_opus_encoder is set but audio_format is PCM_S16LE; set "
+                    "audio_format=AudioFormat.OGG_OPUS or drop ogg_opus_encoder"
+                )
+            self.ogg_opus_encoder.validate()
+
+    def validate_egress(self) -> None:
+        """At most one egress kind, each complete."""
+        if self.livekit_egress is not None and self.agora_egress is not None:
+            raise ValueError(
+                "livekit_egress and agora_egress are both set; a session publishes to one "
+                "egress at most: keep one of them"
+            )
+        if self.livekit_egress is not None:
+            self.livekit_egress.validate()
+        if self.agora_egress is not None:
+            self.agora_egress.validate()
+
+    def validate_for_token(self) -> None:
+        """What ``init()`` needs."""
+        if not self.api_key:
+            raise ValueError("api_key is required: pass api_key=... (or AVATARKIT_API_KEY)")
+        if not self.console_endpoint_url:
+            raise ValueError("console_endpoint_url is required (it ends in /v1/console)")
+        if self.expire_at is None:
+            raise ValueError("expire_at is required: a timezone-aware datetime in the future")
+        self._validate_url("console_endpoint_url", self.console_endpoint_url, ("http", "https"))
+
+    def validate_for_connect(self) -> None:
+        """What ``start()`` needs."""
+        if not self.avatar_id:
+            raise ValueError("avatar_id is required: pass avatar_id=...")
+        if not self.app_id:
+            raise ValueError("app_id is required: pass app_id=...")
+        if not self.ingress_endpoint_url:
+            raise ValueError("ingress_endpoint_url is required (it ends in /v2/driveningress)")
+        self._validate_url(
+            "ingress_endpoint_url", self.ingress_endpoint_url, ("ws", "wss", "http", "https")
+        )
+        self.validate_audio()
+        self.validate_egress()
+        if self.open_timeout <= 0:
+            raise ValueError("open_timeout must be > 0 seconds")
+
+    def validate(self) -> None:
+        """Everything that can be checked before the network is touched."""
+        self.validate_for_token()
+        self.validate_for_connect()
+
+    @staticmethod
+    def _validate_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in schemes or not parts.netloc:
+            raise ValueError(
+                f"{name}={url!r} is not a valid URL; it must start with "
+                + " or ".join(f"{s}://" for s in schemes)
+            )
+
+
+_B = TypeVar("_B", bound="SessionConfigBuilder")
+
+
+class SessionConfigBuilder:
+    """Fluent builder for :class:`SessionConfig`; every ``with_*`` returns ``self``."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def _set(self: _B, name: str, value: Any) -> _B:
+        self._values[name] = value
+        return self
+
+    def with_avatar_id(self: _B, avatar_id: str) -> _B:
+        """Avatar to drive."""
+        return self._set("avatar_id", avatar_id)
+
+    def with_api_key(self: _B, api_key: str) -> _B:
+        """API key for the session-token call."""
+        return self._set("api_key", api_key)
+
+    def with_app_id(self: _B, app_id: str) -> _B:
+        """Application id sent with the WebSocket auth."""
+        return self._set("app_id", app_id)
+
+    def with_use_query_auth(self: _B, use_query_auth: bool) -> _B:
+        """Send auth as URL query parameters (web style) instead of headers."""
+        return self._set("use_query_auth", use_query_auth)
+
+    def with_expire_at(self: _B, expire_at: datetime) -> _B:
+        """When the session token expires."""
+        return self._set("expire_at", expire_at)
+
+    def with_sample_rate(self: _B, sample_rate: int) -> _B:
+        """Input sample rate in Hz."""
+        return self._set("sample_rate", sample_rate)
+
+    def with_bitrate(self: _B, bitrate: int) -> _B:
+        """Opus target bitrate in bit/s (0 = encoder default)."""
+        return self._set("bitrate", bitrate)
+
+    def with_audio_format(self: _B, audio_format: AudioFormat) -> _B:
+        """Input encoding: PCM_S16LE or OGG_OPUS."""
+        return self._set("audio_format", audio_format)
+
+    def with_ogg_opus_encoder(self: _B, config: OggOpusEncoderConfig) -> _B:
+        """Encode PCM to Ogg Opus inside the SDK."""
+        return self._set("ogg_opus_encoder", config)
+
+    def with_on_encoded_audio(self: _B, handler: EncodedAudioHandler) -> _B:
+        """Receive ``(req_id, ogg_stream)`` when the built-in encoder ends a request."""
+        return self._set("on_encoded_audio", handler)
+
+    def with_transport_frames(self: _B, handler: TransportFramesHandler) -> _B:
+        """Receive ``(message_bytes, is_last)`` for every animation message."""
+        return self._set("transport_frames", handler)
+
+    def with_on_error(self: _B, handler: ErrorHandler) -> _B:
+        """Receive errors that happen outside a call (read loop, server errors)."""
+        return self._set("on_error", handler)
+
+    def with_on_close(self: _B, handler: CloseHandler) -> _B:
+        """Called exactly once when the session ends."""
+        return self._set("on_close", handler)
+
+    def with_console_endpoint_url(self: _B, url: str) -> _B:
+        """Console base URL (ends in ``/v1/console``)."""
+        return self._set("console_endpoint_url", url)
+
+    def with_ingress_endpoint_url(self: _B, url: str) -> _B:
+        """Ingress base URL (ends in ``/v2/driveningress``)."""
+        return self._set("ingress_endpoint_url", url)
+
+    def with_livekit_egress(self: _B, config: LiveKitEgressConfig) -> _B:
+        """Publish into a LiveKit room instead of returning frames."""
+        return self._set("livekit_egress", config)
+
+    def with_agora_egress(self: _B, config: AgoraEgressConfig) -> _B:
+        """Publish into an Agora channel instead of returning frames."""
+        return self._set("agora_egress", config)
+
+    def with_on_playback(self: _B, handler: Callable[[PlaybackSignal], Any]) -> _B:
+        """Receive a parsed :class:`PlaybackSignal` per animation message."""
+        return self._set("on_playback", handler)
+
+    def with_on_playback_state(self: _B, handler: Callable[[PlaybackStateEvent], Any]) -> _B:
+        """Receive :class:`PlaybackStateEvent` updates."""
+        return self._set("on_playback_state", handler)
+
+    def with_on_animation(self: _B, handler: Callable[[AnimationFrameEvent], Any]) -> _B:
+        """Receive :class:`AnimationFrameEvent` per animation message."""
+        return self._set("on_animation", handler)
+
+    def build(self) -> SessionConfig:
+        """Create the :class:`SessionConfig`."""
+        return SessionConfig(**self._values)

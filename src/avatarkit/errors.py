@@ -1,0 +1,494 @@
+"""Error codes, the SDK's exception types and how service failures map onto them.
+
+Everything here is pure (no I/O): the session, the local service and the tests
+call the ``classify_*`` functions with what came off the wire and get back an
+:class:`AvatarSDKError` carrying a stable :class:`AvatarSDKErrorCode`.
+
+Compatibility notes (see PROTOCOL.md sections 5 and 6):
+
+* ``code`` and ``phase`` match what avatarkit 0.1.7 reports for every situation
+  it classifies, so code that branches on them keeps working.
+* What the successor contract knows is added in extra fields: ``close_code``,
+  ``close_reason`` and :attr:`AvatarSDKError.retryable`.
+* :class:`AvatarSDKError` derives from :class:`Exception` only, as in 0.1.7.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum, IntEnum
+from typing import Any
+
+__all__ = [
+    "AvatarSDKError",
+    "AvatarSDKErrorCode",
+    "CloseCode",
+    "ErrorPhase",
+    "OptionalDependencyError",
+    "SessionTokenError",
+    "classify_close",
+    "classify_http_rejection",
+    "classify_server_error",
+    "parse_error_body",
+]
+
+
+class AvatarSDKErrorCode(str, Enum):
+    """Stable error codes; the string values are what logs and JSON carry."""
+
+    sessionTokenExpired = "sessionTokenExpired"
+    sessionTokenInvalid = "sessionTokenInvalid"
+    appIDUnrecognized = "appIDUnrecognized"
+    appIDMismatch = "appIDMismatch"
+    avatarNotFound = "avatarNotFound"
+    billingRequired = "billingRequired"
+    creditsExhausted = "creditsExhausted"
+    sessionDurationExceeded = "sessionDurationExceeded"
+    concurrencyLimit = "concurrencyLimit"
+    unsupportedSampleRate = "unsupportedSampleRate"
+    invalidEgressConfig = "invalidEgressConfig"
+    egressUnavailable = "egressUnavailable"
+    idleTimeout = "idleTimeout"
+    upstreamError = "upstreamError"
+    invalidRequest = "invalidRequest"
+    connectionFailed = "connectionFailed"
+    connectionClosed = "connectionClosed"
+    protocolError = "protocolError"
+    serverError = "serverError"
+    unknown = "unknown"
+
+
+class ErrorPhase(str, Enum):
+    """Where in a session's life an error happened (``AvatarSDKError.phase``)."""
+
+    SESSION_TOKEN = "session_token"
+    WEBSOCKET_CONNECT = "websocket_connect"
+    WEBSOCKET_HANDSHAKE = "websocket_handshake"
+    WEBSOCKET_RUNTIME = "websocket_runtime"
+    WEBSOCKET_SEND = "websocket_send"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the service uses to say what became of a session."""
+
+    CREDITS_EXHAUSTED = 4001
+    SESSION_DURATION_EXCEEDED = 4002
+    CONCURRENCY_LIMIT = 4003
+    AUTHENTICATION_FAILED = 4010
+    UPSTREAM_UNAVAILABLE = 4503
+
+
+def close_code_retryable(close_code: int | None) -> bool:
+    """Whether reconnecting can help after a close with ``close_code``.
+
+    40xx: the request is at fault (except 4002, where a reconnect is expected);
+    45xx: transient, retry with backoff; no close code (transport failure) and
+    ordinary closes: retry. 1002/1003/1007/1008/1009 mean our own traffic was
+    refused, which a retry would repeat.
+    """
+    if close_code is None:
+        return True
+    if close_code == CloseCode.SESSION_DURATION_EXCEEDED:
+        return True
+    if 4000 <= close_code < 4500:
+        return False
+    if 4500 <= close_code < 4600:
+        return True
+    return close_code not in (1002, 1003, 1007, 1008, 1009)
+
+
+_RETRYABLE_CODES = frozenset(
+    {
+        AvatarSDKErrorCode.sessionDurationExceeded,
+        AvatarSDKErrorCode.egressUnavailable,
+        AvatarSDKErrorCode.idleTimeout,
+        AvatarSDKErrorCode.upstreamError,
+        AvatarSDKErrorCode.connectionFailed,
+        AvatarSDKErrorCode.serverError,
+    }
+)
+
+
+class AvatarSDKError(Exception):
+    """A failure the SDK could classify, with a stable :attr:`code`.
+
+    Fields mirror the published SDK: ``code``, ``message``, ``phase``,
+    ``http_status``, ``server_code``, ``server_title``, ``server_detail``,
+    ``connection_id``, ``req_id``, ``raw_body``, ``close_code`` and
+    ``close_reason``. ``raw_body`` is kept for diagnosis but never shown in
+    ``str()`` or ``repr()``; no field ever holds an API key or token.
+    """
+
+    def __init__(
+        self,
+        code: AvatarSDKErrorCode,
+        message: str,
+        *,
+        phase: str | None = None,
+        http_status: int | None = None,
+        server_code: str | None = None,
+        server_title: str | None = None,
+        server_detail: str | None = None,
+        connection_id: str | None = None,
+        req_id: str | None = None,
+        raw_body: str | None = None,
+        close_code: int | None = None,
+        close_reason: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = AvatarSDKErrorCode(code)
+        self.message = message
+        self.phase = phase
+        self.http_status = http_status
+        self.server_code = server_code
+        self.server_title = server_title
+        self.server_detail = server_detail
+        self.connection_id = connection_id
+        self.req_id = req_id
+        self.raw_body = raw_body
+        self.close_code = close_code
+        self.close_reason = close_reason
+        self._retryable = retryable
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a new session may succeed where this one failed.
+
+        Decided by the close code when the server closed the socket, otherwise
+        by the error code (transient failures yes, rejected input no).
+        """
+        if self._retryable is not None:
+            return self._retryable
+        if self.code is AvatarSDKErrorCode.connectionClosed:
+            return close_code_retryable(self.close_code)
+        return self.code in _RETRYABLE_CODES
+
+    def __str__(self) -> str:
+        parts = [f"{self.code.value}: {self.message}"]
+        if self.phase:
+            parts.append(f"phase={self.phase}")
+        if self.http_status is not None:
+            parts.append(f"http_status={self.http_status}")
+        if self.server_code:
+            parts.append(f"server_code={self.server_code}")
+        if self.close_code is not None:
+            parts.append(f"close_code={self.close_code}")
+        if self.req_id:
+            parts.append(f"req_id={self.req_id}")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r}, "
+            f"phase={self.phase!r}, http_status={self.http_status!r}, "
+            f"server_code={self.server_code!r}, close_code={self.close_code!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep errors picklable (multiprocessing, pytest-xdist) with all fields.
+        return (_rebuild_error, (type(self), self.code, self.message, dict(self.__dict__)))
+
+
+def _rebuild_error(
+    cls: type[AvatarSDKError], code: AvatarSDKErrorCode, message: str, state: dict[str, Any]
+) -> AvatarSDKError:
+    err = cls(code, message)
+    err.__dict__.update(state)
+    return err
+
+
+class SessionTokenError(AvatarSDKError):
+    """The session-token call failed (phase ``session_token``)."""
+
+
+class OptionalDependencyError(ImportError):
+    """A feature needs an optional extra that is not installed."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional '{extra}' extra: pip install \"avatarkit[{extra}]\""
+        )
+        self.extra = extra
+
+
+# --------------------------------------------------------------------------
+# Parsing rejection bodies
+# --------------------------------------------------------------------------
+
+
+class ParsedBody:
+    """The first error of a JSON:API, flat JSON or plain-text error body."""
+
+    __slots__ = ("code", "detail", "status", "title")
+
+    def __init__(
+        self,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+
+
+def _as_str(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _as_status(value: object) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def parse_error_body(raw: str | bytes | None) -> ParsedBody:
+    """Read ``status``, ``code`` (or ``id``), ``title``, ``detail`` (or ``message``).
+
+    Accepts ``{"errors": [{...}]}`` (JSON:API), a flat ``{"code", "message"}``
+    object, or plain text (taken as the detail).
+    """
+    if raw is None:
+        return ParsedBody()
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    text = text.strip()
+    if not text:
+        return ParsedBody()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ParsedBody(detail=text[:500])
+    item: Any = data
+    if isinstance(data, dict) and isinstance(data.get("errors"), list) and data["errors"]:
+        item = data["errors"][0]
+    if not isinstance(item, dict):
+        return ParsedBody(detail=text[:500])
+    return ParsedBody(
+        status=_as_status(item.get("status")),
+        code=_as_str(item.get("code")) or _as_str(item.get("id")),
+        title=_as_str(item.get("title")),
+        detail=_as_str(item.get("detail")) or _as_str(item.get("message")),
+    )
+
+
+# --------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------
+
+# Text rules, matched case-insensitively on code + title + detail, in order.
+_TEXT_RULES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
+    (("credits exhausted",), AvatarSDKErrorCode.creditsExhausted),
+    (
+        ("session time limit reached", "maximum session duration"),
+        AvatarSDKErrorCode.sessionDurationExceeded,
+    ),
+    (("session denied",), AvatarSDKErrorCode.billingRequired),
+    (("invalid session token", "empty token"), AvatarSDKErrorCode.sessionTokenInvalid),
+    (("token is expired", "session token expired"), AvatarSDKErrorCode.sessionTokenExpired),
+    (("app id mismatch",), AvatarSDKErrorCode.appIDMismatch),
+    (("app id unrecognized", "appidunrecognized"), AvatarSDKErrorCode.appIDUnrecognized),
+    (("avatar not found",), AvatarSDKErrorCode.avatarNotFound),
+    (("unsupported sample rate",), AvatarSDKErrorCode.unsupportedSampleRate),
+    (("livekit silence timeout", "no audio input for"), AvatarSDKErrorCode.idleTimeout),
+    (
+        (
+            "livekit_egress",
+            "agora_egress",
+            "missing livekit credentials",
+            "provide api_token or both api_key and api_secret",
+            "unauthorized",
+        ),
+        AvatarSDKErrorCode.invalidEgressConfig,
+    ),
+    (
+        ("egress client is not configured on server", "failed to create egress connection"),
+        AvatarSDKErrorCode.egressUnavailable,
+    ),
+    (
+        ("driven server returned non-200 status code", "driven server request failed"),
+        AvatarSDKErrorCode.upstreamError,
+    ),
+    (
+        (
+            "expected clientconfiguresession message",
+            "unexpected message type",
+            "failed to unmarshal initial message",
+            "clientconfiguresession message is nil",
+            "failed during websocket handshake: expected binary protobuf message",
+            "failed during websocket handshake: invalid protobuf payload",
+        ),
+        AvatarSDKErrorCode.protocolError,
+    ),
+)
+
+
+def classify_text(*texts: str | None) -> AvatarSDKErrorCode | None:
+    """Apply the text rules of PROTOCOL.md section 5; ``None`` when none match."""
+    haystack = " ".join(t for t in texts if t).lower()
+    if not haystack:
+        return None
+    for needles, code in _TEXT_RULES:
+        if any(n in haystack for n in needles):
+            return code
+    return None
+
+
+def _http_fallback(status: int | None, phase: str) -> AvatarSDKErrorCode:
+    if status == 402:
+        return AvatarSDKErrorCode.billingRequired
+    if status == 401:
+        return AvatarSDKErrorCode.sessionTokenExpired
+    if status == 404:
+        return AvatarSDKErrorCode.appIDUnrecognized
+    if status == 400 and phase == ErrorPhase.WEBSOCKET_CONNECT.value:
+        return AvatarSDKErrorCode.sessionTokenInvalid
+    if status is not None and 400 <= status < 500:
+        return AvatarSDKErrorCode.invalidRequest
+    if status is not None and status >= 500:
+        return AvatarSDKErrorCode.serverError
+    if phase in (ErrorPhase.WEBSOCKET_HANDSHAKE.value, ErrorPhase.WEBSOCKET_RUNTIME.value):
+        return AvatarSDKErrorCode.serverError
+    return AvatarSDKErrorCode.unknown
+
+
+def classify_http_rejection(
+    status: int | None,
+    body: str | bytes | None,
+    *,
+    phase: str,
+) -> AvatarSDKError:
+    """Turn a rejected token call or WebSocket upgrade into an error.
+
+    ``phase`` is ``session_token`` (gives a :class:`SessionTokenError`) or
+    ``websocket_connect``. A token answer of 200 with an ``errors`` list is
+    reported with the first error's ``status`` as ``http_status``.
+    """
+    raw = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
+    parsed = parse_error_body(raw)
+    http_status = status
+    if (status is None or status == 200) and parsed.status is not None:
+        http_status = parsed.status
+    code = classify_text(parsed.code, parsed.title, parsed.detail) or _http_fallback(
+        http_status, phase
+    )
+    what = "session token request" if phase == ErrorPhase.SESSION_TOKEN.value else "connection"
+    summary = parsed.detail or parsed.title or (f"HTTP {http_status}" if http_status else "")
+    message = f"{what} rejected: {summary}" if summary else f"{what} rejected"
+    message += _advice(code)
+    cls = SessionTokenError if phase == ErrorPhase.SESSION_TOKEN.value else AvatarSDKError
+    return cls(
+        code,
+        message,
+        phase=phase,
+        http_status=http_status,
+        server_code=parsed.code,
+        server_title=parsed.title,
+        server_detail=parsed.detail,
+        raw_body=raw,
+    )
+
+
+def classify_server_error(
+    code: int,
+    message: str,
+    *,
+    phase: str,
+    connection_id: str | None = None,
+    req_id: str | None = None,
+) -> AvatarSDKError:
+    """Turn a ``ServerError`` message into an error.
+
+    The numeric code is looked at before the text, as avatarkit 0.1.7 does:
+    gRPC 3 (invalid argument: egress config when the text names egress), 16
+    (egress credentials), 14 (egress unavailable), 4001 and 4002; any other
+    code falls through to the text rules, then to ``serverError``.
+    """
+    lowered = message.lower()
+    sdk_code: AvatarSDKErrorCode | None
+    if code == 3:
+        egress = any(w in lowered for w in ("livekit", "agora", "egress"))
+        sdk_code = (
+            AvatarSDKErrorCode.invalidEgressConfig if egress else AvatarSDKErrorCode.invalidRequest
+        )
+    elif code == 16:
+        sdk_code = AvatarSDKErrorCode.invalidEgressConfig
+    elif code == 14:
+        sdk_code = AvatarSDKErrorCode.egressUnavailable
+    elif code == CloseCode.CREDITS_EXHAUSTED:
+        sdk_code = AvatarSDKErrorCode.creditsExhausted
+    elif code == CloseCode.SESSION_DURATION_EXCEEDED:
+        sdk_code = AvatarSDKErrorCode.sessionDurationExceeded
+    elif code == CloseCode.CONCURRENCY_LIMIT:
+        # 0.1.7 has no concurrencyLimit code; the successor contract does.
+        sdk_code = AvatarSDKErrorCode.concurrencyLimit
+    else:
+        sdk_code = classify_text(message)
+    if sdk_code is None:
+        sdk_code = AvatarSDKErrorCode.serverError
+    return AvatarSDKError(
+        sdk_code,
+        f"server error: {message or 'no message'}" + _advice(sdk_code),
+        phase=phase,
+        server_code=str(code),
+        server_detail=message or None,
+        connection_id=connection_id or None,
+        req_id=req_id or None,
+    )
+
+
+def classify_close(
+    close_code: int | None,
+    close_reason: str | None,
+    *,
+    phase: str = ErrorPhase.WEBSOCKET_RUNTIME.value,
+    connection_id: str | None = None,
+) -> AvatarSDKError:
+    """An unexpected disconnect: ``connectionClosed`` as in 0.1.7, plus close details.
+
+    ``retryable`` follows the close-code contract (:func:`close_code_retryable`).
+    """
+    what = f"code {close_code}" if close_code is not None else "no close code"
+    reason = f": {close_reason}" if close_reason else ""
+    hint = ""
+    if close_code is not None:
+        try:
+            hint = f" ({CloseCode(close_code).name.lower().replace('_', ' ')})"
+        except ValueError:
+            hint = ""
+    return AvatarSDKError(
+        AvatarSDKErrorCode.connectionClosed,
+        f"connection closed by the server ({what}{reason}){hint}",
+        phase=phase,
+        close_code=close_code,
+        close_reason=close_reason or None,
+        connection_id=connection_id,
+    )
+
+
+_ADVICE: dict[AvatarSDKErrorCode, str] = {
+    AvatarSDKErrorCode.sessionTokenExpired: "check the API key, or request a new session token",
+    AvatarSDKErrorCode.sessionTokenInvalid: "check the API key and app id; get a new token",
+    AvatarSDKErrorCode.appIDUnrecognized: "check the app id and console endpoint",
+    AvatarSDKErrorCode.appIDMismatch: "the token belongs to another app: check app_id",
+    AvatarSDKErrorCode.avatarNotFound: "check avatar_id",
+    AvatarSDKErrorCode.billingRequired: "check the account's billing",
+    AvatarSDKErrorCode.creditsExhausted: "top up credits before retrying",
+    AvatarSDKErrorCode.sessionDurationExceeded: "open a new session",
+    AvatarSDKErrorCode.concurrencyLimit: "close other sessions or wait for load to drop",
+    AvatarSDKErrorCode.unsupportedSampleRate: "use a sample rate the audio format allows",
+    AvatarSDKErrorCode.invalidEgressConfig: "check the LiveKit/Agora egress settings",
+    AvatarSDKErrorCode.egressUnavailable: "retry later; egress is unavailable",
+    AvatarSDKErrorCode.idleTimeout: "send audio more often, or open a new session",
+    AvatarSDKErrorCode.upstreamError: "retry with backoff",
+}
+
+
+def _advice(code: AvatarSDKErrorCode) -> str:
+    advice = _ADVICE.get(code)
+    return f" ({advice})" if advice else ""
