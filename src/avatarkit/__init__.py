@@ -31,6 +31,7 @@ from .events import (
     PlaybackStateEvent,
 )
 from .ids import generate_log_id
+from .session import AvatarSession, new_avatar_session
 
 __version__ = "0.2.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "AudioFormat",
     "AvatarSDKError",
     "AvatarSDKErrorCode",
+    "AvatarSession",
     "CloseCode",
     "InterruptReason",
     "LiveKitEgressConfig",
@@ -53,4 +55,5 @@ __all__ = [
     "SessionTokenError",
     "__version__",
     "generate_log_id",
+    "new_avatar_session",
 ]

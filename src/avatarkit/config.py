@@ -210,9 +210,7 @@ class SessionConfig:
     on_encoded_audio: EncodedAudioHandler | None = field(default=None, repr=False)
     agora_egress: AgoraEgressConfig | None = None
     on_playback: Callable[[PlaybackSignal], Any] | None = field(default=None, repr=False)
-    on_playback_state: Callable[[PlaybackStateEvent], Any] | None = field(
-        default=None, repr=False
-    )
+    on_playback_state: Callable[[PlaybackStateEvent], Any] | None = field(default=None, repr=False)
     on_animation: Callable[[AnimationFrameEvent], Any] | None = field(default=None, repr=False)
     open_timeout: float = 10.0
 
@@ -227,9 +225,7 @@ class SessionConfig:
                 ) from None
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr
-        )
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
         return f"SessionConfig({shown}, api_key={_mask(self.api_key)})"
 
     @property

@@ -156,82 +156,97 @@ def encode_configure(config: SessionConfig) -> bytes:
     elif config.agora_egress is not None:
         msg.egress_type = pb.EGRESS_TYPE_AGORA
         msg.agora_egress.CopyFrom(_agora_to_wire(config.agora_egress))
-    return pb.Message(
-        type=pb.MESSAGE_CLIENT_CONFIGURE_SESSION, client_configure_session=msg
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(type=pb.MESSAGE_CLIENT_CONFIGURE_SESSION, client_configure_session=msg)
+    )
+
+
+def _serialize(msg: pb.Message) -> bytes:
+    data: bytes = msg.SerializeToString()
+    return data
 
 
 def encode_interrupt(req_id: str) -> bytes:
     """``ClientInterrupt`` for ``req_id``."""
-    return pb.Message(
-        type=pb.MESSAGE_CLIENT_INTERRUPT, client_interrupt=pb.ClientInterrupt(req_id=req_id)
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(
+            type=pb.MESSAGE_CLIENT_INTERRUPT, client_interrupt=pb.ClientInterrupt(req_id=req_id)
+        )
+    )
 
 
 def encode_pause(req_id: str) -> bytes:
     """``ClientPause`` for ``req_id``."""
-    return pb.Message(
-        type=pb.MESSAGE_CLIENT_PAUSE, client_pause=pb.ClientPause(req_id=req_id)
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(type=pb.MESSAGE_CLIENT_PAUSE, client_pause=pb.ClientPause(req_id=req_id))
+    )
 
 
 def encode_resume(req_id: str) -> bytes:
     """``ClientResume`` for ``req_id``."""
-    return pb.Message(
-        type=pb.MESSAGE_CLIENT_RESUME, client_resume=pb.ClientResume(req_id=req_id)
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(type=pb.MESSAGE_CLIENT_RESUME, client_resume=pb.ClientResume(req_id=req_id))
+    )
 
 
 def encode_confirm(connection_id: str, capabilities: Iterable[str] = ()) -> bytes:
     """``ServerConfirmSession`` (server side)."""
-    return pb.Message(
-        type=pb.MESSAGE_SERVER_CONFIRM_SESSION,
-        server_confirm_session=pb.ServerConfirmSession(
-            connection_id=connection_id, capabilities=list(capabilities)
-        ),
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(
+            type=pb.MESSAGE_SERVER_CONFIRM_SESSION,
+            server_confirm_session=pb.ServerConfirmSession(
+                connection_id=connection_id, capabilities=list(capabilities)
+            ),
+        )
+    )
 
 
 def encode_server_error(connection_id: str, req_id: str, code: int, message: str) -> bytes:
     """``ServerError`` (server side)."""
-    return pb.Message(
-        type=pb.MESSAGE_SERVER_ERROR,
-        server_error=pb.ServerError(
-            connection_id=connection_id, req_id=req_id, code=code, message=message
-        ),
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(
+            type=pb.MESSAGE_SERVER_ERROR,
+            server_error=pb.ServerError(
+                connection_id=connection_id, req_id=req_id, code=code, message=message
+            ),
+        )
+    )
 
 
 def encode_animation(
     connection_id: str, req_id: str, end: bool, animation: bytes, avatar_id: str
 ) -> bytes:
     """``ServerResponseAnimation`` (server side)."""
-    return pb.Message(
-        type=pb.MESSAGE_SERVER_RESPONSE_ANIMATION,
-        server_response_animation=pb.ServerResponseAnimation(
-            connection_id=connection_id,
-            req_id=req_id,
-            end=end,
-            animation=animation,
-            avatar_id=avatar_id,
-        ),
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(
+            type=pb.MESSAGE_SERVER_RESPONSE_ANIMATION,
+            server_response_animation=pb.ServerResponseAnimation(
+                connection_id=connection_id,
+                req_id=req_id,
+                end=end,
+                animation=animation,
+                avatar_id=avatar_id,
+            ),
+        )
+    )
 
 
 def encode_playback_state(
     connection_id: str, req_id: str, state: PlaybackState, played_ms: int, reason: str = ""
 ) -> bytes:
     """``ServerPlaybackState`` (server side)."""
-    return pb.Message(
-        type=pb.MESSAGE_SERVER_PLAYBACK_STATE,
-        server_playback_state=pb.ServerPlaybackState(
-            connection_id=connection_id,
-            req_id=req_id,
-            state=_STATE_TO_WIRE[state],  # type: ignore[arg-type]
-            played_ms=played_ms,
-            reason=reason,
-        ),
-    ).SerializeToString()
+    return _serialize(
+        pb.Message(
+            type=pb.MESSAGE_SERVER_PLAYBACK_STATE,
+            server_playback_state=pb.ServerPlaybackState(
+                connection_id=connection_id,
+                req_id=req_id,
+                state=_STATE_TO_WIRE[state],  # type: ignore[arg-type]
+                played_ms=played_ms,
+                reason=reason,
+            ),
+        )
+    )
 
 
 # --------------------------------------------------------------------------
@@ -499,7 +514,9 @@ class ServerProtocol:
     def __init__(self) -> None:
         self.configured = False
 
-    def receive(self, data: bytes) -> pb.ClientConfigureSession | ClientAudio | ClientControl | None:
+    def receive(
+        self, data: bytes
+    ) -> pb.ClientConfigureSession | ClientAudio | ClientControl | None:
         """Interpret one binary message from the client."""
         msg = pb.Message()
         try:

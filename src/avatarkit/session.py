@@ -1,0 +1,601 @@
+"""AvatarSession: the asyncio shell around the protocol core.
+
+The session owns the token call, the WebSocket and the callbacks; what each
+message means is asked of :class:`avatarkit.protocol.ClientProtocol`.
+Incoming frames are handled in the transport's receive callback: no reader
+task, no queue and no task per frame. Callbacks run in order of arrival:
+plain functions inline, coroutine functions one after another on a single
+dispatcher task of the session. A callback that raises is logged with its
+traceback (logger ``avatarkit.session``) and the session carries on.
+
+Errors:
+
+* failures of a call (``init``, ``start``, ``send_audio``, ``interrupt``,
+  ``pause``, ``resume``) are raised from that call and not also passed to
+  ``on_error``;
+* what happens in the background (a ``ServerError`` at run time, which does
+  not end the session, or an unexpected disconnect, reported as
+  ``connectionClosed`` with the close code and reason) goes to ``on_error``;
+* ``on_close`` is called exactly once, whatever ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from . import _http
+from .config import AudioFormat, SessionConfig
+from .errors import (
+    AvatarSDKError,
+    AvatarSDKErrorCode,
+    ErrorPhase,
+    classify_close,
+)
+from .events import AnimationFrameEvent, PlaybackSignal
+from .protocol import (
+    AnimationReceived,
+    ClientProtocol,
+    ClientState,
+    PlaybackStateReceived,
+    ServerErrorReceived,
+    SessionConfirmed,
+    build_websocket_url,
+)
+from .transport import PicowsTransport, Transport, TransportFactory
+
+__all__ = ["AvatarSession", "new_avatar_session"]
+
+logger = logging.getLogger("avatarkit.session")
+
+_CLOSED_SENTINEL: Any = object()
+
+
+class AvatarSession:
+    """One avatar session: token, WebSocket, audio out, animation in.
+
+    Typical use::
+
+        session = new_avatar_session(api_key=..., app_id=..., avatar_id=..., ...)
+        await session.init()                 # session token
+        connection_id = await session.start()  # WebSocket + handshake
+        req_id = await session.send_audio(pcm, end=True)
+        ...
+        await session.close()
+
+    ``async with session:`` runs ``init()`` and ``start()`` on entry and
+    ``close()`` on exit.
+    """
+
+    def __init__(
+        self, config: SessionConfig, *, transport_factory: TransportFactory | None = None
+    ) -> None:
+        self._config = config
+        self._transport_factory: TransportFactory = transport_factory or PicowsTransport
+        self._protocol = ClientProtocol()
+        self._token: str | None = None
+        self._transport: Transport | None = None
+        self._confirm: asyncio.Future[SessionConfirmed] | None = None
+        self._closing = False
+        self._closed = False
+        self._close_notified = False
+        self._close_error: AvatarSDKError | None = None
+        self._encoder: Any = None
+        self._encoded: bytearray | None = None
+        self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._dispatch_wakeup: asyncio.Event | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._frame_queues: list[asyncio.Queue[AnimationFrameEvent]] = []
+        self._disconnected = asyncio.Event()
+        self._bind_callbacks()
+
+    # -- callbacks -----------------------------------------------------------
+
+    def _bind_callbacks(self) -> None:
+        cfg = self._config
+        self._cb_frames = self._wrap(cfg.transport_frames, "transport_frames")
+        self._cb_playback = self._wrap(cfg.on_playback, "on_playback")
+        self._cb_state = self._wrap(cfg.on_playback_state, "on_playback_state")
+        self._cb_animation = self._wrap(cfg.on_animation, "on_animation")
+        self._cb_error = self._wrap(cfg.on_error, "on_error")
+        self._cb_encoded = self._wrap(cfg.on_encoded_audio, "on_encoded_audio")
+        self._cb_close = self._wrap(cfg.on_close, "on_close")
+
+    def _wrap(self, func: Callable[..., Any] | None, name: str) -> Callable[..., None] | None:
+        """A caller for ``func`` that never raises and keeps callbacks in order."""
+        if func is None:
+            return None
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+
+            def call_async(*args: Any) -> None:
+                self._dispatch_queue.append((func, args))
+                self._wake_dispatcher()
+
+            return call_async
+
+        def call(*args: Any) -> None:
+            if self._dispatch_queue:
+                # Async callbacks are pending: keep the order of events.
+                self._dispatch_queue.append((func, args))
+                self._wake_dispatcher()
+                return
+            try:
+                result = func(*args)
+            except Exception:
+                logger.exception("avatarkit: %s callback raised; the session goes on", name)
+                return
+            if inspect.isawaitable(result):
+                self._dispatch_queue.append((_await_result, (result,)))
+                self._wake_dispatcher()
+
+        return call
+
+    def _wake_dispatcher(self) -> None:
+        if self._dispatch_task is None or self._dispatch_task.done():
+            self._dispatch_wakeup = asyncio.Event()
+            self._dispatch_task = asyncio.get_running_loop().create_task(
+                self._dispatch(), name="avatarkit-callbacks"
+            )
+        assert self._dispatch_wakeup is not None
+        self._dispatch_wakeup.set()
+
+    async def _dispatch(self) -> None:
+        queue = self._dispatch_queue
+        wakeup = self._dispatch_wakeup
+        assert wakeup is not None
+        while True:
+            while queue:
+                func, args = queue[0]
+                try:
+                    result = func(*args)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception(
+                        "avatarkit: %s callback raised; the session goes on",
+                        getattr(func, "__name__", "a"),
+                    )
+                finally:
+                    queue.popleft()
+            if self._closed:
+                return
+            wakeup.clear()
+            await wakeup.wait()
+
+    # -- public properties ---------------------------------------------------
+
+    @property
+    def config(self) -> SessionConfig:
+        """The session's configuration."""
+        return self._config
+
+    @property
+    def connection_id(self) -> str | None:
+        """Connection id the server confirmed, once ``start()`` returned."""
+        return self._protocol.connection_id
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """Capabilities the server declared (e.g. ``playback_control``)."""
+        return self._protocol.capabilities
+
+    @property
+    def is_open(self) -> bool:
+        """Whether audio can be sent now."""
+        return (
+            self._protocol.state is ClientState.OPEN
+            and self._transport is not None
+            and self._transport.is_open
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self._protocol.state.value
+        return (
+            f"<AvatarSession avatar_id={self._config.avatar_id!r} "
+            f"connection_id={self.connection_id!r} state={state}>"
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def init(self) -> None:
+        """Get a session token from the console (``POST .../session-tokens``).
+
+        Raises :class:`~avatarkit.SessionTokenError` when the call fails and
+        ``ValueError`` for configuration that can never work.
+        """
+        cfg = self._config
+        cfg.validate_for_token()
+        assert cfg.expire_at is not None
+        self._token = await _http.request_session_token(
+            cfg.console_endpoint_url, cfg.api_key, cfg.expire_at
+        )
+
+    async def start(self) -> str:
+        """Open the WebSocket, configure the session, return the connection id.
+
+        Raises :class:`~avatarkit.AvatarSDKError` with phase
+        ``websocket_connect`` (upgrade refused, network) or
+        ``websocket_handshake`` (configuration refused), and ``ValueError``
+        when called out of order or with configuration that cannot work.
+        """
+        cfg = self._config
+        if self._closed or self._closing:
+            raise ValueError("session is closed; create a new session")
+        if self._protocol.state is not ClientState.IDLE:
+            raise ValueError("session already started")
+        if self._token is None:
+            raise ValueError("session not initialized: call init() first")
+        cfg.validate_for_connect()
+        if cfg.ogg_opus_encoder is not None:
+            self._encoder = self._make_encoder()
+        url, headers = build_websocket_url(
+            cfg.ingress_endpoint_url,
+            avatar_id=cfg.avatar_id,
+            app_id=cfg.app_id,
+            token=self._token,
+            use_query_auth=cfg.use_query_auth,
+        )
+        loop = asyncio.get_running_loop()
+        self._confirm = loop.create_future()
+        transport = self._transport_factory()
+        deadline = loop.time() + cfg.open_timeout
+        try:
+            await transport.connect(url, headers, cfg.open_timeout, self)
+        except BaseException:
+            self._confirm = None
+            raise
+        self._transport = transport
+        try:
+            transport.send(self._protocol.configure(cfg))
+            confirmed = await asyncio.wait_for(
+                asyncio.shield(self._confirm), max(0.001, deadline - loop.time())
+            )
+        except (asyncio.TimeoutError, TimeoutError):
+            failure: AvatarSDKError = AvatarSDKError(
+                AvatarSDKErrorCode.connectionFailed,
+                f"the server did not confirm the session within {cfg.open_timeout:g} s",
+                phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+            )
+        except AvatarSDKError as err:
+            failure = err
+        except ConnectionError:
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
+        except BaseException:
+            await self.close()
+            raise
+        else:
+            return confirmed.connection_id
+        await self.close()
+        raise failure
+
+    def _make_encoder(self) -> Any:
+        from .audio.opus import OggOpusEncoder
+
+        cfg = self._config
+        enc = cfg.ogg_opus_encoder
+        assert enc is not None
+        try:
+            return OggOpusEncoder(
+                cfg.sample_rate,
+                bitrate=cfg.bitrate,
+                frame_duration_ms=enc.frame_duration_ms,
+                application=enc.application,
+            )
+        except ImportError as exc:
+            from .errors import OptionalDependencyError
+
+            raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
+
+    async def close(self) -> None:
+        """Close the WebSocket politely and end the session.
+
+        Idempotent, and safe to call from inside a callback. ``on_close``
+        fires exactly once.
+        """
+        if self._closed or self._closing:
+            if not self._closed:
+                await self._disconnected.wait()
+            return
+        self._closing = True
+        transport = self._transport
+        try:
+            if transport is not None:
+                await transport.close()
+        finally:
+            self._finish()
+        task = self._dispatch_task
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _finish(self) -> None:
+        """Mark closed; fire ``on_close`` once; wake everything waiting."""
+        if self._closed:
+            return
+        self._closed = True
+        self._protocol.closed()
+        if self._confirm is not None and not self._confirm.done():
+            failure = self._close_error or self._closed_error("websocket_handshake")
+            self._confirm.set_exception(failure)
+            self._confirm.exception()  # mark retrieved: start() may be gone
+        for queue in self._frame_queues:
+            queue.put_nowait(_CLOSED_SENTINEL)
+        self._disconnected.set()
+        if not self._close_notified:
+            self._close_notified = True
+            if self._cb_close is not None:
+                self._cb_close()
+        if self._dispatch_wakeup is not None:
+            self._dispatch_wakeup.set()
+
+    async def __aenter__(self) -> AvatarSession:
+        await self.init()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- sending -----------------------------------------------------------------
+
+    async def send_audio(self, audio: bytes, end: bool = False) -> str:
+        """Send a chunk of the current request's audio; return its request id.
+
+        PCM chunks must hold whole 16-bit samples. With the built-in encoder
+        configured, PCM is encoded to Ogg Opus page by page and a chunk that
+        completes no Opus frame sends nothing yet. ``end=True`` ends the
+        request; the next call starts a new request id.
+        """
+        if not isinstance(audio, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"audio must be bytes (16-bit PCM or Ogg Opus), not {type(audio).__name__}"
+            )
+        data = bytes(audio)
+        cfg = self._config
+        raw_pcm = cfg.audio_format is AudioFormat.PCM_S16LE or self._encoder is not None
+        if raw_pcm and len(data) % 2:
+            raise ValueError(
+                f"PCM audio must hold whole 16-bit samples; got {len(data)} bytes (odd). "
+                "Keep the odd byte for the next chunk."
+            )
+        self._require_open("send_audio")
+        if self._encoder is not None:
+            return await self._send_encoded(data, end)
+        req_id, message = self._protocol.audio(data, end)
+        await self._send(message, req_id, "send audio")
+        return req_id
+
+    async def _send_encoded(self, pcm: bytes, end: bool) -> str:
+        req_id = self._protocol.begin_request()
+        pages: bytes = self._encoder.encode(pcm)
+        if end:
+            pages += self._encoder.finish()
+        if self._cb_encoded is not None and pages:
+            if self._encoded is None:
+                self._encoded = bytearray()
+            self._encoded += pages
+        if pages or end:
+            _, message = self._protocol.audio(pages, end)
+            await self._send(message, req_id, "send audio")
+        if end:
+            self._encoder.reset()
+            stream, self._encoded = self._encoded, None
+            if stream and self._cb_encoded is not None:
+                self._cb_encoded(req_id, bytes(stream))
+        return req_id
+
+    async def interrupt(self) -> str:
+        """Stop the most recent request, even one whose audio already ended.
+
+        Returns the interrupted request id. The next ``send_audio`` starts a
+        new request.
+        """
+        self._require_open("interrupt")
+        req_id, message = self._protocol.interrupt()
+        if self._encoder is not None:
+            self._encoder.reset()
+            self._encoded = None
+        await self._send(message, req_id, "send interrupt")
+        return req_id
+
+    async def pause(self) -> str:
+        """Hold the output of the most recent request (``playback_control``).
+
+        The server keeps ingesting audio meanwhile. Returns the request id.
+        """
+        self._require_open("pause")
+        req_id, message = self._protocol.pause()
+        await self._send(message, req_id, "send pause")
+        return req_id
+
+    async def resume(self) -> str:
+        """Continue the output held by :meth:`pause`. Returns the request id."""
+        self._require_open("resume")
+        req_id, message = self._protocol.resume()
+        await self._send(message, req_id, "send resume")
+        return req_id
+
+    def _require_open(self, action: str) -> None:
+        state = self._protocol.state
+        if state is ClientState.OPEN and not self._closed:
+            return
+        if self._closed or state is ClientState.CLOSED:
+            raise self._close_error_for_send(action)
+        raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
+
+    def _close_error_for_send(self, action: str, req_id: str | None = None) -> AvatarSDKError:
+        base = self._close_error
+        return AvatarSDKError(
+            AvatarSDKErrorCode.connectionClosed,
+            f"cannot {action.replace('_', ' ')}: the session is closed"
+            + (f" ({base.message})" if base is not None else "")
+            + "; open a new session",
+            phase=ErrorPhase.WEBSOCKET_SEND.value,
+            connection_id=self.connection_id,
+            req_id=req_id,
+            close_code=base.close_code if base is not None else None,
+            close_reason=base.close_reason if base is not None else None,
+        )
+
+    async def _send(self, message: bytes, req_id: str, action: str) -> None:
+        transport = self._transport
+        if transport is None or self._closed:
+            raise self._close_error_for_send(action, req_id)
+        try:
+            transport.send(message)
+        except ConnectionError:
+            raise self._close_error_for_send(action, req_id) from None
+        await transport.drain()
+
+    # -- receiving (TransportListener) -----------------------------------------
+
+    def on_message(self, data: bytes) -> None:
+        """Transport callback: one binary message from the server."""
+        try:
+            event = self._protocol.receive(data)
+        except AvatarSDKError as err:
+            self._on_protocol_error(err)
+            return
+        if type(event) is AnimationReceived:
+            self._on_animation(event)
+        elif type(event) is SessionConfirmed:
+            if self._confirm is not None and not self._confirm.done():
+                self._confirm.set_result(event)
+        elif type(event) is ServerErrorReceived:
+            if event.fatal:
+                if self._confirm is not None and not self._confirm.done():
+                    self._confirm.set_exception(event.error)
+            elif self._cb_error is not None:
+                self._cb_error(event.error)
+            else:
+                logger.warning("avatarkit: server error: %s", event.error)
+        elif type(event) is PlaybackStateReceived and self._cb_state is not None:
+            self._cb_state(event.event)
+
+    def _on_animation(self, event: AnimationReceived) -> None:
+        if self._cb_frames is not None:
+            self._cb_frames(event.message, event.end)
+        if self._cb_playback is not None:
+            self._cb_playback(
+                PlaybackSignal(
+                    event.req_id,
+                    event.end,
+                    event.connection_id,
+                    event.avatar_id,
+                    bool(event.payload),
+                )
+            )
+        if self._cb_animation is not None or self._frame_queues:
+            frame = AnimationFrameEvent(
+                event.req_id,
+                event.end,
+                event.payload,
+                event.message,
+                event.connection_id,
+                event.avatar_id,
+            )
+            if self._cb_animation is not None:
+                self._cb_animation(frame)
+            for queue in self._frame_queues:
+                queue.put_nowait(frame)
+
+    def _on_protocol_error(self, err: AvatarSDKError) -> None:
+        if self._confirm is not None and not self._confirm.done():
+            self._confirm.set_exception(err)
+        elif self._cb_error is not None:
+            self._cb_error(err)
+        else:
+            logger.warning("avatarkit: %s", err)
+
+    def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
+        """Transport callback: the connection ended."""
+        if not self._closing:
+            phase = (
+                ErrorPhase.WEBSOCKET_HANDSHAKE.value
+                if self._protocol.state is ClientState.AWAITING_CONFIRM
+                else ErrorPhase.WEBSOCKET_RUNTIME.value
+            )
+            err = classify_close(
+                close_code, close_reason, phase=phase, connection_id=self.connection_id
+            )
+            self._close_error = err
+            if self._confirm is not None and not self._confirm.done():
+                self._confirm.set_exception(err)
+            elif self._cb_error is not None:
+                self._cb_error(err)
+            else:
+                logger.warning("avatarkit: %s", err)
+        self._finish()
+
+    def _closed_error(self, phase: str) -> AvatarSDKError:
+        return AvatarSDKError(
+            AvatarSDKErrorCode.connectionClosed,
+            "the connection closed before the session was confirmed",
+            phase=phase,
+        )
+
+    # -- streaming ------------------------------------------------------------------
+
+    async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
+        """Iterate over animation frames as they arrive, until the session ends.
+
+        Each iterator gets every frame from the moment it starts; several may
+        run at once. Ends cleanly when the session closes; a frame is never
+        dropped (the queue is unbounded, so consume promptly).
+        """
+        queue: asyncio.Queue[AnimationFrameEvent] = asyncio.Queue()
+        if self._closed:
+            return
+        self._frame_queues.append(queue)
+        try:
+            while True:
+                frame = await queue.get()
+                if frame is _CLOSED_SENTINEL:
+                    return
+                yield frame
+        finally:
+            self._frame_queues.remove(queue)
+
+    async def wait_closed(self) -> None:
+        """Wait until the session has ended (by ``close()`` or the server)."""
+        await self._disconnected.wait()
+
+
+async def _await_result(result: Awaitable[Any]) -> None:
+    await result
+
+
+_SESSION_FIELDS = frozenset(f for f in SessionConfig.__dataclass_fields__)
+
+
+def new_avatar_session(**kwargs: Any) -> AvatarSession:
+    """Create an :class:`AvatarSession` from :class:`SessionConfig` keywords.
+
+    An unknown keyword raises ``TypeError`` naming it (a typo would otherwise
+    be silently ignored).
+    """
+    transport_factory = kwargs.pop("transport_factory", None)
+    unknown = sorted(set(kwargs) - _SESSION_FIELDS)
+    if unknown:
+        raise TypeError(
+            f"new_avatar_session() got unknown keyword argument(s): {', '.join(unknown)}; "
+            f"valid ones are the SessionConfig fields"
+        )
+    return AvatarSession(SessionConfig(**kwargs), transport_factory=transport_factory)

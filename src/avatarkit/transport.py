@@ -1,0 +1,219 @@
+"""The WebSocket client, behind one small interface.
+
+:class:`Transport` is all the session needs: connect with headers, send a
+binary message, close, and a :class:`TransportListener` told of each
+incoming message and of the end of the connection. The default,
+:class:`PicowsTransport`, uses picows: its callback-per-frame design puts
+nothing (no queue, no task, no per-message object) between the socket and
+the protocol core, and it measured cheapest per received frame here (see
+BENCHMARKS.md). picows offers no permessage-deflate, which the benchmarks
+show costs CPU on every frame for small protobuf messages; the service does
+not need it, so compression is off.
+
+Another library can be plugged in by implementing :class:`Transport` and
+passing ``transport_factory`` to :class:`avatarkit.AvatarSession`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Protocol
+
+import picows
+
+from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_http_rejection
+from .protocol import redact_url
+
+__all__ = ["PicowsTransport", "Transport", "TransportFactory", "TransportListener"]
+
+logger = logging.getLogger("avatarkit.transport")
+_BINARY = picows.WSMsgType.BINARY
+
+
+class TransportListener(Protocol):
+    """What a transport reports to its owner."""
+
+    def on_message(self, data: bytes) -> None:
+        """One complete binary message arrived."""
+
+    def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
+        """The connection ended; ``close_code`` is ``None`` when no close frame came."""
+
+
+class Transport(Protocol):
+    """A connected (or connecting) WebSocket, as the session sees it."""
+
+    async def connect(
+        self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
+    ) -> None:
+        """Open the connection; raise :class:`AvatarSDKError` (phase websocket_connect)."""
+
+    def send(self, data: bytes) -> None:
+        """Queue one binary message; raise ``ConnectionError`` when closed."""
+
+    async def drain(self) -> None:
+        """Wait while the socket's write buffer is over its high-water mark."""
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        """Close politely (close frame, wait for the peer), then drop the socket."""
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+
+
+TransportFactory = Callable[[], Transport]
+
+
+def _connect_error(message: str, url: str) -> AvatarSDKError:
+    return AvatarSDKError(
+        AvatarSDKErrorCode.connectionFailed,
+        f"{message} ({redact_url(url)}); check ingress_endpoint_url and the network",
+        phase=ErrorPhase.WEBSOCKET_CONNECT.value,
+    )
+
+
+class PicowsTransport:
+    """:class:`Transport` on picows."""
+
+    __slots__ = ("_closed", "_drained", "_listener", "_ws", "_ws_listener")
+
+    def __init__(self) -> None:
+        self._ws: object | None = None
+        self._listener: TransportListener | None = None
+        self._ws_listener: object | None = None
+        self._closed = asyncio.Event()
+        self._drained: asyncio.Event | None = None
+
+    async def connect(
+        self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
+    ) -> None:
+        """Open the WebSocket; map every failure to an :class:`AvatarSDKError`."""
+        self._listener = listener
+        ssl_context = ssl.create_default_context() if url.startswith("wss:") else None
+        try:
+            ws, ws_listener = await picows.ws_connect(
+                lambda: _PicowsListener(self, listener),
+                url,
+                ssl_context=ssl_context,
+                websocket_handshake_timeout=timeout,
+                extra_headers=headers,
+                max_frame_size=64 * 1024 * 1024,
+                max_redirects=0,
+                logger_name="avatarkit.picows",
+            )
+        except picows.WSHandshakeError as exc:
+            response = exc.response
+            status = int(response.status) if response is not None else None
+            if status is None:
+                raise _connect_error(f"WebSocket handshake failed: {exc}", url) from None
+            raise classify_http_rejection(
+                status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT.value
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
+        except (OSError, picows.WSError) as exc:
+            raise _connect_error(f"cannot connect: {exc}", url) from None
+        self._ws = ws
+        self._ws_listener = ws_listener
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        ws = self._ws
+        return ws is not None and not self._closed.is_set() and not ws.is_close_frame_sent  # type: ignore[attr-defined]
+
+    def send(self, data: bytes) -> None:
+        """Queue one binary message."""
+        ws = self._ws
+        if ws is None or self._closed.is_set() or ws.is_close_frame_sent:  # type: ignore[attr-defined]
+            raise ConnectionError("WebSocket is closed")
+        ws.send(picows.WSMsgType.BINARY, data)  # type: ignore[attr-defined]
+
+    async def drain(self) -> None:
+        """Wait while the write buffer is over its high-water mark."""
+        drained = self._drained
+        if drained is not None:
+            await drained.wait()
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        """Send a close frame, wait up to ``timeout`` for the peer, then drop."""
+        ws = self._ws
+        if ws is None or self._closed.is_set():
+            return
+        try:
+            if not ws.is_close_frame_sent:  # type: ignore[attr-defined]
+                ws.send_close(picows.WSCloseCode(code), reason.encode())  # type: ignore[attr-defined]
+            try:
+                await asyncio.wait_for(self._closed.wait(), timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                logger.debug("peer did not answer the close frame in %.1f s", timeout)
+        finally:
+            ws.disconnect()  # type: ignore[attr-defined]
+            await ws.wait_disconnected()  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake."""
+        ws = self._ws
+        if ws is not None:
+            ws.disconnect(graceful=False)  # type: ignore[attr-defined]
+
+
+class _PicowsListener(picows.WSListener):
+    """Feeds frames straight into the session; reassembles fragments."""
+
+    __slots__ = ("fragments", "listener", "owner")
+
+    def __init__(self, owner: PicowsTransport, listener: TransportListener) -> None:
+        self.owner = owner
+        self.listener = listener
+        self.fragments: bytearray | None = None
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is _BINARY:
+            if frame.fin:
+                self.listener.on_message(frame.get_payload_as_bytes())
+            else:
+                self.fragments = bytearray(frame.get_payload_as_memoryview())
+        elif msg_type is picows.WSMsgType.CONTINUATION:
+            if self.fragments is None:
+                return
+            self.fragments += frame.get_payload_as_memoryview()
+            if frame.fin:
+                data, self.fragments = bytes(self.fragments), None
+                self.listener.on_message(data)
+        elif msg_type is picows.WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+        elif msg_type is picows.WSMsgType.TEXT:
+            logger.warning("ignoring a text frame: the protocol is binary only")
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        code: int | None = None
+        reason: str | None = None
+        handshake = transport.close_handshake
+        if handshake is not None and handshake.recv is not None:
+            raw = handshake.recv.code
+            code = raw.value if isinstance(raw, picows.WSCloseCode) else int(raw)
+            reason = handshake.recv.reason or None
+        owner = self.owner
+        owner._closed.set()
+        if owner._drained is not None:
+            owner._drained.set()
+        self.listener.on_closed(code, reason)
+
+    def pause_writing(self) -> None:
+        self.owner._drained = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        drained = self.owner._drained
+        if drained is not None:
+            drained.set()
+            self.owner._drained = None
