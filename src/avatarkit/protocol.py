@@ -83,6 +83,7 @@ _STATE_FROM_WIRE = {
     4: PlaybackState.INTERRUPTED,
 }
 _STATE_TO_WIRE = {v: k for k, v in _STATE_FROM_WIRE.items()}
+_parse_message = pb.Message.FromString
 
 # --------------------------------------------------------------------------
 # Encoding
@@ -271,16 +272,11 @@ class SessionConfirmed:
     capabilities: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AnimationReceived:
-    """A ``ServerResponseAnimation``; ``message`` is the whole envelope."""
-
-    req_id: str
-    end: bool
-    payload: bytes
-    connection_id: str
-    avatar_id: str
-    message: bytes
+#: An animation message is returned as the parsed ``ServerResponseAnimation``
+#: itself (fields ``req_id``, ``end``, ``animation``, ``connection_id``,
+#: ``avatar_id``): no wrapper object and no field is copied until read, since
+#: this is the per-frame path.
+AnimationReceived = pb.ServerResponseAnimation
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,9 +325,8 @@ class ClientProtocol:
 
     def receive(self, data: bytes) -> ClientEvent | None:
         """Interpret one binary message from the server."""
-        msg = pb.Message()
         try:
-            msg.ParseFromString(data)
+            msg = _parse_message(data)
         except DecodeError as exc:
             raise AvatarSDKError(
                 AvatarSDKErrorCode.protocolError,
@@ -340,10 +335,7 @@ class ClientProtocol:
             ) from None
         kind = msg.type
         if kind == MessageType.SERVER_RESPONSE_ANIMATION:
-            anim = msg.server_response_animation
-            return AnimationReceived(
-                anim.req_id, anim.end, anim.animation, anim.connection_id, anim.avatar_id, data
-            )
+            return msg.server_response_animation
         if kind == MessageType.SERVER_CONFIRM_SESSION:
             return self._on_confirm(msg.server_confirm_session)
         if kind == MessageType.SERVER_ERROR:

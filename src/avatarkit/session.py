@@ -218,6 +218,16 @@ class AvatarSession:
             cfg.console_endpoint_url, cfg.api_key, cfg.expire_at
         )
 
+    def use_session_token(self, token: str) -> None:
+        """Use a session token obtained elsewhere instead of calling ``init()``.
+
+        For apps whose backend mints tokens (keeping the API key off the
+        client). The token is never shown in ``repr()``, logs or errors.
+        """
+        if not isinstance(token, str) or not token:
+            raise ValueError("session token must be a non-empty string")
+        self._token = token
+
     async def start(self) -> str:
         """Open the WebSocket, configure the session, return the connection id.
 
@@ -474,7 +484,14 @@ class AvatarSession:
             self._on_protocol_error(err)
             return
         if type(event) is AnimationReceived:
-            self._on_animation(event)
+            if self._cb_frames is not None:
+                self._cb_frames(data, event.end)
+            if (
+                self._cb_playback is not None
+                or self._cb_animation is not None
+                or self._frame_queues
+            ):
+                self._on_animation(event, data)
         elif type(event) is SessionConfirmed:
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
@@ -489,9 +506,7 @@ class AvatarSession:
         elif type(event) is PlaybackStateReceived and self._cb_state is not None:
             self._cb_state(event.event)
 
-    def _on_animation(self, event: AnimationReceived) -> None:
-        if self._cb_frames is not None:
-            self._cb_frames(event.message, event.end)
+    def _on_animation(self, event: AnimationReceived, data: bytes) -> None:
         if self._cb_playback is not None:
             self._cb_playback(
                 PlaybackSignal(
@@ -499,15 +514,15 @@ class AvatarSession:
                     event.end,
                     event.connection_id,
                     event.avatar_id,
-                    bool(event.payload),
+                    bool(event.animation),
                 )
             )
         if self._cb_animation is not None or self._frame_queues:
             frame = AnimationFrameEvent(
                 event.req_id,
                 event.end,
-                event.payload,
-                event.message,
+                event.animation,
+                data,
                 event.connection_id,
                 event.avatar_id,
             )
