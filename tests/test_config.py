@@ -25,7 +25,10 @@ EXPIRE = datetime.now(timezone.utc) + timedelta(minutes=5)
 
 def valid_config(**overrides: object) -> SessionConfig:
     values: dict[str, object] = dict(
-        avatar_id="av", api_key=SECRET, app_id="app", expire_at=EXPIRE,
+        avatar_id="av",
+        api_key=SECRET,
+        app_id="app",
+        expire_at=EXPIRE,
         console_endpoint_url="http://127.0.0.1:1/v1/console",
         ingress_endpoint_url="ws://127.0.0.1:1/v2/driveningress",
     )
@@ -42,12 +45,22 @@ def test_builder_sets_every_field() -> None:
     lk = LiveKitEgressConfig(url="wss://x", api_token="t", room_name="r")
     cfg = (
         SessionConfigBuilder()
-        .with_avatar_id("av").with_api_key("k").with_app_id("app").with_use_query_auth(True)
-        .with_expire_at(EXPIRE).with_sample_rate(24000).with_bitrate(32000)
-        .with_audio_format(AudioFormat.OGG_OPUS).with_ogg_opus_encoder(OggOpusEncoderConfig())
-        .with_on_encoded_audio(on_encoded).with_transport_frames(frames).with_on_error(on_error)
-        .with_on_close(on_close).with_console_endpoint_url("http://c/v1/console")
-        .with_ingress_endpoint_url("ws://i").with_livekit_egress(lk)
+        .with_avatar_id("av")
+        .with_api_key("k")
+        .with_app_id("app")
+        .with_use_query_auth(True)
+        .with_expire_at(EXPIRE)
+        .with_sample_rate(24000)
+        .with_bitrate(32000)
+        .with_audio_format(AudioFormat.OGG_OPUS)
+        .with_ogg_opus_encoder(OggOpusEncoderConfig())
+        .with_on_encoded_audio(on_encoded)
+        .with_transport_frames(frames)
+        .with_on_error(on_error)
+        .with_on_close(on_close)
+        .with_console_endpoint_url("http://c/v1/console")
+        .with_ingress_endpoint_url("ws://i")
+        .with_livekit_egress(lk)
         .build()
     )
     assert (cfg.avatar_id, cfg.api_key, cfg.app_id, cfg.use_query_auth) == ("av", "k", "app", True)
@@ -76,9 +89,16 @@ def test_unknown_keyword_is_type_error() -> None:
 def test_secrets_not_in_repr() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        lk = LiveKitEgressConfig(url="wss://x", api_key=SECRET + "k", api_secret=SECRET + "s",
-                                 api_token=SECRET + "t", room_name="r")
-    cfg = valid_config(livekit_egress=lk, agora_egress=AgoraEgressConfig(channel_name="c", token=SECRET + "a"))
+        lk = LiveKitEgressConfig(
+            url="wss://x",
+            api_key=SECRET + "k",
+            api_secret=SECRET + "s",
+            api_token=SECRET + "t",
+            room_name="r",
+        )
+    cfg = valid_config(
+        livekit_egress=lk, agora_egress=AgoraEgressConfig(channel_name="c", token=SECRET + "a")
+    )
     for text in (repr(cfg), str(cfg), repr(lk), repr(cfg.agora_egress), repr(AvatarSession(cfg))):
         assert SECRET not in text
 
@@ -103,14 +123,40 @@ def test_livekit_key_secret_deprecated() -> None:
         ({"ingress_endpoint_url": ""}, "ingress_endpoint_url is required"),
         ({"ingress_endpoint_url": "gopher://x"}, "ingress_endpoint_url"),
         ({"sample_rate": 12000}, "not supported for PCM_S16LE"),
-        ({"sample_rate": 22050, "audio_format": AudioFormat.OGG_OPUS}, "not supported for OGG_OPUS"),
+        (
+            {"sample_rate": 22050, "audio_format": AudioFormat.OGG_OPUS},
+            "not supported for OGG_OPUS",
+        ),
         ({"ogg_opus_encoder": OggOpusEncoderConfig()}, "audio_format is PCM_S16LE"),
-        ({"audio_format": AudioFormat.OGG_OPUS, "ogg_opus_encoder": OggOpusEncoderConfig(frame_duration_ms=15)}, "frame_duration_ms"),
-        ({"audio_format": AudioFormat.OGG_OPUS, "ogg_opus_encoder": OggOpusEncoderConfig(application="music")}, "application"),
-        ({"livekit_egress": LiveKitEgressConfig(url="wss://x", api_token="t", room_name="r"),
-          "agora_egress": AgoraEgressConfig(channel_name="c")}, "both set"),
-        ({"livekit_egress": LiveKitEgressConfig(url="", api_token="t", room_name="r")}, "url is required"),
-        ({"livekit_egress": LiveKitEgressConfig(url="ftp://x", api_token="t", room_name="r")}, "ws, wss"),
+        (
+            {
+                "audio_format": AudioFormat.OGG_OPUS,
+                "ogg_opus_encoder": OggOpusEncoderConfig(frame_duration_ms=15),
+            },
+            "frame_duration_ms",
+        ),
+        (
+            {
+                "audio_format": AudioFormat.OGG_OPUS,
+                "ogg_opus_encoder": OggOpusEncoderConfig(application="music"),
+            },
+            "application",
+        ),
+        (
+            {
+                "livekit_egress": LiveKitEgressConfig(url="wss://x", api_token="t", room_name="r"),
+                "agora_egress": AgoraEgressConfig(channel_name="c"),
+            },
+            "both set",
+        ),
+        (
+            {"livekit_egress": LiveKitEgressConfig(url="", api_token="t", room_name="r")},
+            "url is required",
+        ),
+        (
+            {"livekit_egress": LiveKitEgressConfig(url="ftp://x", api_token="t", room_name="r")},
+            "ws, wss",
+        ),
         ({"livekit_egress": LiveKitEgressConfig(url="wss://x", room_name="r")}, "api_token"),
         ({"livekit_egress": LiveKitEgressConfig(url="wss://x", api_token="t")}, "room_name"),
         ({"agora_egress": AgoraEgressConfig()}, "channel_name"),

@@ -83,8 +83,12 @@ def test_text_rules_on_http_body(text: str, code: AvatarSDKErrorCode) -> None:
         (7, "something else", C.serverError),
     ],
 )
-def test_server_error_codes_before_text(code: int, message: str, expected: AvatarSDKErrorCode) -> None:
-    err = classify_server_error(code, message, phase="websocket_runtime", req_id="r", connection_id="c")
+def test_server_error_codes_before_text(
+    code: int, message: str, expected: AvatarSDKErrorCode
+) -> None:
+    err = classify_server_error(
+        code, message, phase="websocket_runtime", req_id="r", connection_id="c"
+    )
     assert err.code is expected
     assert err.server_code == str(code)
     assert (err.req_id, err.connection_id) == ("r", "c")
@@ -114,7 +118,8 @@ def test_http_fallbacks(status: int | None, phase: str, expected: AvatarSDKError
 
 def test_404_avatar_not_found_by_text() -> None:
     err = classify_http_rejection(
-        404, b'{"errors":[{"status":"404","title":"Not Found","detail":"avatar not found"}]}',
+        404,
+        b'{"errors":[{"status":"404","title":"Not Found","detail":"avatar not found"}]}',
         phase="websocket_connect",
     )
     assert err.code is C.avatarNotFound
@@ -122,7 +127,9 @@ def test_404_avatar_not_found_by_text() -> None:
 
 
 def test_unauthorized_title_becomes_invalid_egress_like_0_1_7() -> None:
-    err = classify_http_rejection(401, b'{"errors":[{"status":"401","title":"Unauthorized"}]}', phase="websocket_connect")
+    err = classify_http_rejection(
+        401, b'{"errors":[{"status":"401","title":"Unauthorized"}]}', phase="websocket_connect"
+    )
     assert err.code is C.invalidEgressConfig
 
 
@@ -139,8 +146,17 @@ def test_body_shapes() -> None:
 @pytest.mark.parametrize(
     ("close_code", "retryable"),
     [
-        (4001, False), (4002, True), (4003, False), (4010, False), (4503, True),
-        (4099, False), (4500, True), (None, True), (1000, True), (1006, True), (1009, False),
+        (4001, False),
+        (4002, True),
+        (4003, False),
+        (4010, False),
+        (4503, True),
+        (4099, False),
+        (4500, True),
+        (None, True),
+        (1000, True),
+        (1006, True),
+        (1009, False),
     ],
 )
 def test_close_codes(close_code: int | None, retryable: bool) -> None:
@@ -165,7 +181,9 @@ def test_error_is_plain_exception_and_picklable() -> None:
 
 
 def test_raw_body_not_in_str_or_repr() -> None:
-    err = classify_http_rejection(500, b'{"detail":"x","secret":"sk-SECRET"}', phase="websocket_connect")
+    err = classify_http_rejection(
+        500, b'{"detail":"x","secret":"sk-SECRET"}', phase="websocket_connect"
+    )
     assert "sk-SECRET" not in str(err)
     assert "sk-SECRET" not in repr(err)
     assert "sk-SECRET" in (err.raw_body or "")

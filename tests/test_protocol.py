@@ -50,7 +50,9 @@ def parse(data: bytes) -> pb.Message:
     return msg
 
 
-def open_client(capabilities: tuple[str, ...] = ("playback_control", "playback_state")) -> ClientProtocol:
+def open_client(
+    capabilities: tuple[str, ...] = ("playback_control", "playback_state"),
+) -> ClientProtocol:
     client = ClientProtocol()
     client.configure(SessionConfig())
     event = client.receive(encode_confirm("conn-1", capabilities))
@@ -89,8 +91,12 @@ def test_configure_pcm_defaults() -> None:
 
 def test_configure_opus_livekit() -> None:
     lk = LiveKitEgressConfig(
-        url="wss://lk.example", api_token="tok", room_name="room", publisher_id="pub",
-        extra_attributes={"a": "b"}, idle_timeout=30,
+        url="wss://lk.example",
+        api_token="tok",
+        room_name="room",
+        publisher_id="pub",
+        extra_attributes={"a": "b"},
+        idle_timeout=30,
     )
     cfg = SessionConfig(
         sample_rate=48000, bitrate=32000, audio_format=AudioFormat.OGG_OPUS, livekit_egress=lk
@@ -192,7 +198,9 @@ def test_runtime_server_error_not_fatal() -> None:
 
 def test_playback_state_event() -> None:
     client = open_client()
-    event = client.receive(encode_playback_state("conn-1", "r1", PlaybackState.INTERRUPTED, 1200, "explicit"))
+    event = client.receive(
+        encode_playback_state("conn-1", "r1", PlaybackState.INTERRUPTED, 1200, "explicit")
+    )
     assert isinstance(event, PlaybackStateReceived)
     assert event.event.state is PlaybackState.INTERRUPTED
     assert event.event.played_ms == 1200
@@ -293,8 +301,12 @@ def test_server_flow() -> None:
 
 
 def test_token_routes() -> None:
-    assert token_url("https://c.example/v1/console") == "https://c.example/v1/console/session-tokens"
-    assert token_url("https://c.example/v1/console/") == "https://c.example/v1/console/session-tokens"
+    assert (
+        token_url("https://c.example/v1/console") == "https://c.example/v1/console/session-tokens"
+    )
+    assert (
+        token_url("https://c.example/v1/console/") == "https://c.example/v1/console/session-tokens"
+    )
     assert token_url("https://api.example") == "https://api.example/v1/auth/session-token"
 
 
@@ -305,7 +317,9 @@ def test_token_request_body_and_headers() -> None:
     assert headers == {"X-Api-Key": "key-1", "Content-Type": "application/json"}
     assert json.loads(body) == {"expireAt": int(when.timestamp())}
     naive = datetime(2030, 1, 1)
-    assert json.loads(build_token_request("http://h", "k", naive)[2])["expireAt"] == int(when.timestamp())
+    assert json.loads(build_token_request("http://h", "k", naive)[2])["expireAt"] == int(
+        when.timestamp()
+    )
 
 
 def test_token_response_both_keys() -> None:
@@ -315,7 +329,9 @@ def test_token_response_both_keys() -> None:
 
 def test_token_response_errors() -> None:
     with pytest.raises(SessionTokenError) as info:
-        parse_token_response(401, b'{"errors":[{"status":"401","title":"bad key","detail":"invalid api key"}]}')
+        parse_token_response(
+            401, b'{"errors":[{"status":"401","title":"bad key","detail":"invalid api key"}]}'
+        )
     assert info.value.code is AvatarSDKErrorCode.sessionTokenExpired
     assert info.value.http_status == 401
     assert info.value.phase == "session_token"
@@ -332,7 +348,10 @@ def test_token_response_errors() -> None:
 
 def test_websocket_url_header_auth() -> None:
     url, headers = build_websocket_url(
-        "https://api.example/v2/driveningress", avatar_id="av", app_id="app", token="tok",
+        "https://api.example/v2/driveningress",
+        avatar_id="av",
+        app_id="app",
+        token="tok",
         use_query_auth=False,
     )
     assert url == "wss://api.example/v2/driveningress/websocket?id=av"
@@ -341,8 +360,11 @@ def test_websocket_url_header_auth() -> None:
 
 def test_websocket_url_query_auth_keeps_query() -> None:
     url, headers = build_websocket_url(
-        "http://h:1/v2/driveningress/?region=us&id=old&blank=", avatar_id="av", app_id="app",
-        token="tok", use_query_auth=True,
+        "http://h:1/v2/driveningress/?region=us&id=old&blank=",
+        avatar_id="av",
+        app_id="app",
+        token="tok",
+        use_query_auth=True,
     )
     assert url == "ws://h:1/v2/driveningress/websocket?region=us&id=av&appId=app&sessionKey=tok"
     assert headers == {}

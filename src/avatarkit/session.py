@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from . import _http
 from .config import AudioFormat, SessionConfig
 from .errors import (
     AvatarSDKError,
@@ -211,6 +210,8 @@ class AvatarSession:
         Raises :class:`~avatarkit.SessionTokenError` when the call fails and
         ``ValueError`` for configuration that can never work.
         """
+        from . import _http  # aiohttp loads on first use: keeps `import avatarkit` light
+
         cfg = self._config
         cfg.validate_for_token()
         assert cfg.expire_at is not None
