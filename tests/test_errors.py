@@ -61,7 +61,7 @@ def test_text_rules_on_server_error(text: str, code: AvatarSDKErrorCode) -> None
 
 @pytest.mark.parametrize(("text", "code"), TEXT_ROWS)
 def test_text_rules_on_http_body(text: str, code: AvatarSDKErrorCode) -> None:
-    body = '{"errors":[{"status":"418","code":"x","title":"t","detail":"%s"}]}' % text
+    body = f'{{"errors":[{{"status":"418","code":"x","title":"t","detail":"{text}"}}]}}'
     err = classify_http_rejection(418, body, phase="websocket_connect")
     assert err.code is code
     assert err.raw_body == body

@@ -29,8 +29,8 @@ from avatarkit.protocol import (
     build_websocket_url,
     encode_animation,
     encode_audio_input,
-    encode_confirm,
     encode_configure,
+    encode_confirm,
     encode_interrupt,
     encode_pause,
     encode_playback_state,
@@ -221,7 +221,7 @@ def test_unknown_message_types_and_fields_are_ignored() -> None:
 
 def test_request_id_lifecycle() -> None:
     client = open_client()
-    first, msg1 = client.audio(b"\x00\x00", False)
+    first, _msg1 = client.audio(b"\x00\x00", False)
     assert REQ_ID.match(first)
     again, _ = client.audio(b"\x00\x00", False)
     assert again == first

@@ -7,6 +7,7 @@ a DevServer (aiohttp) started per test by the ``avatar_server`` fixture.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -452,7 +453,7 @@ async def test_dropped_connection_is_retryable(avatar_server: DevServer) -> None
 async def test_upgrade_rejections(
     avatar_server: DevServer, status: int, detail: str, code: AvatarSDKErrorCode
 ) -> None:
-    body = '{"errors":[{"status":"%d","title":"Rejected","detail":"%s"}]}' % (status, detail)
+    body = json.dumps({"errors": [{"status": str(status), "title": "Rejected", "detail": detail}]})
     avatar_server.faults.reject_upgrade(status, body)
     session = make_session(avatar_server)
     await session.init()
