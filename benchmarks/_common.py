@@ -1,0 +1,201 @@
+"""Helpers shared by the benchmark processes (standard library only).
+
+Every client and the flood server import this module, including the runner
+that executes under the separate avatarkit 0.1.7 virtualenv, so it must not
+import ``avatarkit``, numpy or anything outside the standard library.
+
+Conventions every script follows:
+
+- Human-readable progress goes to stderr.
+- The one machine-readable result is the last stdout line, ``RESULT <json>``;
+  the driver (``python -m benchmarks``) reads only that line.
+- Realtime frames carry two float64 (little endian) ``time.monotonic()``
+  values in the last 16 bytes of their animation payload: the server's send
+  time, then the frame's due time. The payload is the last field of the
+  envelope (``avatar_id`` is left empty), so the due time is also the last 8
+  bytes of the serialized ``Message``: a client reads it the same way from an
+  envelope (what ``transport_frames`` gets) or from a parsed payload.
+  CLOCK_MONOTONIC is system-wide on Linux, so the value compares across
+  processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+FRAME_HZ = 25
+FRAME_PERIOD = 1.0 / FRAME_HZ
+SAMPLE_RATE = 16000
+CHUNK_MS = 40
+CHUNK_BYTES = SAMPLE_RATE * CHUNK_MS // 1000 * 2  # 16-bit mono PCM: 1280 bytes
+DEFAULT_PAYLOAD = 600
+
+_TAIL = struct.Struct("<dd")  # send time, due time
+_DUE = struct.Struct("<d")
+TAIL_BYTES = _TAIL.size
+
+WS_PATH = "/v2/driveningress/websocket"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WIRE_PB2 = os.path.join(REPO_ROOT, "src", "avatarkit", "proto", "avatarkit_wire_pb2.py")
+
+
+def load_wire_pb2() -> Any:
+    """The project's generated wire module, loaded without importing the SDK.
+
+    The floor clients and the flood server need only the message classes;
+    importing ``avatarkit.proto`` would run the SDK package's ``__init__``.
+    """
+    import importlib.util
+
+    name = "avatarkit_wire_pb2"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, WIRE_PB2)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def protobuf_backend() -> str:
+    from google.protobuf.internal import api_implementation
+
+    return str(api_implementation.Type())
+
+
+def log(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """Print the machine-readable result line (the last stdout line)."""
+    sys.stdout.write("RESULT " + json.dumps(result, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def parse_result(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+    return None
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (RUSAGE_SELF)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def vmrss_kib() -> int:
+    """Resident set size of this process, from /proc/self/status (KiB)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def raise_nofile_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def pack_times(buf: bytearray, send_time: float, due_time: float) -> None:
+    """Write (send, due) into the last 16 bytes of ``buf``."""
+    _TAIL.pack_into(buf, len(buf) - TAIL_BYTES, send_time, due_time)
+
+
+def due_time_of(buf: bytes | bytearray | memoryview) -> float:
+    """Due time stored in the last 8 bytes of an envelope or payload."""
+    return _DUE.unpack_from(buf, len(buf) - 8)[0]  # type: ignore[no-any-return]
+
+
+def frame_times(buf: bytes | bytearray | memoryview) -> tuple[float, float]:
+    """(server send time, due time) from the last 16 bytes."""
+    sent, due = _TAIL.unpack_from(buf, len(buf) - TAIL_BYTES)
+    return sent, due
+
+
+def quantiles(values: Sequence[float], qs: Sequence[float]) -> list[float | None]:
+    """Nearest-rank quantiles (q in [0, 1]); None for an empty sample."""
+    if not values:
+        return [None for _ in qs]
+    s = sorted(values)
+    n = len(s)
+    out: list[float | None] = []
+    for q in qs:
+        idx = min(n - 1, max(0, int(q * n + 0.999999) - 1))
+        out.append(s[idx])
+    return out
+
+
+def summarize_ms(values: Sequence[float]) -> dict[str, Any]:
+    """p50/p90/p99/max (and count) of a sample in seconds, reported in ms."""
+    p50, p90, p99, p999, pmax = quantiles(values, (0.5, 0.9, 0.99, 0.999, 1.0))
+
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000.0, 4)
+
+    return {
+        "count": len(values),
+        "p50_ms": ms(p50),
+        "p90_ms": ms(p90),
+        "p99_ms": ms(p99),
+        "p999_ms": ms(p999),
+        "max_ms": ms(pmax),
+        "mean_ms": ms(sum(values) / len(values)) if values else None,
+    }
+
+
+def install_event_loop(kind: str) -> str:
+    """Select the event loop implementation; returns what is in use."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log("uvloop requested but not installed; using asyncio's default loop")
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    return "asyncio"
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "nproc": len(os.sched_getaffinity(0)),
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+    }
+
+
+def now() -> float:
+    return time.monotonic()

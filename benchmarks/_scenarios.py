@@ -1,0 +1,447 @@
+"""The measured scenarios, written once against a small client interface.
+
+Each client script (floor, websockets, SDK runner) supplies an adapter with
+``open(on_frame)``, ``send_audio(handle, data, end)`` and ``close(handle)``
+and calls :func:`main`. So every client runs exactly the same measurement
+code; only what sits between the socket and ``on_frame(bytes, is_last)``
+differs. Standard library only (the SDK runner also executes under the
+avatarkit 0.1.7 virtualenv).
+
+Scenarios (``--scenario``):
+
+``flood``
+    ``--sessions`` sessions are set up (not measured), then each sends one
+    audio message and the server floods ``--frames`` frames on each. Measured
+    from the first send to the last ``end`` frame: client CPU (user+sys,
+    RUSAGE_SELF) per received frame, wall time, frames lost.
+``setup``
+    ``--setups`` sequential set-ups (token call + WebSocket + configure/
+    confirm), each closed before the next, after ``--warmup`` unmeasured
+    ones: latency p50/p99, the two phases, CPU per set-up.
+``realtime``
+    ``--sessions`` sessions set up (``--concurrency`` at a time), then each
+    sends ``--frames`` chunks of 16 kHz PCM (40 ms, 1280 bytes) at real-time
+    pace, start times spread evenly over one 40 ms period; the server answers
+    with frames paced at 25/s. Measured: delay from each frame's due time to
+    the callback (p50/p99/max), frames lost, CPU share, VmRSS growth per
+    session, and how late the audio senders woke (the loop's own lag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+import traceback
+import urllib.request
+from array import array
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from _common import (
+    CHUNK_BYTES,
+    FRAME_PERIOD,
+    cpu_seconds,
+    emit_result,
+    frame_times,
+    install_event_loop,
+    log,
+    machine_info,
+    raise_nofile_limit,
+    summarize_ms,
+    vmrss_kib,
+)
+
+OnFrame = Callable[[bytes, bool], None]
+
+
+class Adapter(Protocol):
+    name: str
+
+    async def setup(self) -> None: ...
+    async def open_token(self, on_frame: OnFrame) -> Any: ...
+    async def open_ws(self, token_state: Any) -> Any: ...
+    async def send_audio(self, handle: Any, data: bytes, end: bool) -> None: ...
+    async def close(self, handle: Any) -> None: ...
+    async def teardown(self) -> None: ...
+    def info(self) -> dict[str, Any]: ...
+
+
+async def open_session(adapter: Adapter, on_frame: OnFrame) -> Any:
+    token_state = await adapter.open_token(on_frame)
+    return await adapter.open_ws(token_state)
+
+
+class _FloodState:
+    __slots__ = ("done", "n")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.n = 0
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def on_frame(self, buf: bytes, is_last: bool) -> None:
+        self.n += 1
+        if is_last and not self.done.done():
+            self.done.set_result(None)
+
+
+class _RealtimeState:
+    """Per-session recorder. Samples go into slots of preallocated arrays
+    (allocated before the memory baseline), so recording adds no memory that
+    would be counted as the SDK's per-session cost."""
+
+    __slots__ = ("base", "cap", "delays", "done", "n", "transits")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delays: array[float],
+        transits: array[float],
+        base: int,
+        cap: int,
+    ) -> None:
+        self.n = 0
+        self.base = base
+        self.cap = cap
+        self.delays = delays
+        self.transits = transits
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def on_frame(self, buf: bytes, is_last: bool) -> None:
+        now = time.monotonic()
+        sent, due = frame_times(buf)
+        n = self.n
+        if n < self.cap:
+            i = self.base + n
+            self.delays[i] = now - due
+            self.transits[i] = now - sent
+        self.n = n + 1
+        if is_last and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _open_many(
+    adapter: Adapter, callbacks: list[OnFrame], concurrency: int
+) -> tuple[list[Any], int]:
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+
+    async def one(cb: OnFrame) -> Any:
+        nonlocal failures
+        async with sem:
+            try:
+                return await open_session(adapter, cb)
+            except Exception as exc:
+                failures += 1
+                if failures <= 3:
+                    log(f"{adapter.name}: set-up failed: {exc!r}")
+                return None
+
+    handles = await asyncio.gather(*(one(cb) for cb in callbacks))
+    return list(handles), failures
+
+
+async def _close_many(adapter: Adapter, handles: list[Any], concurrency: int) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(h: Any) -> None:
+        if h is None:
+            return
+        async with sem:
+            try:
+                await asyncio.wait_for(adapter.close(h), 10)
+            except Exception as exc:  # closing is not measured
+                log(f"{adapter.name}: close failed: {exc!r}")
+
+    await asyncio.gather(*(one(h) for h in handles))
+
+
+def _server_stats(url: str | None, reset: bool) -> dict[str, Any] | None:
+    """The flood server's own counters for the measured window (blocking,
+    called only outside the window)."""
+    if not url:
+        return None
+    req = urllib.request.Request(
+        url + ("/reset" if reset else ""), method="POST" if reset else "GET"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except Exception as exc:
+        log(f"server stats unavailable: {exc!r}")
+        return None
+
+
+async def run_flood(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    states = [_FloodState(loop) for _ in range(args.sessions)]
+    handles, failures = await _open_many(adapter, [s.on_frame for s in states], args.concurrency)
+    chunk = bytes(CHUNK_BYTES)
+    live = [(h, s) for h, s in zip(handles, states, strict=True) if h is not None]
+    gc.collect()
+    _server_stats(args.server_stats, reset=True)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu0 = cpu_seconds()
+    t0 = time.monotonic()
+    await asyncio.gather(*(adapter.send_audio(h, chunk, True) for h, _ in live))
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.done for _, s in live)), args.timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+    t1 = time.monotonic()
+    cpu1 = cpu_seconds()
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    server = _server_stats(args.server_stats, reset=False)
+    received = sum(s.n for s in states)
+    expected = args.sessions * args.frames
+    await _close_many(adapter, handles, args.concurrency)
+    cpu = cpu1 - cpu0
+    wall = t1 - t0
+    return {
+        "server": server,
+        "sessions": args.sessions,
+        "frames_per_session": args.frames,
+        "frames_expected": expected,
+        "frames_received": received,
+        "frames_lost": expected - received,
+        "setup_failures": failures,
+        "timed_out": timed_out,
+        "cpu_s": round(cpu, 6),
+        "wall_s": round(wall, 6),
+        "cpu_us_per_frame": round(cpu / received * 1e6, 4) if received else None,
+        "frames_per_s": round(received / wall, 1) if wall > 0 else None,
+        "cpu_share": round(cpu / wall, 4) if wall > 0 else None,
+    }
+
+
+async def run_setup(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    def ignore(buf: bytes, is_last: bool) -> None:
+        pass
+
+    totals: list[float] = []
+    tokens: list[float] = []
+    sockets: list[float] = []
+    failures = 0
+    cpu = 0.0
+    for i in range(args.warmup + args.setups):
+        if i == args.warmup:
+            _server_stats(args.server_stats, reset=True)
+        c0 = cpu_seconds()
+        t0 = time.monotonic()
+        try:
+            token_state = await adapter.open_token(ignore)
+            t1 = time.monotonic()
+            handle = await adapter.open_ws(token_state)
+            t2 = time.monotonic()
+        except Exception as exc:
+            failures += 1
+            if failures <= 3:
+                log(f"{adapter.name}: set-up failed: {exc!r}")
+            continue
+        c1 = cpu_seconds()
+        await adapter.close(handle)
+        if i >= args.warmup:
+            totals.append(t2 - t0)
+            tokens.append(t1 - t0)
+            sockets.append(t2 - t1)
+            cpu += c1 - c0
+    server = _server_stats(args.server_stats, reset=False)
+    n = len(totals)
+    if server and n:
+        server["cpu_ms_per_setup"] = round(server["cpu_s"] / (n + failures) * 1e3, 4)
+    return {
+        "server": server,
+        "setups": args.setups,
+        "measured": n,
+        "failures": failures,
+        "total": summarize_ms(totals),
+        "token": summarize_ms(tokens),
+        "websocket": summarize_ms(sockets),
+        "cpu_ms_per_setup": round(cpu / n * 1e3, 4) if n else None,
+    }
+
+
+async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    n_sessions = args.sessions
+    frames = args.frames
+    total = n_sessions * frames
+    # Preallocated (and touched) before the memory baseline.
+    delays = array("d", bytes(8 * total))
+    transits = array("d", bytes(8 * total))
+    send_lag = array("d", bytes(8 * total))
+    # Warm up once so lazily imported modules and pools are not counted
+    # as per-session memory.
+    warm = _RealtimeState(loop, array("d", [0.0]), array("d", [0.0]), 0, 0)
+    h = await open_session(adapter, warm.on_frame)
+    await adapter.close(h)
+    states = [_RealtimeState(loop, delays, transits, i * frames, frames) for i in range(n_sessions)]
+    chunk = bytes(CHUNK_BYTES)
+    gc.collect()
+    rss_base = vmrss_kib()
+
+    t_setup0 = time.monotonic()
+    handles, failures = await _open_many(adapter, [s.on_frame for s in states], args.concurrency)
+    setup_wall = time.monotonic() - t_setup0
+    rss_open = vmrss_kib()
+    gc.collect()
+    start = time.monotonic() + 0.3
+    rss_peak = rss_open
+
+    async def feeder(i: int, h: Any) -> None:
+        base = start + FRAME_PERIOD * i / n_sessions
+        slot = i * frames
+        for k in range(frames):
+            due = base + k * FRAME_PERIOD
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            send_lag[slot + k] = time.monotonic() - due
+            await adapter.send_audio(h, chunk, k == frames - 1)
+
+    stop_sampler = False
+
+    async def sampler() -> None:
+        nonlocal rss_peak
+        while not stop_sampler:
+            rss_peak = max(rss_peak, vmrss_kib())
+            await asyncio.sleep(0.25)
+
+    live = [
+        (i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h is not None
+    ]
+    _server_stats(args.server_stats, reset=True)
+    cpu0 = cpu_seconds()
+    t0 = time.monotonic()
+    sampler_task = asyncio.create_task(sampler())
+    feeder_errors = 0
+    results = await asyncio.gather(*(feeder(i, h) for i, h, _ in live), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            feeder_errors += 1
+            if feeder_errors <= 3:
+                log(f"{adapter.name}: send failed: {r!r}")
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.done for _, _, s in live)), args.timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+    t1 = time.monotonic()
+    cpu1 = cpu_seconds()
+    server = _server_stats(args.server_stats, reset=False)
+    stop_sampler = True
+    await sampler_task
+    rss_peak = max(rss_peak, vmrss_kib())
+    received = sum(s.n for s in states)
+    await _close_many(adapter, handles, args.concurrency)
+    cpu = cpu1 - cpu0
+    wall = t1 - t0
+
+    def recorded(values: array[float]) -> list[float]:
+        out: list[float] = []
+        for i, s in enumerate(states):
+            out.extend(values[i * frames : i * frames + min(s.n, frames)])
+        return out
+
+    sent = [(i, h) for i, h, _ in live]
+    lags = [v for i, _ in sent for v in send_lag[i * frames : (i + 1) * frames]]
+    return {
+        "server": server,
+        "sessions": n_sessions,
+        "frames_per_session": frames,
+        "frames_expected": total,
+        "frames_received": received,
+        "frames_lost": total - received,
+        "sessions_incomplete": sum(1 for s in states if not s.done.done()),
+        "setup_failures": failures,
+        "send_failures": feeder_errors,
+        "timed_out": timed_out,
+        "setup_wall_s": round(setup_wall, 3),
+        "delay": summarize_ms(recorded(delays)),
+        "transit": summarize_ms(recorded(transits)),
+        "send_lag": summarize_ms(lags),
+        "cpu_s": round(cpu, 4),
+        "wall_s": round(wall, 4),
+        "cpu_share": round(cpu / wall, 4) if wall > 0 else None,
+        "cpu_us_per_frame": round(cpu / received * 1e6, 3) if received else None,
+        "rss_base_kib": rss_base,
+        "rss_open_kib": rss_open,
+        "rss_peak_kib": rss_peak,
+        "rss_kib_per_session": round((rss_peak - rss_base) / n_sessions, 2),
+    }
+
+
+SCENARIOS = {"flood": run_flood, "setup": run_setup, "realtime": run_realtime}
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
+    p.add_argument("--console", required=True, help="console endpoint URL (ends in /v1/console)")
+    p.add_argument("--ingress", required=True, help="ingress endpoint URL")
+    p.add_argument("--sessions", type=int, default=50)
+    p.add_argument("--frames", type=int, default=2000, help="frames per session (server setting)")
+    p.add_argument("--setups", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--timeout", type=float, default=60.0, help="bound on waiting for frames")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="flood: write cProfile stats of the measured window to this file",
+    )
+    p.add_argument(
+        "--server-stats",
+        default=None,
+        help="flood server /stats URL: read its counters for the measured window",
+    )
+    return p
+
+
+def main(
+    make_adapter: Callable[[argparse.Namespace], Adapter],
+    description: str,
+    argv: list[str] | None = None,
+) -> int:
+    args = build_parser(description).parse_args(argv)
+    loop_kind = install_event_loop(args.loop)
+    raise_nofile_limit()
+
+    adapter = make_adapter(args)
+
+    async def amain() -> dict[str, Any]:
+        await adapter.setup()
+        try:
+            return await SCENARIOS[args.scenario](adapter, args)
+        finally:
+            await adapter.teardown()
+
+    try:
+        result = asyncio.run(amain())
+    except Exception as exc:
+        traceback.print_exc()
+        emit_result({"ok": False, "error": repr(exc), "scenario": args.scenario})
+        return 1
+    adapter_info = adapter.info()
+    result.update(
+        ok=True,
+        scenario=args.scenario,
+        loop=loop_kind,
+        client=adapter_info,
+        machine=machine_info(),
+        python_executable=sys.executable,
+    )
+    emit_result(result)
+    return 0

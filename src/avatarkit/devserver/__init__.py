@@ -1,0 +1,31 @@
+"""The local avatar service (``avatarkit serve``): the whole protocol, offline.
+
+:class:`DevServer` runs in process (tests, demos) or from the command line
+(``avatarkit serve``, ``python -m avatarkit.devserver``); the pytest plugin in
+:mod:`avatarkit.testing` gives each test its own. Animation payloads it sends
+decode with :func:`decode_animation`.
+"""
+
+from __future__ import annotations
+
+from .animation import decode_animation
+from .auth import DEV_API_KEY, DEV_APP_ID, DEV_AVATAR_ID
+from .connection import ServiceSettings
+from .faults import NEXT, FaultRule, Faults
+from .server import DevServer
+from .state import EgressState, RequestState, SessionState
+
+__all__ = [
+    "DEV_API_KEY",
+    "DEV_APP_ID",
+    "DEV_AVATAR_ID",
+    "NEXT",
+    "DevServer",
+    "EgressState",
+    "FaultRule",
+    "Faults",
+    "RequestState",
+    "ServiceSettings",
+    "SessionState",
+    "decode_animation",
+]

@@ -1,0 +1,254 @@
+"""``avatarkit serve``: run the local avatar service from the command line.
+
+Also ``python -m avatarkit.devserver``. Binds loopback by default, prints the
+console and ingress URLs and the dev credentials, and closes every session
+(close code 1001) on SIGINT/SIGTERM before exiting 0.
+
+A ``--config`` TOML file may hold any option (command-line options win)::
+
+    host = "127.0.0.1"
+    port = 8080
+    pace = "realtime"            # or "fast"
+    idle_timeout = 60            # seconds; 0 = no limit
+    max_session_seconds = 0      # 0 = no limit
+    max_sessions_per_app = 0     # 0 = no limit
+    max_message_size = 16777216  # bytes
+    pause_timeout = 0            # seconds; 0 = no limit
+    avatars = ["my-avatar"]
+
+    [api_keys]                   # API key = app id
+    "my-key" = "my-app"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["add_serve_arguments", "run_serve", "serve_main"]
+
+_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "pace": "realtime",
+    "idle_timeout": 60.0,
+    "max_session_seconds": 0.0,
+    "max_sessions_per_app": 0,
+    "max_message_size": 16 * 1024 * 1024,
+    "pause_timeout": 0.0,
+}
+
+
+class ServeConfigError(Exception):
+    """The options or the config file are wrong; the message says how."""
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` options to ``parser`` (defaults resolved in :func:`run_serve`)."""
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1: loopback only)")
+    parser.add_argument("--port", type=int, help="TCP port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        help="realtime: frames paced like a live avatar (default); fast: as soon as computed",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY:APP_ID",
+        help="accept another API key for an app id (repeatable)",
+    )
+    parser.add_argument(
+        "--avatar", action="append", default=[], metavar="ID", help="accept another avatar id"
+    )
+    parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close sessions with no audio for this long (default 60; 0 = never)",
+    )
+    parser.add_argument(
+        "--max-session-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="close sessions (4002) after this long (default 0 = no limit)",
+    )
+    parser.add_argument(
+        "--max-sessions-per-app",
+        type=int,
+        metavar="N",
+        help="refuse (4003) sessions beyond N per app id (default 0 = no limit)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=int,
+        metavar="BYTES",
+        help="largest client message accepted (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--pause-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="interrupt requests paused this long (default 0 = never)",
+    )
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib as toml
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as toml  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise ServeConfigError(
+                "--config needs Python 3.11+ (tomllib) or the 'tomli' package: pip install tomli"
+            ) from None
+    try:
+        with open(path, "rb") as fh:
+            data: dict[str, Any] = toml.load(fh)
+    except OSError as exc:
+        raise ServeConfigError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # TOMLDecodeError
+        raise ServeConfigError(f"--config {path} is not valid TOML: {exc}") from None
+    return data
+
+
+def _parse_api_key(text: str) -> tuple[str, str]:
+    key, sep, app_id = text.partition(":")
+    if not sep or not key or not app_id:
+        raise ServeConfigError(f"--api-key {text!r} must look like KEY:APP_ID")
+    return key, app_id
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """DevServer keyword arguments from the options, the config file and the defaults."""
+    file_cfg: dict[str, Any] = _read_toml(args.config) if getattr(args, "config", None) else {}
+    known = set(_DEFAULTS) | {"api_keys", "avatars"}
+    unknown = sorted(set(file_cfg) - known)
+    if unknown:
+        raise ServeConfigError(
+            f"unknown option(s) in --config: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    opts: dict[str, Any] = {}
+    for name, default in _DEFAULTS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            value = file_cfg.get(name, default)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ServeConfigError(f"{name} must be a number, not {value!r}")
+            if value < 0:
+                raise ServeConfigError(f"{name} must be >= 0")
+        opts[name] = value
+    if opts["pace"] not in ("realtime", "fast"):
+        raise ServeConfigError(f"pace must be 'realtime' or 'fast', not {opts['pace']!r}")
+    if not isinstance(opts["host"], str):
+        raise ServeConfigError("host must be a string")
+    api_keys: dict[str, str] = {}
+    file_keys = file_cfg.get("api_keys", {})
+    if not isinstance(file_keys, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and v for k, v in file_keys.items()
+    ):
+        raise ServeConfigError('api_keys in --config must be a table of "key" = "app id"')
+    api_keys.update(file_keys)
+    for text in getattr(args, "api_key", None) or ():
+        key, app_id = _parse_api_key(text)
+        api_keys[key] = app_id
+    avatars = file_cfg.get("avatars", [])
+    if not isinstance(avatars, list) or not all(isinstance(a, str) and a for a in avatars):
+        raise ServeConfigError("avatars in --config must be a list of avatar ids")
+    avatars = [*avatars, *(getattr(args, "avatar", None) or ())]
+    return {
+        "host": opts["host"],
+        "port": int(opts["port"]),
+        "pace": opts["pace"],
+        "api_keys": api_keys,
+        "avatars": avatars,
+        "idle_timeout": float(opts["idle_timeout"]) or None,
+        "max_session_seconds": float(opts["max_session_seconds"]) or None,
+        "max_sessions_per_app": int(opts["max_sessions_per_app"]) or None,
+        "max_message_size": int(opts["max_message_size"]),
+        "pause_timeout": float(opts["pause_timeout"]) or None,
+    }
+
+
+def _banner(server: Any, kwargs: dict[str, Any]) -> str:
+    lines = [
+        f"avatarkit local avatar service, pace {server.pace}",
+        f"  console URL:  {server.console_url}",
+        f"  ingress URL:  {server.ingress_url}",
+        f"  API key:      {server.api_key}   (app id {server.app_id})",
+        f"  avatar id:    {server.avatar_id}",
+    ]
+    for key, app_id in kwargs["api_keys"].items():
+        lines.append(f"  API key:      {key}   (app id {app_id})")
+    for avatar in kwargs["avatars"]:
+        lines.append(f"  avatar id:    {avatar}")
+    if kwargs["host"] not in ("127.0.0.1", "::1", "localhost"):
+        lines.append(f"  warning: bound to {kwargs['host']}, reachable beyond this machine")
+    lines.append("Ctrl+C stops it.")
+    return "\n".join(lines)
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 if it cannot start, 2 on bad options."""
+    try:
+        kwargs = _resolve(args)
+    except ServeConfigError as exc:
+        print(f"avatarkit serve: error: {exc}", file=sys.stderr)
+        return 2
+    from .server import DevServer
+
+    try:
+        server = DevServer(**kwargs)
+    except ValueError as exc:
+        print(f"avatarkit serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await server.start()
+    except OSError as exc:
+        print(
+            f"avatarkit serve: cannot listen on {kwargs['host']}:{kwargs['port']}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            pass
+    try:
+        print(_banner(server, kwargs), flush=True)
+        await stop.wait()
+        print("avatarkit serve: stopping, closing sessions...", file=sys.stderr, flush=True)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await server.close()
+    return 0
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m avatarkit.devserver`` (and ``avatarkit serve``)."""
+    parser = argparse.ArgumentParser(
+        prog="avatarkit serve",
+        description="Run the local avatar service: the avatar protocol, offline, on one port.",
+    )
+    add_serve_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run_serve(args))
+    except KeyboardInterrupt:  # platforms without loop signal handlers
+        return 0

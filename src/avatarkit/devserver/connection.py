@@ -1,0 +1,837 @@
+"""One ingress WebSocket connection: handshake, audio in, paced animation out.
+
+Two coroutines per connection and nothing per frame:
+
+* the **reader** (the aiohttp handler itself) parses each client message with
+  :class:`~avatarkit.protocol.ServerProtocol`, decodes audio, runs the
+  request's :class:`~avatarkit.devserver.animation.AnimationAnalyzer` and
+  queues the frames it returns;
+* the **pacer** (one task) sends queued frames when they are due and watches
+  the connection's deadlines (idle, session duration, pause timeout). It sleeps
+  on one future woken either by a single ``loop.call_at`` timer or by the
+  reader when something changes.
+
+State changes are made synchronously before any ``await`` so that a message
+arriving mid-send (an interrupt, say) always sees a consistent request.
+
+Output rules (see :class:`~avatarkit.devserver.DevServer` for the whole
+behaviour): frame ``k`` of a request is due at ``start + k * 40 ms`` in
+``realtime`` pace (``start`` = arrival of the request's first audio, shifted by
+time spent paused or stalled by a fault), at once in ``fast`` pace. The newest
+computed frame is held back until more audio or the request's ``end=true``
+arrives, so the last frame is the one that carries ``end=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from ..config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
+from ..events import PlaybackState
+from ..protocol import (
+    CAPABILITY_PLAYBACK_CONTROL,
+    CAPABILITY_PLAYBACK_STATE,
+    ClientAudio,
+    ClientControl,
+    MessageType,
+    ProtocolViolation,
+    ServerProtocol,
+    encode_animation,
+    encode_confirm,
+    encode_playback_state,
+    encode_server_error,
+)
+from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
+from .egress import EgressConfigError, validate_egress
+from .faults import FaultRule, Faults
+from .state import RequestState, SessionState
+
+if TYPE_CHECKING:
+    from ..proto import avatarkit_wire_pb2 as pb
+
+__all__ = ["Connection", "IngressWebSocket", "ServiceSettings"]
+
+log = logging.getLogger("avatarkit.devserver")
+
+CAPABILITIES = (CAPABILITY_PLAYBACK_CONTROL, CAPABILITY_PLAYBACK_STATE)
+_FRAME_S = FRAME_MS / 1000.0
+_PROGRESS_EVERY = 1000 // FRAME_MS  # egress mode: one progress signal per second of audio
+_FAIR_BATCH = 32  # fast pace: yield to other connections after this many frames
+_BATCH_REALTIME = 10  # frames analysed at a time, just ahead of the output
+_BATCH_FAST = 50
+_MAX_TEXT = 1000  # ServerError messages are cut to this many characters
+
+# gRPC / HTTP-like ServerError codes the service uses.
+CODE_INVALID_ARGUMENT = 3  # bad request (or egress config, when the text names it)
+CODE_INTERNAL = 13
+CODE_BAD_REQUEST = 400  # protocol violations, unsupported sample rate (not 3: see PROTOCOL.md 6)
+CODE_IDLE = 408
+
+# Close codes.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_SESSION_DURATION = 4002
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """Per-server behaviour shared by its connections."""
+
+    pace: str = "realtime"
+    idle_timeout: float | None = 60.0
+    pause_timeout: float | None = None
+    max_session_seconds: float | None = None
+    close_timeout: float = 2.0
+    max_message_size: int = 16 * 1024 * 1024
+
+
+class IngressWebSocket(web.WebSocketResponse):
+    """aiohttp's WebSocket response, telling the client why before a protocol close.
+
+    aiohttp closes by itself (1009 for a message over ``max_msg_size``, 1002
+    or 1007 for broken frames). The hook lets the connection send a
+    ``ServerError`` first, so the client learns what happened.
+    """
+
+    on_protocol_close: Callable[[int], Awaitable[None]] | None = None
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        hook = self.on_protocol_close
+        if hook is not None and code in (1002, 1007, CLOSE_TOO_BIG) and not self.closed:
+            self.on_protocol_close = None
+            with contextlib.suppress(Exception):  # the close must happen whatever the hook did
+                await hook(code)
+            if not message:
+                message = b"message too big" if code == CLOSE_TOO_BIG else b"protocol error"
+        return await super().close(code=code, message=message, drain=drain)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _close_reason(text: str) -> bytes:
+    """A close reason within the 123-byte limit of a close frame."""
+    data = text.encode()
+    if len(data) <= 120:
+        return data
+    return data[:117].decode("utf-8", "ignore").encode() + b"..."
+
+
+class _Request:
+    """Runtime of one request still producing output (its state is ``info``).
+
+    Audio is analysed lazily: decoded PCM waits in ``raw`` and the pacer runs
+    the analyzer a batch at a time just ahead of the frames it sends, so a
+    whole clip arriving at once costs no burst of work, and audio of a request
+    that gets interrupted is never analysed.
+    """
+
+    __slots__ = (
+        "analyzer",
+        "batch_samples",
+        "carry",
+        "decoder",
+        "delay_checked",
+        "flushed",
+        "info",
+        "pause_started",
+        "pending",
+        "raw",
+        "started",
+        "t0",
+    )
+
+    def __init__(
+        self, info: RequestState, analyzer: AnimationAnalyzer, t0: float, batch_frames: int
+    ) -> None:
+        self.info = info
+        self.analyzer = analyzer
+        self.batch_samples = batch_frames * info.sample_rate * FRAME_MS // 1000
+        self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
+        self.carry = b""  # odd trailing byte of PCM split across messages
+        self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
+        self.pending: deque[AnimationFrame | None] = deque()  # None: empty end marker
+        self.flushed = False  # the analyzer has returned the request's last frame
+        self.t0 = t0  # realtime: time frame 0 is due; fast: not before this time
+        self.pause_started = 0.0
+        self.started = False  # PLAYING was reported
+        self.delay_checked = False  # fault delays consulted for the next frame
+
+    def can_emit(self) -> bool:
+        """Whether the next frame may be sent, analysing more audio if needed.
+
+        The newest frame is held back until more audio or the request's end
+        arrives, so that the frame carrying ``end=true`` is the last one.
+        """
+        pending = self.pending
+        if len(pending) < 2:
+            self._analyze()
+        return len(pending) >= 2 or (self.flushed and len(pending) == 1)
+
+    def _analyze(self) -> None:
+        info = self.info
+        pending = self.pending
+        raw = self.raw
+        while len(pending) < 2 and raw:
+            frames = self.analyzer.push(self._take(self.batch_samples))
+            info.frames_computed += len(frames)
+            pending.extend(frames)
+        if len(pending) < 2 and not raw and info.end_received and not self.flushed:
+            self.flushed = True
+            frames = self.analyzer.flush()
+            info.frames_computed += len(frames)
+            pending.extend(frames)
+            if info.frames_computed == 0:
+                pending.append(None)
+
+    def _take(self, n: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+        raw = self.raw
+        parts = []
+        got = 0
+        while raw and got < n:
+            head = raw[0]
+            if head.size <= n - got:
+                parts.append(raw.popleft())
+                got += head.size
+            else:
+                cut = n - got
+                parts.append(head[:cut])
+                raw[0] = head[cut:]
+                got = n
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def drop(self) -> None:
+        self.raw.clear()
+        self.pending.clear()
+
+
+class Connection:
+    """The service side of one ingress WebSocket, after the upgrade."""
+
+    def __init__(
+        self,
+        *,
+        ws: IngressWebSocket,
+        request: web.Request,
+        state: SessionState,
+        settings: ServiceSettings,
+        faults: Faults,
+        key: int,
+        on_confirmed: Callable[[Connection], None],
+    ) -> None:
+        self.ws = ws
+        self.state = state
+        self.key = key
+        self._request = request
+        self._settings = settings
+        self._faults = faults
+        self._on_confirmed = on_confirmed
+        self._loop = asyncio.get_running_loop()
+        self._proto = ServerProtocol()
+        self._realtime = settings.pace == "realtime"
+        self._active: dict[str, _Request] = {}  # req_id -> runtime, while producing output
+        self._queue: deque[_Request] = deque()  # output order; the head is playing
+        self._closing = False  # a close frame was sent or the connection is gone
+        self._close_request: tuple[int, str] | None = None  # see _end()
+        self._in_receive = False
+        self._done = asyncio.Event()
+        self._reader: asyncio.Task[Any] | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        now = self._loop.time()
+        self._last_activity = now
+        self._deadline = (
+            now + settings.max_session_seconds if settings.max_session_seconds else None
+        )
+        self._decoder_cls: Any = None
+        ws.on_protocol_close = self._on_protocol_close
+
+    # -- lifecycle --------------------------------------------------------------
+    #
+    # Every close runs in the reader task. aiohttp's close() called from another
+    # task while the reader waits in receive() shuts the TCP connection right
+    # after the close frame, so the client cannot answer it; from the reader it
+    # waits for the client's close frame (up to close_timeout), as RFC 6455 wants.
+    # Other tasks (the pacer, server shutdown) call _end(), which records the
+    # close and, if the reader is idle in receive(), cancels that wait.
+
+    async def run(self) -> None:
+        """Serve the connection until it closes (runs in the aiohttp handler)."""
+        self._reader = asyncio.current_task()
+        self._pacer = self._loop.create_task(self._pace(), name=f"avatarkit-pacer-{self.key}")
+        try:
+            while not self._closing:
+                if self._close_request is not None:
+                    await self._close(*self._close_request)
+                    break
+                self._in_receive = True
+                try:
+                    msg = await self.ws.receive()
+                except asyncio.CancelledError:
+                    if self._close_request is None or not _own_cancel(self._reader):
+                        raise
+                    continue  # woken to close
+                finally:
+                    self._in_receive = False
+                if msg.type is WSMsgType.BINARY:
+                    self.state.messages_received += 1
+                    try:
+                        await self._on_binary(msg.data)
+                    except Exception:
+                        log.exception("avatarkit devserver: error handling a client message")
+                        await self._internal_error()
+                elif msg.type is WSMsgType.TEXT:
+                    self.state.messages_received += 1
+                    await self._on_text()
+                else:  # CLOSE, CLOSING, CLOSED, ERROR
+                    break
+        finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        self._closing = True
+        pacer = self._pacer
+        if pacer is not None:
+            if not pacer.done():
+                pacer.cancel()
+            await asyncio.wait({pacer})
+            if not pacer.cancelled() and pacer.exception() is not None:
+                log.error("avatarkit devserver: pacer failed", exc_info=pacer.exception())
+        if not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=CLOSE_NORMAL)
+        self._active.clear()
+        self._queue.clear()
+        st = self.state
+        st.closed_at = time.time()
+        if st.close_code is None:
+            st.close_code = self.ws.close_code
+        self._done.set()
+
+    async def shutdown(self, code: int = CLOSE_GOING_AWAY, reason: str = "") -> None:
+        """Close the connection from outside (server shutdown) and wait until it is closed."""
+        self._end(code, reason)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._done.wait(), self._settings.close_timeout + 1.0)
+
+    def _end(self, code: int, reason: str) -> None:
+        """Ask the reader to close with ``code`` (from any task)."""
+        if self._closing or self._close_request is not None:
+            return
+        self._close_request = (code, reason)
+        self._wake()
+        reader = self._reader
+        if self._in_receive and reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Send a close frame (once) and wait for the client's answer (reader task only)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.ws.on_protocol_close = None
+        self.state.close_code = code
+        self.state.close_reason = reason
+        self._wake()
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, message=_close_reason(reason))
+
+    async def _close_or_end(self, code: int, reason: str) -> None:
+        if asyncio.current_task() is self._reader:
+            await self._close(code, reason)
+        else:
+            self._end(code, reason)
+
+    def _abort(self) -> None:
+        """Drop the TCP connection without a close frame."""
+        self._closing = True
+        self.state.aborted = True
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+        self._wake()
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _send(self, data: bytes) -> bool:
+        if self._closing or self._close_request is not None:
+            return False
+        try:
+            await self.ws.send_bytes(data)
+        except Exception:  # the peer went away; the reader sees it next
+            self._closing = True
+            self._wake()
+            return False
+        self.state.messages_sent += 1
+        return True
+
+    async def _send_error(self, code: int, message: str, req_id: str = "") -> bool:
+        message = _cut(message, _MAX_TEXT)
+        self.state.errors_sent.append((code, message))
+        return await self._send(
+            encode_server_error(self.state.connection_id, req_id, code, message)
+        )
+
+    async def _send_state(self, info: RequestState, reason: str = "") -> bool:
+        return await self._send(
+            encode_playback_state(
+                self.state.connection_id, info.req_id, info.state, info.played_ms, reason
+            )
+        )
+
+    async def _fatal(self, code: int, message: str, close_code: int) -> None:
+        """ServerError, then close: the session cannot go on."""
+        await self._send_error(code, message)
+        await self._close_or_end(close_code, message)
+
+    async def _on_protocol_close(self, code: int) -> None:
+        if code == CLOSE_TOO_BIG:
+            text = (
+                f"message too big: messages are limited to {self._settings.max_message_size} "
+                "bytes on this server"
+            )
+        else:
+            text = "invalid WebSocket frame"
+        self.state.close_code = code
+        self.state.close_reason = text
+        await self._send_error(CODE_BAD_REQUEST, text)
+
+    # -- receiving --------------------------------------------------------------
+
+    async def _on_text(self) -> None:
+        if self._proto.configured:
+            text = "expected binary protobuf message, got a text frame"
+        else:
+            text = "failed during websocket handshake: expected binary protobuf message"
+        await self._fatal(CODE_BAD_REQUEST, text, CLOSE_UNSUPPORTED_DATA)
+
+    async def _on_binary(self, data: bytes) -> None:
+        try:
+            event = self._proto.receive(data)
+        except ProtocolViolation as exc:
+            await self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            return
+        if event is None:
+            return  # unknown (newer) message type: ignored
+        if not isinstance(event, (ClientAudio, ClientControl)):
+            await self._on_configure(event)
+        elif not self.state.configured:
+            return  # a handshake fault left the session unconfirmed: nothing to serve
+        elif isinstance(event, ClientAudio):
+            await self._on_audio(event)
+        else:
+            await self._on_control(event)
+
+    # -- handshake --------------------------------------------------------------
+
+    async def _on_configure(self, cfg: pb.ClientConfigureSession) -> None:
+        handshake_faults = self._faults.take_actions(self.key, "", 0, "handshake")
+        for rule in handshake_faults:
+            await self._apply_fault(rule, handshake=True)
+        if handshake_faults:
+            return  # the fault answered the configure instead of a confirm
+        if cfg.audio_format == 0:
+            fmt, rates = "pcm_s16le", PCM_SAMPLE_RATES
+        elif cfg.audio_format == 1:
+            fmt, rates = "ogg_opus", OGG_OPUS_SAMPLE_RATES
+        else:
+            await self._fatal(
+                CODE_INVALID_ARGUMENT,
+                f"invalid audio_format {cfg.audio_format}: use PCM_S16LE (0) or OGG_OPUS (1)",
+                CLOSE_POLICY,
+            )
+            return
+        if cfg.sample_rate not in rates:
+            await self._fatal(
+                CODE_BAD_REQUEST,
+                f"unsupported sample rate {cfg.sample_rate} Hz for {fmt}; "
+                f"supported: {', '.join(map(str, rates))}",
+                CLOSE_POLICY,
+            )
+            return
+        if cfg.bitrate < 0:
+            await self._fatal(
+                CODE_INVALID_ARGUMENT, f"invalid bitrate {cfg.bitrate}: must be >= 0", CLOSE_POLICY
+            )
+            return
+        if cfg.transport_compression != 0:
+            await self._fatal(
+                CODE_INVALID_ARGUMENT,
+                f"unsupported transport_compression {cfg.transport_compression}: use NONE (0)",
+                CLOSE_POLICY,
+            )
+            return
+        try:
+            egress = validate_egress(cfg)
+        except EgressConfigError as exc:
+            await self._fatal(CODE_INVALID_ARGUMENT, str(exc), CLOSE_POLICY)
+            return
+        if fmt == "ogg_opus":
+            try:
+                from ..audio.opus import OggOpusDecoder, import_av
+
+                import_av()
+            except ImportError as exc:
+                await self._fatal(
+                    CODE_INTERNAL,
+                    f"the local avatar service cannot decode Ogg Opus: {exc}",
+                    CLOSE_INTERNAL,
+                )
+                return
+            self._decoder_cls = OggOpusDecoder
+        st = self.state
+        st.audio_format = fmt
+        st.sample_rate = cfg.sample_rate
+        st.bitrate = cfg.bitrate
+        st.egress = egress
+        st.connection_id = str(uuid.uuid4())
+        st.configured = True
+        self._on_confirmed(self)
+        if not await self._send(encode_confirm(st.connection_id, CAPABILITIES)):
+            return
+        await self._run_faults()
+
+    # -- audio ------------------------------------------------------------------
+
+    async def _on_audio(self, audio: ClientAudio) -> None:
+        now = self._loop.time()
+        self._last_activity = now
+        req_id = audio.req_id
+        if not req_id:
+            await self._send_error(CODE_INVALID_ARGUMENT, "ClientAudioInput.req_id is empty")
+            return
+        req = self._active.get(req_id)
+        if req is None:
+            known = self.state.requests.get(req_id)
+            if known is not None:
+                if known.state is PlaybackState.ENDED:
+                    await self._send_error(
+                        CODE_INVALID_ARGUMENT,
+                        f"request {req_id} already ended; send new audio with a new req_id",
+                        req_id,
+                    )
+                # interrupted or failed: audio still in flight is dropped quietly
+                return
+            req = await self._new_request(req_id, now)
+        info = req.info
+        if info.end_received:
+            await self._send_error(
+                CODE_INVALID_ARGUMENT,
+                f"request {req_id} already ended; send new audio with a new req_id",
+                req_id,
+            )
+            return
+        info.audio_messages += 1
+        info.audio_bytes += len(audio.audio)
+        try:
+            pcm = self._decode(req, audio.audio, audio.end)
+        except ValueError as exc:  # OggError derives from ValueError
+            await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
+            return
+        if pcm.size:
+            info.audio_samples += int(pcm.size)
+            req.raw.append(pcm)
+        if audio.end:
+            info.end_received = True
+        self._wake()
+
+    def _decode(self, req: _Request, data: bytes, end: bool) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """PCM samples of one audio message (Ogg Opus decoded incrementally)."""
+        if self._decoder_cls is not None:
+            decoder = req.decoder
+            if decoder is None:
+                decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
+            pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
+            if end and not decoder.ended:
+                # A stream cut off without its end-of-stream page: take what the
+                # resampler still holds rather than failing the request.
+                tail = decoder.finish()
+                if tail.size:
+                    pcm = np.concatenate((pcm, tail)) if pcm.size else tail
+            return pcm
+        if req.carry:
+            data = req.carry + data
+            req.carry = b""
+        if len(data) & 1:
+            req.carry = data[-1:]
+            data = data[:-1]
+        pcm = np.frombuffer(data, dtype=np.int16)
+        return pcm if _LITTLE_ENDIAN else pcm.byteswap()
+
+    async def _new_request(self, req_id: str, now: float) -> _Request:
+        # A new request preempts one still playing. In fast pace a request whose
+        # audio has ended is only waiting for the pacer: it is let through first.
+        for other in tuple(self._queue):
+            if self._realtime or not other.info.end_received or other.info.paused:
+                await self._interrupt(other, "preempted")
+        info = RequestState(req_id, self.state.sample_rate)
+        self.state.add_request(info)
+        analyzer = AnimationAnalyzer(self.state.sample_rate, seed=self.state.avatar_id)
+        batch = _BATCH_REALTIME if self._realtime else _BATCH_FAST
+        req = _Request(info, analyzer, now if self._realtime else 0.0, batch)
+        self._active[req_id] = req
+        self._queue.append(req)
+        return req
+
+    def _retire(self, req: _Request) -> None:
+        req.drop()
+        self._active.pop(req.info.req_id, None)
+        with contextlib.suppress(ValueError):
+            self._queue.remove(req)
+        egress = self.state.egress
+        if egress is not None and req.info.frames_sent:
+            egress.requests_published += 1
+            egress.audio_ms_published += req.info.played_ms
+
+    async def _interrupt(self, req: _Request, reason: str) -> None:
+        info = req.info
+        info.state = PlaybackState.INTERRUPTED
+        info.reason = reason
+        info.paused = False
+        self._retire(req)
+        self._wake()
+        await self._send_state(info, reason)
+
+    async def _fail_request(self, req: _Request, message: str) -> None:
+        info = req.info
+        info.error = message
+        info.state = PlaybackState.INTERRUPTED
+        info.reason = "error"
+        info.paused = False
+        self._retire(req)
+        self._wake()
+        await self._send_error(CODE_INVALID_ARGUMENT, message, info.req_id)
+        if req.started:
+            await self._send_state(info, "error")
+
+    # -- controls ---------------------------------------------------------------
+
+    async def _on_control(self, control: ClientControl) -> None:
+        req_id = control.req_id
+        req = self._active.get(req_id)
+        info = req.info if req is not None else self.state.requests.get(req_id)
+        kind = control.kind
+        if req is None:
+            if info is not None:  # finished: report how it finished
+                await self._send_state(info, info.reason)
+            elif kind == MessageType.CLIENT_INTERRUPT:
+                # Nothing of it arrived (e.g. an encoder that had not sent a page
+                # yet): remember it as interrupted so late audio is dropped.
+                info = RequestState(
+                    req_id,
+                    self.state.sample_rate or 16000,
+                    state=PlaybackState.INTERRUPTED,
+                    reason="explicit",
+                )
+                self.state.add_request(info)
+                await self._send_state(info, "explicit")
+            else:
+                what = "pause" if kind == MessageType.CLIENT_PAUSE else "resume"
+                await self._send_error(
+                    CODE_INVALID_ARGUMENT, f"{what}: no request with req_id {req_id!r}", req_id
+                )
+            return
+        info = req.info
+        now = self._loop.time()
+        if kind == MessageType.CLIENT_INTERRUPT:
+            await self._interrupt(req, "explicit")
+        elif kind == MessageType.CLIENT_PAUSE:
+            if not info.paused:
+                info.paused = True
+                req.pause_started = now
+                info.state = PlaybackState.PAUSED
+                self._wake()
+            await self._send_state(info)
+        else:  # resume
+            if info.paused:
+                info.paused = False
+                req.t0 += now - req.pause_started
+                self._wake()
+            info.state = PlaybackState.PLAYING
+            req.started = True
+            await self._send_state(info)
+
+    # -- faults -----------------------------------------------------------------
+
+    async def _run_faults(self) -> None:
+        for rule in self._faults.take_actions(
+            self.key, self.state.connection_id, self.state.frames_sent, "runtime"
+        ):
+            await self._apply_fault(rule, handshake=False)
+
+    async def _apply_fault(self, rule: FaultRule, *, handshake: bool) -> None:
+        if self._closing or self._close_request is not None:
+            return
+        if rule.kind == "send_error":
+            current = self._queue[0].info.req_id if self._queue else ""
+            await self._send_error(rule.code, rule.message, current)
+            if handshake:
+                close_code = rule.code if 4000 <= rule.code <= 4999 else CLOSE_POLICY
+                await self._close_or_end(close_code, rule.message)
+        elif rule.kind == "close":
+            await self._close_or_end(rule.code, rule.message)
+        elif rule.kind == "drop_connection":
+            self._abort()
+        elif rule.kind == "send_raw":
+            data = rule.body or b""
+            with contextlib.suppress(Exception):
+                if rule.text:
+                    await self.ws.send_str(data.decode("utf-8", "replace"))
+                else:
+                    await self.ws.send_bytes(data)
+
+    # -- the pacer --------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep_until(self, when: float | None) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_at(when, _resolve, waiter) if when is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _pace(self) -> None:
+        try:
+            await self._pace_loop()
+        except Exception:
+            log.exception("avatarkit devserver: error sending output")
+            await self._internal_error()
+
+    async def _internal_error(self) -> None:
+        await self._fatal(
+            CODE_INTERNAL,
+            "internal error in the local avatar service (see its log)",
+            CLOSE_INTERNAL,
+        )
+
+    async def _pace_loop(self) -> None:
+        settings = self._settings
+        loop = self._loop
+        burst = 0
+        while not self._closing and self._close_request is None:
+            now = loop.time()
+            if self._deadline is not None and now >= self._deadline:
+                limit = f"{settings.max_session_seconds:g}"
+                await self._send_error(
+                    CLOSE_SESSION_DURATION, f"maximum session duration reached ({limit} seconds)"
+                )
+                self._end(CLOSE_SESSION_DURATION, "maximum session duration reached")
+                return
+            wake = self._deadline
+            if settings.idle_timeout:
+                idle_at = self._last_activity + settings.idle_timeout
+                if now >= idle_at:
+                    text = f"no audio input for {settings.idle_timeout:g} seconds"
+                    await self._send_error(CODE_IDLE, text)
+                    self._end(CLOSE_NORMAL, text)
+                    return
+                wake = idle_at if wake is None else min(wake, idle_at)
+            req = self._queue[0] if self._queue else None
+            if req is not None:
+                info = req.info
+                if info.paused:
+                    if settings.pause_timeout:
+                        timeout_at = req.pause_started + settings.pause_timeout
+                        if now >= timeout_at:
+                            await self._interrupt(req, "pause_timeout")
+                            continue
+                        wake = min(wake, timeout_at) if wake is not None else timeout_at
+                elif req.can_emit():
+                    if not req.delay_checked:
+                        req.delay_checked = True
+                        delay = self._faults.take_delay(
+                            self.key, self.state.connection_id, self.state.frames_sent
+                        )
+                        if delay:
+                            req.t0 = req.t0 + delay if self._realtime else now + delay
+                    due = req.t0 + info.frames_sent * _FRAME_S if self._realtime else req.t0
+                    if due <= now:
+                        req.delay_checked = False
+                        await self._emit(req, now)
+                        burst += 1
+                        if burst >= _FAIR_BATCH:
+                            burst = 0
+                            await asyncio.sleep(0)
+                        continue
+                    wake = due if wake is None else min(wake, due)
+            burst = 0
+            await self._sleep_until(wake)
+
+    async def _emit(self, req: _Request, now: float) -> None:
+        """Send the next frame of ``req`` (the head of the queue)."""
+        st = self.state
+        info = req.info
+        frame = req.pending.popleft()
+        last = req.flushed and not req.pending
+        announce = not req.started
+        if announce:
+            req.started = True
+            info.state = PlaybackState.PLAYING
+        if frame is not None:
+            info.frames_sent += 1
+            st.frames_sent += 1
+        self._last_activity = now
+        if last:
+            info.end_sent = True
+            info.state = PlaybackState.ENDED
+            self._retire(req)
+        if announce:
+            playing = RequestState(info.req_id, info.sample_rate, PlaybackState.PLAYING)
+            await self._send_state(playing)
+        cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
+        egress = st.egress
+        if egress is None:
+            payload = encode_frame(frame) if frame is not None else b""
+            await self._send(encode_animation(cid, req_id, last, payload, avatar))
+        else:
+            if frame is not None:
+                egress.frames_published += 1
+                egress.last_frame = encode_frame(frame)
+            if last or (info.frames_sent - 1) % _PROGRESS_EVERY == 0:
+                egress.progress_signals_sent += 1
+                await self._send(encode_animation(cid, req_id, last, b"", avatar))
+        if last:
+            await self._send_state(info)
+        if frame is not None:
+            await self._run_faults()
+
+
+def _own_cancel(task: asyncio.Task[Any] | None) -> bool:
+    """Whether the cancellation just caught was only ours (see ``Connection._end``)."""
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is None:  # Python 3.10: no way to tell; a close was requested anyway
+        return True
+    remaining: int = uncancel()
+    return remaining == 0
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,561 @@
+"""The local avatar service: :class:`DevServer`.
+
+HTTP routes and the ingress WebSocket share one aiohttp server and one port:
+
+=======================================  ======================================
+``GET  /healthz``                        200 ``{"status": "ok"}`` once serving
+``POST /v1/console/session-tokens``      session token (legacy route)
+``POST /v1/auth/session-token``          session token (successor route)
+``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
+=======================================  ======================================
+
+Both token routes answer ``{"sessionToken": t, "session_token": t}`` so each
+published client finds its own key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ..protocol import encode_server_error
+from ._jsonapi import error_response
+from .auth import (
+    DEV_API_KEY,
+    DEV_APP_ID,
+    DEV_AVATAR_ID,
+    Credentials,
+    Rejection,
+    TokenSigner,
+)
+from .connection import (
+    CLOSE_GOING_AWAY,
+    Connection,
+    IngressWebSocket,
+    ServiceSettings,
+)
+from .faults import FaultRule, Faults
+from .state import SessionState
+
+__all__ = ["DevServer"]
+
+log = logging.getLogger("avatarkit.devserver")
+
+CLOSE_CONCURRENCY_LIMIT = 4003
+_MAX_CLOSED_SESSIONS = 1000
+_PACES = ("realtime", "fast")
+
+
+def _reject(rej: Rejection) -> web.Response:
+    return error_response(rej.status, rej.code, rej.title, rej.detail)
+
+
+def _fault_response(rule: FaultRule, what: str) -> web.Response:
+    if rule.body is not None:
+        body = rule.body
+        content_type = "application/json" if body[:1] in (b"{", b"[") else "text/plain"
+        return web.Response(status=rule.status, body=body, content_type=content_type)
+    return error_response(
+        rule.status,
+        "injectedFault",
+        f"Injected fault: {what} rejected",
+        f"{what} rejected with HTTP {rule.status} by an injected fault",
+    )
+
+
+class DevServer:
+    """A faithful local stand-in for the hosted avatar service.
+
+    Use it as an async context manager (or call :meth:`start` and
+    :meth:`close`)::
+
+        async with DevServer(pace="fast") as server:
+            session = new_avatar_session(**server.session_kwargs())
+
+    It speaks the whole protocol of PROTOCOL.md on one port: session tokens,
+    the WebSocket handshake, PCM and Ogg Opus audio, 25 fps animation computed
+    from the audio (:mod:`avatarkit.devserver.animation`), interrupt, pause and
+    resume with ``ServerPlaybackState``, and LiveKit/Agora egress mode.
+
+    Pace: ``"realtime"`` sends frame ``k`` of a request ``k * 40 ms`` after its
+    first audio arrived (as a live avatar plays it; time spent paused shifts
+    the schedule); ``"fast"`` sends each frame as soon as it is computed. The
+    last frame of a request (the one with ``end=true``) is only sent once the
+    request's ``end=true`` audio arrived. A request whose ``end=true`` came with
+    no audio at all gets one animation message with an empty payload and
+    ``end=true``. A request with a new ``req_id`` interrupts the one still
+    playing (``INTERRUPTED``, reason ``preempted``); in fast pace a request
+    whose audio already ended is let finish first.
+
+    Playback states: ``PLAYING`` when a request's output starts, ``ENDED``
+    after its last frame, ``INTERRUPTED`` (reason ``explicit``, ``preempted``,
+    ``pause_timeout``, or ``error`` when its Ogg stream broke), ``PAUSED`` /
+    ``PLAYING`` in answer to pause/resume. ``played_ms`` is 40 ms per frame
+    sent (the audio's duration once ended) and does not advance while paused.
+    Controls naming a finished request are answered with its final state; an
+    interrupt naming an unknown request is answered ``INTERRUPTED``.
+
+    Egress mode (a ``livekit_egress`` or ``agora_egress`` in the configure):
+    there is **no LiveKit or Agora server** here. The configuration is checked
+    (a LiveKit ``api_token`` JWT is decoded but its signature cannot be
+    verified without the LiveKit secret), frames are paced as they would be
+    published and recorded in ``SessionState.egress``; the WebSocket carries
+    only empty-payload progress signals (at the start and then once per second
+    of audio) and each request's ``end``.
+
+    Limits (``None`` disables one):
+
+    * ``idle_timeout``: no audio in and no frame out for that long ->
+      ``ServerError`` (code 408) ``no audio input for N seconds``, close 1000;
+    * ``max_session_seconds``: ``ServerError`` 4002 then close 4002
+      ``maximum session duration reached``;
+    * ``max_sessions_per_app``: a connection over the limit is upgraded, then
+      gets ``ServerError`` 4003 and close 4003 (after reading its first message,
+      so the client's configure never fails to send);
+    * ``pause_timeout``: a request paused that long is interrupted with reason
+      ``pause_timeout``;
+    * ``max_message_size``: bigger client messages get a ``ServerError`` and
+      close 1009. Messages the server sends stay far below 1 MiB.
+
+    Errors: protocol violations get a ``ServerError`` with the hosted
+    service's text, then a close (1003 text frame, 1008 otherwise); an
+    unsupported sample rate is code 400, an invalid egress config code 3
+    (message naming ``livekit_egress``/``agora_egress``). Upgrade rejections
+    are JSON:API bodies: 401 ``invalid session token``, 401 ``session token
+    expired``, 400 ``app id mismatch``, 404 ``app id unrecognized``, 404
+    ``avatar not found``. Everything else can be injected with
+    :attr:`faults`. On :meth:`close` every session gets close code 1001.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        pace: str = "realtime",
+        api_keys: dict[str, str] | None = None,
+        avatars: list[str] | tuple[str, ...] | None = None,
+        dev_credentials: bool = True,
+        idle_timeout: float | None = 60.0,
+        pause_timeout: float | None = None,
+        max_session_seconds: float | None = None,
+        max_sessions_per_app: int | None = None,
+        max_message_size: int = 16 * 1024 * 1024,
+        max_token_ttl: float = 24 * 3600,
+        close_timeout: float = 2.0,
+        compress: bool = False,
+        secret: bytes | None = None,
+    ) -> None:
+        if pace not in _PACES:
+            raise ValueError(f"pace must be 'realtime' or 'fast', not {pace!r}")
+        for name, value in (
+            ("idle_timeout", idle_timeout),
+            ("pause_timeout", pause_timeout),
+            ("max_session_seconds", max_session_seconds),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 seconds (or None for no limit)")
+        if max_sessions_per_app is not None and max_sessions_per_app < 0:
+            raise ValueError("max_sessions_per_app must be >= 0 (or None for no limit)")
+        if max_message_size < 1024:
+            raise ValueError("max_message_size must be at least 1024 bytes")
+        self.host = host
+        self._requested_port = port
+        self._settings = ServiceSettings(
+            pace=pace,
+            idle_timeout=idle_timeout,
+            pause_timeout=pause_timeout,
+            max_session_seconds=max_session_seconds,
+            close_timeout=close_timeout,
+            max_message_size=max_message_size,
+        )
+        self.max_sessions_per_app = max_sessions_per_app
+        self.max_token_ttl = max_token_ttl
+        self.compress = compress
+        self.credentials = Credentials()
+        if dev_credentials:
+            self.credentials.add_api_key(DEV_API_KEY, DEV_APP_ID)
+            self.credentials.add_avatar(DEV_AVATAR_ID)
+        for key, app_id in (api_keys or {}).items():
+            self.credentials.add_api_key(key, app_id)
+        for avatar in avatars or ():
+            self.credentials.add_avatar(avatar)
+        self.faults = Faults()
+        self.sessions: dict[str, SessionState] = {}
+        self.closed_sessions: deque[SessionState] = deque(maxlen=_MAX_CLOSED_SESSIONS)
+        self.rejected_upgrades = 0
+        self._signer = TokenSigner(secret)
+        self._connections: set[Connection] = set()
+        self._keys = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._closing = False
+        self._last_session: SessionState | None = None
+
+    # -- configuration ------------------------------------------------------------
+
+    @property
+    def settings(self) -> ServiceSettings:
+        """Pace and limits applied to new connections."""
+        return self._settings
+
+    @property
+    def pace(self) -> str:
+        return self._settings.pace
+
+    @pace.setter
+    def pace(self, value: str) -> None:
+        """Change the pace of connections opened from now on."""
+        if value not in _PACES:
+            raise ValueError(f"pace must be 'realtime' or 'fast', not {value!r}")
+        self._settings = replace(self._settings, pace=value)
+
+    def add_api_key(self, api_key: str, app_id: str) -> None:
+        """Accept ``api_key`` on the token routes, issuing tokens for ``app_id``."""
+        self.credentials.add_api_key(api_key, app_id)
+
+    def add_avatar(self, avatar_id: str) -> None:
+        """Accept ``avatar_id`` on the WebSocket."""
+        self.credentials.add_avatar(avatar_id)
+
+    # -- addresses and credentials ------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("DevServer is not started: use 'async with' or await start()")
+        return self._port
+
+    @property
+    def _url_host(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            return "127.0.0.1"
+        if host == "::":
+            return "[::1]"
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                return f"[{host}]"
+        except ValueError:
+            pass
+        return host
+
+    @property
+    def api_root(self) -> str:
+        """``http://HOST:PORT``."""
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def console_url(self) -> str:
+        """Console base URL, ``http://HOST:PORT/v1/console``."""
+        return self.api_root + "/v1/console"
+
+    @property
+    def ingress_url(self) -> str:
+        """Ingress base URL, ``ws://HOST:PORT/v2/driveningress``."""
+        return f"ws://{self._url_host}:{self.port}/v2/driveningress"
+
+    @property
+    def websocket_url(self) -> str:
+        """The WebSocket endpoint itself (ingress URL + ``/websocket``)."""
+        return self.ingress_url + "/websocket"
+
+    api_key = DEV_API_KEY
+    """The built-in dev API key (bound to :attr:`app_id`)."""
+    app_id = DEV_APP_ID
+    """The built-in dev app id."""
+    avatar_id = DEV_AVATAR_ID
+    """The built-in dev avatar."""
+
+    def issue_token(
+        self, app_id: str | None = None, *, expire_at: int | None = None, ttl: float = 3600
+    ) -> str:
+        """A session token minted directly (no HTTP call, no expiry checks).
+
+        Tests use it for tokens the token route would refuse, e.g. an
+        ``expire_at`` in the past to see the upgrade answer ``session token
+        expired``.
+        """
+        if expire_at is None:
+            expire_at = int(time.time() + ttl)
+        return self._signer.issue(app_id or self.app_id, expire_at)
+
+    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for ``avatarkit.new_avatar_session`` pointing here."""
+        kwargs: dict[str, Any] = {
+            "avatar_id": self.avatar_id,
+            "api_key": self.api_key,
+            "app_id": self.app_id,
+            "console_endpoint_url": self.console_url,
+            "ingress_endpoint_url": self.ingress_url,
+            "expire_at": datetime.now(timezone.utc) + timedelta(hours=1),
+        }
+        kwargs.update(overrides)
+        return kwargs
+
+    # -- sessions -------------------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        """Open WebSocket connections (configured or not)."""
+        return len(self._connections)
+
+    @property
+    def last_session(self) -> SessionState | None:
+        """The state of the most recently opened connection, live or closed."""
+        return self._last_session
+
+    def find_session(self, connection_id: str) -> SessionState | None:
+        """A live or recently closed session by connection id."""
+        state = self.sessions.get(connection_id)
+        if state is not None:
+            return state
+        for closed in reversed(self.closed_sessions):
+            if closed.connection_id == connection_id:
+                return closed
+        return None
+
+    async def wait_closed_sessions(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until at least ``count`` sessions have closed (for tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.closed_sessions) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(self.closed_sessions)} of {count} sessions closed")
+            await asyncio.sleep(0.01)
+
+    def _live_for_app(self, app_id: str) -> int:
+        return sum(1 for c in self._connections if c.state.app_id == app_id)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> DevServer:
+        """Bind and serve; returns ``self``."""
+        if self._runner is not None:
+            raise RuntimeError("DevServer is already started")
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_post("/v1/console/session-tokens", self._token)
+        app.router.add_post("/v1/auth/session-token", self._token)
+        app.router.add_get("/v2/driveningress/websocket", self._websocket)
+        app.on_shutdown.append(self._on_shutdown)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._closing = False
+        return self
+
+    async def close(self) -> None:
+        """Close every session (close code 1001) and stop serving. Idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing = True
+        await runner.cleanup()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        conns = list(self._connections)
+        if conns:
+            await asyncio.gather(
+                *(c.shutdown(CLOSE_GOING_AWAY, "server shutting down") for c in conns),
+                return_exceptions=True,
+            )
+
+    async def __aenter__(self) -> DevServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        where = self.api_root if self._port is not None else "not started"
+        return f"<DevServer {where} pace={self.pace} sessions={len(self.sessions)}>"
+
+    # -- HTTP routes ----------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        if self._closing:
+            return web.json_response({"status": "shutting down"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        rule = self.faults.take_rejection("reject_token")
+        if rule is not None:
+            return _fault_response(rule, "session token request")
+        api_key = request.headers.get("X-Api-Key", "")
+        if not api_key:
+            return error_response(
+                401,
+                "missingApiKey",
+                "Missing API key",
+                "missing api key: send the X-Api-Key header",
+            )
+        app_id = self.credentials.app_for_key(api_key)
+        if app_id is None:
+            return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
+        try:
+            body = json.loads(await request.read() or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return error_response(
+                400,
+                "invalidRequest",
+                "Invalid request body",
+                'the body must be a JSON object like {"expireAt": <unix seconds>}',
+            )
+        expire_at = body.get("expireAt")
+        if not isinstance(expire_at, int) or isinstance(expire_at, bool):
+            return error_response(
+                400,
+                "invalidExpireAt",
+                "Invalid expireAt",
+                f"expireAt must be an integer number of unix seconds, got {expire_at!r}",
+            )
+        now = time.time()
+        if expire_at <= now:
+            return error_response(
+                400, "invalidExpireAt", "Invalid expireAt", "expireAt is not in the future"
+            )
+        if expire_at > now + self.max_token_ttl:
+            return error_response(
+                400,
+                "invalidExpireAt",
+                "Invalid expireAt",
+                f"expireAt is more than {self.max_token_ttl:g} seconds ahead",
+            )
+        token = self._signer.issue(app_id, expire_at)
+        return web.json_response({"sessionToken": token, "session_token": token})
+
+    def _authenticate(self, request: web.Request) -> tuple[str, str] | web.Response:
+        """``(app_id, auth_style)`` of an upgrade request, or its rejection."""
+        headers, query = request.headers, request.query
+        if "X-Session-Key" in headers or "X-App-ID" in headers:
+            token = headers.get("X-Session-Key", "")
+            app_id = headers.get("X-App-ID", "")
+            style = "header"
+        else:
+            token = query.get("sessionKey", "")
+            app_id = query.get("appId", "")
+            style = "query"
+        claims = self._signer.verify(token)
+        if isinstance(claims, Rejection):
+            return _reject(claims)
+        if app_id != claims.app_id:
+            if not self.credentials.has_app(app_id):
+                return error_response(
+                    404,
+                    "appIDUnrecognized",
+                    "App id unrecognized",
+                    f"app id unrecognized: {app_id!r}",
+                )
+            return error_response(
+                400,
+                "appIDMismatch",
+                "App id mismatch",
+                "app id mismatch: the session token was issued for another app",
+            )
+        return app_id, style
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        rule = self.faults.take_rejection("reject_upgrade")
+        if rule is not None:
+            self.rejected_upgrades += 1
+            return _fault_response(rule, "websocket upgrade")
+        auth = self._authenticate(request)
+        if isinstance(auth, web.Response):
+            self.rejected_upgrades += 1
+            return auth
+        app_id, style = auth
+        avatar_id = request.query.get("id", "")
+        if not self.credentials.has_avatar(avatar_id):
+            self.rejected_upgrades += 1
+            return error_response(
+                404, "avatarNotFound", "Avatar not found", f"avatar not found: {avatar_id!r}"
+            )
+        settings = self._settings
+        ws = IngressWebSocket(
+            max_msg_size=settings.max_message_size,
+            compress=self.compress,
+            timeout=settings.close_timeout,
+        )
+        if not ws.can_prepare(request).ok:
+            self.rejected_upgrades += 1
+            return error_response(
+                400,
+                "invalidRequest",
+                "WebSocket upgrade expected",
+                "this endpoint only accepts WebSocket upgrades",
+            )
+        if self._closing:
+            return error_response(
+                503, "shuttingDown", "Service shutting down", "the local service is shutting down"
+            )
+        limit = self.max_sessions_per_app
+        over_limit = limit is not None and self._live_for_app(app_id) >= limit
+        await ws.prepare(request)
+        if over_limit:
+            await self._refuse_concurrency(ws, app_id)
+            return ws
+        key = next(self._keys)
+        self.faults.bind_connection(key)
+        state = SessionState(app_id=app_id, avatar_id=avatar_id, auth_style=style)
+        self._last_session = state
+        conn = Connection(
+            ws=ws,
+            request=request,
+            state=state,
+            settings=settings,
+            faults=self.faults,
+            key=key,
+            on_confirmed=self._on_confirmed,
+        )
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        except Exception:
+            log.exception("avatarkit devserver: connection %s failed", state.connection_id or key)
+        finally:
+            self._connections.discard(conn)
+            if state.connection_id:
+                self.sessions.pop(state.connection_id, None)
+            self.closed_sessions.append(state)
+        return ws
+
+    def _on_confirmed(self, conn: Connection) -> None:
+        self.sessions[conn.state.connection_id] = conn.state
+
+    async def _refuse_concurrency(self, ws: IngressWebSocket, app_id: str) -> None:
+        """Over the per-app limit: read the configure, answer 4003, close 4003."""
+        text = (
+            f"concurrency limit reached: app {app_id!r} already has "
+            f"{self.max_sessions_per_app} sessions open"
+        )
+        with contextlib.suppress(Exception):
+            await ws.receive(timeout=2.0)
+        with contextlib.suppress(Exception):
+            await ws.send_bytes(encode_server_error("", "", CLOSE_CONCURRENCY_LIMIT, text))
+            await ws.close(code=CLOSE_CONCURRENCY_LIMIT, message=b"concurrency limit reached")
