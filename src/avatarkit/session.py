@@ -131,7 +131,7 @@ class AvatarSession:
             except Exception:
                 logger.exception("avatarkit: %s callback raised; the session goes on", name)
                 return
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 self._dispatch_queue.append((_await_result, (result,)))
                 self._wake_dispatcher()
 

@@ -106,6 +106,9 @@ class PicowsTransport:
                 extra_headers=headers,
                 max_frame_size=64 * 1024 * 1024,
                 max_redirects=0,
+                # Frames are ~0.1-1 KB; start small (picows grows the buffer
+                # for larger messages) to keep memory per session low.
+                read_buffer_init_size=4096,
                 logger_name="avatarkit.picows",
             )
         except picows.WSHandshakeError as exc:
