@@ -75,6 +75,9 @@ class MessageType:
     SERVER_PLAYBACK_STATE = 10
 
 
+#: ``MessageType`` of ``ServerResponseAnimation``, for the per-frame path.
+ANIMATION_TYPE = MessageType.SERVER_RESPONSE_ANIMATION
+
 _STATE_FROM_WIRE = {
     0: PlaybackState.UNSPECIFIED,
     1: PlaybackState.PLAYING,
@@ -83,7 +86,8 @@ _STATE_FROM_WIRE = {
     4: PlaybackState.INTERRUPTED,
 }
 _STATE_TO_WIRE = {v: k for k, v in _STATE_FROM_WIRE.items()}
-_parse_message = pb.Message.FromString
+#: Parse one serialized ``Message`` (raises ``DecodeError``).
+parse_message = pb.Message.FromString
 
 # --------------------------------------------------------------------------
 # Encoding
@@ -325,16 +329,32 @@ class ClientProtocol:
 
     def receive(self, data: bytes) -> ClientEvent | None:
         """Interpret one binary message from the server."""
+        return self.handle(self.parse(data))
+
+    def parse(self, data: bytes) -> pb.Message:
+        """Parse one message's bytes (once); :class:`AvatarSDKError` if it is not protobuf."""
         try:
-            msg = _parse_message(data)
+            return parse_message(data)
         except DecodeError as exc:
-            raise AvatarSDKError(
-                AvatarSDKErrorCode.protocolError,
-                f"server sent a message that is not a valid protobuf Message ({exc})",
-                phase=self._phase(),
-            ) from None
+            raise self.decode_error(exc) from None
+
+    def decode_error(self, exc: Exception) -> AvatarSDKError:
+        """The error for bytes that are not a protobuf ``Message``."""
+        return AvatarSDKError(
+            AvatarSDKErrorCode.protocolError,
+            f"server sent a message that is not a valid protobuf Message ({exc})",
+            phase=self._phase(),
+        )
+
+    def handle(self, msg: pb.Message) -> ClientEvent | None:
+        """The event a parsed server message carries (``None``: ignore it).
+
+        Callers on the per-frame path may test ``msg.type ==
+        ANIMATION_TYPE`` themselves and take ``msg.server_response_animation``
+        directly; this method gives the same answer.
+        """
         kind = msg.type
-        if kind == MessageType.SERVER_RESPONSE_ANIMATION:
+        if kind == ANIMATION_TYPE:
             return msg.server_response_animation
         if kind == MessageType.SERVER_CONFIRM_SESSION:
             return self._on_confirm(msg.server_confirm_session)

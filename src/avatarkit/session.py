@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from .config import AudioFormat, SessionConfig
 from .errors import (
     AvatarSDKError,
@@ -39,6 +41,7 @@ from .errors import (
 )
 from .events import AnimationFrameEvent, PlaybackSignal
 from .protocol import (
+    ANIMATION_TYPE,
     AnimationReceived,
     ClientProtocol,
     ClientState,
@@ -46,6 +49,7 @@ from .protocol import (
     ServerErrorReceived,
     SessionConfirmed,
     build_websocket_url,
+    parse_message,
 )
 from .transport import PicowsTransport, Transport, TransportFactory
 
@@ -105,14 +109,23 @@ class AvatarSession:
         self._cb_error = self._wrap(cfg.on_error, "on_error")
         self._cb_encoded = self._wrap(cfg.on_encoded_audio, "on_encoded_audio")
         self._cb_close = self._wrap(cfg.on_close, "on_close")
+        frames = cfg.transport_frames
+        self._frames_direct = (
+            frames if frames is not None and not _is_async_callable(frames) else None
+        )
+        self._update_wants_events()
+
+    def _update_wants_events(self) -> None:
+        """Whether animation messages need parsed event objects at all."""
+        self._wants_events = bool(
+            self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
+        )
 
     def _wrap(self, func: Callable[..., Any] | None, name: str) -> Callable[..., None] | None:
         """A caller for ``func`` that never raises and keeps callbacks in order."""
         if func is None:
             return None
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-        ):
+        if _is_async_callable(func):
 
             def call_async(*args: Any) -> None:
                 self._dispatch_queue.append((func, args))
@@ -478,22 +491,43 @@ class AvatarSession:
     # -- receiving (TransportListener) -----------------------------------------
 
     def on_message(self, data: bytes) -> None:
-        """Transport callback: one binary message from the server."""
+        """Transport callback: one binary message from the server.
+
+        This is the per-frame path: one parse, then the user's
+        ``transport_frames`` called directly (no wrapper, no allocation) when
+        it is a plain function and no async callback is pending.
+        """
+        protocol = self._protocol
         try:
-            event = self._protocol.receive(data)
+            msg = parse_message(data)
+        except DecodeError as exc:
+            self._on_protocol_error(protocol.decode_error(exc))
+            return
+        if msg.type == ANIMATION_TYPE:
+            anim = msg.server_response_animation
+            direct = self._frames_direct
+            if direct is not None and not self._dispatch_queue:
+                try:
+                    result = direct(data, anim.end)
+                except Exception:
+                    logger.exception(
+                        "avatarkit: transport_frames callback raised; the session goes on"
+                    )
+                else:
+                    if result is not None and inspect.isawaitable(result):
+                        self._dispatch_queue.append((_await_result, (result,)))
+                        self._wake_dispatcher()
+            elif self._cb_frames is not None:
+                self._cb_frames(data, anim.end)
+            if self._wants_events:
+                self._on_animation(anim, data)
+            return
+        try:
+            event = protocol.handle(msg)
         except AvatarSDKError as err:
             self._on_protocol_error(err)
             return
-        if type(event) is AnimationReceived:
-            if self._cb_frames is not None:
-                self._cb_frames(data, event.end)
-            if (
-                self._cb_playback is not None
-                or self._cb_animation is not None
-                or self._frame_queues
-            ):
-                self._on_animation(event, data)
-        elif type(event) is SessionConfirmed:
+        if type(event) is SessionConfirmed:
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
         elif type(event) is ServerErrorReceived:
@@ -580,6 +614,7 @@ class AvatarSession:
         if self._closed:
             return
         self._frame_queues.append(queue)
+        self._update_wants_events()
         try:
             while True:
                 frame = await queue.get()
@@ -588,10 +623,17 @@ class AvatarSession:
                 yield frame
         finally:
             self._frame_queues.remove(queue)
+            self._update_wants_events()
 
     async def wait_closed(self) -> None:
         """Wait until the session has ended (by ``close()`` or the server)."""
         await self._disconnected.wait()
+
+
+def _is_async_callable(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+    )
 
 
 async def _await_result(result: Awaitable[Any]) -> None:

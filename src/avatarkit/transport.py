@@ -171,18 +171,19 @@ class PicowsTransport:
 class _PicowsListener(picows.WSListener):
     """Feeds frames straight into the session; reassembles fragments."""
 
-    __slots__ = ("fragments", "listener", "owner")
+    __slots__ = ("fragments", "listener", "on_message", "owner")
 
     def __init__(self, owner: PicowsTransport, listener: TransportListener) -> None:
         self.owner = owner
         self.listener = listener
+        self.on_message = listener.on_message  # bound once: called per frame
         self.fragments: bytearray | None = None
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type is _BINARY:
             if frame.fin:
-                self.listener.on_message(frame.get_payload_as_bytes())
+                self.on_message(frame.get_payload_as_bytes())
             else:
                 self.fragments = bytearray(frame.get_payload_as_memoryview())
         elif msg_type is picows.WSMsgType.CONTINUATION:
@@ -191,7 +192,7 @@ class _PicowsListener(picows.WSListener):
             self.fragments += frame.get_payload_as_memoryview()
             if frame.fin:
                 data, self.fragments = bytes(self.fragments), None
-                self.listener.on_message(data)
+                self.on_message(data)
         elif msg_type is picows.WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
