@@ -482,3 +482,23 @@ def test_push_accepts_int16_of_either_byte_order() -> None:
     pcm = speech(16000)[:5000]
     swapped = pcm.astype(">i2")
     assert analyze(swapped, 16000) == analyze(pcm, 16000)
+
+
+def test_hand_encoder_matches_protobuf_serializer() -> None:
+    from avatarkit.devserver.animation import (
+        AnimationAnalyzer,
+        AnimationFrame,
+        encode_frame,
+        encode_frame_reference,
+    )
+
+    pcm = np.frombuffer((FIXTURES / "speech_16000.pcm").read_bytes(), dtype=np.int16)
+    analyzer = AnimationAnalyzer(16000)
+    frames = analyzer.push(pcm) + analyzer.flush()
+    assert frames
+    for frame in frames:
+        assert encode_frame(frame) == encode_frame_reference(frame)
+    odd = AnimationFrame(
+        frame_index=0, timestamp_ms=0, viseme="", blendshapes={"zz": 0.5, "a": 0.0}
+    )
+    assert encode_frame(odd) == encode_frame_reference(odd)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -533,15 +534,73 @@ class AnimationAnalyzer:
 # -- payload ---------------------------------------------------------------------
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _map_entry_prefix(name: str) -> bytes:
+    """Bytes of a ``blendshapes`` map entry up to its float value."""
+    key = name.encode()
+    # key: field 1, length-delimited; then the tag of the value: field 2, fixed32
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x15"
+    return b"\x22" + _varint(len(entry) + 4) + entry
+
+
+def _weights_struct(names: tuple[str, ...]) -> struct.Struct:
+    """One struct that lays out every map entry, in the serializer's (sorted) order."""
+    fmt = "<" + "".join(f"{len(_map_entry_prefix(n))}sf" for n in names)
+    return struct.Struct(fmt)
+
+
+_SORTED_NAMES = tuple(sorted(BLENDSHAPE_NAMES))
+_SORTED_PREFIXES = tuple(_map_entry_prefix(n) for n in _SORTED_NAMES)
+_WEIGHTS = _weights_struct(_SORTED_NAMES)
+
+
 def encode_frame(frame: AnimationFrame) -> bytes:
-    """Serialize ``frame`` as an ``AnimationFrame`` protobuf (weights to 3 decimals)."""
+    """Serialize ``frame`` as an ``AnimationFrame`` protobuf (weights to 3 decimals).
+
+    Written out by hand (one ``struct.pack`` for the weights) because the
+    service encodes every frame of every session; the bytes equal protobuf's
+    deterministic serialization (tests compare them).
+    """
+    head = b""
+    if frame.frame_index:
+        head += b"\x08" + _varint(frame.frame_index)
+    if frame.timestamp_ms:
+        head += b"\x10" + _varint(frame.timestamp_ms)
+    if frame.viseme:
+        viseme = frame.viseme.encode()
+        head += b"\x1a" + _varint(len(viseme)) + viseme
+    shapes = frame.blendshapes
+    if len(shapes) == len(_SORTED_NAMES) and _NAME_SET.issuperset(shapes):
+        args: list[bytes | float] = []
+        for prefix, name in zip(_SORTED_PREFIXES, _SORTED_NAMES, strict=True):
+            args.append(prefix)
+            args.append(round(shapes[name], 3))
+        return head + _WEIGHTS.pack(*args)
+    # Any other set of names: the general path.
+    return head + b"".join(
+        _map_entry_prefix(name) + struct.pack("<f", round(shapes[name], 3))
+        for name in sorted(shapes)
+    )
+
+
+def encode_frame_reference(frame: AnimationFrame) -> bytes:
+    """Serialize ``frame`` with protobuf itself (what :func:`encode_frame` must equal)."""
     msg = _pb.AnimationFrame(
         frame_index=frame.frame_index,
         timestamp_ms=frame.timestamp_ms,
         viseme=frame.viseme,
         blendshapes={name: round(value, 3) for name, value in frame.blendshapes.items()},
     )
-    return msg.SerializeToString(deterministic=True)
+    data: bytes = msg.SerializeToString(deterministic=True)
+    return data
 
 
 def decode_animation(payload: bytes) -> DecodedAnimation:
