@@ -490,3 +490,18 @@ async def test_many_sessions_concurrently(avatar_server: DevServer) -> None:
 
     counts = await asyncio.gather(*(one() for _ in range(50)))
     assert counts == [5] * 50
+
+
+async def test_close_while_start_is_connecting(avatar_server: DevServer) -> None:
+    rec = Recorder()
+    session = make_session(avatar_server, rec)
+    await session.init()
+    starting = asyncio.ensure_future(session.start())
+    await asyncio.sleep(0)  # start() is now inside the connect
+    await session.close()
+    with pytest.raises(AvatarSDKError) as info:
+        await starting
+    assert info.value.code is AvatarSDKErrorCode.connectionClosed
+    assert rec.closes == 1
+    await avatar_server.wait_closed_sessions(0)
+    await wait_for(lambda: avatar_server.connection_count == 0)

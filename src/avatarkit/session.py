@@ -276,6 +276,10 @@ class AvatarSession:
         except BaseException:
             self._confirm = None
             raise
+        if self._closing or self._closed:
+            # close() ran while the socket was opening: don't leave it open.
+            await transport.close()
+            raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT.value)
         self._transport = transport
         try:
             transport.send(self._protocol.configure(cfg))
