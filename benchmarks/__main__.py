@@ -502,7 +502,7 @@ def run_profile(cfg: dict[str, Any], ctx: dict[str, Any], timeout: float) -> dic
     return {
         "frames": frames,
         "profiled_us_per_frame": round(total / frames * 1e6, 4),
-        "unprofiled_cpu_us_per_frame": res["cpu_us_per_frame"],
+        "profiled_run_cpu_us_per_frame": res["cpu_us_per_frame"],
         "top": rows[:15],
     }
 
@@ -579,6 +579,19 @@ def describe_machine(ctx: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+def rerender(out: Path) -> int:
+    from _report import summarize, write_markdown, write_plot
+
+    results = json.loads((out / "latest.json").read_text())
+    results["summary"] = summarize(results)
+    (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    png = out / "benchmarks.png"
+    md = ROOT / "BENCHMARKS.md" if out == RESULTS else out / "BENCHMARKS.md"
+    write_markdown(results, md, png if write_plot(results, png) else None)
+    log(f"re-rendered {md} and {png} from {out / 'latest.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -628,7 +641,14 @@ def main(argv: list[str] | None = None) -> int:
         "--retry-budget", type=int, default=12, help="repeated disturbed runs in the whole run"
     )
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/results)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render BENCHMARKS.md and the plot from the existing latest.json",
+    )
     args = p.parse_args(argv)
+    if args.report_only:
+        return rerender(Path(args.out) if args.out else RESULTS)
     cfg = config(args.smoke, args)
     only = set(args.only.split(","))
     out = Path(args.out) if args.out else (RESULTS / "raw" / "smoke" if args.smoke else RESULTS)
