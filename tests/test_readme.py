@@ -9,8 +9,10 @@ holding the audio files it opens.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -103,3 +105,95 @@ def test_readme_block_runs(index: int, live_server: dict[str, str], tmp_path: Pa
         command = [sys.executable, "-W", "error", str(script)]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- shell blocks -------------------------------------------------------------
+
+SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def shell_blocks() -> list[str]:
+    return SHELL_BLOCK.findall((ROOT / "README.md").read_text())
+
+
+def _commands(block: str) -> list[str]:
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_quick_start_and_dev_commands_are_what_ci_runs() -> None:
+    """The quick start and development blocks run in CI: .ci/run holds each command."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    blocks = shell_blocks()
+    quick = blocks[0].strip()
+    assert quick.startswith("python3 -m venv .venv && . .venv/bin/activate")
+    for part in ("python3 -m venv .venv", "pip install -e '.[dev]'", "avatarkit demo"):
+        assert part in quick and part in ci
+    assert _commands(blocks[1]) == ["python -m pytest"]
+    assert "python -m pytest" in ci
+    dev = next(b for b in blocks if "scripts/gen_proto.py" in b)
+    for command in ("ruff check .", "mypy", "python -m benchmarks"):
+        assert command in dev and command in ci
+
+
+def test_install_extras_exist() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    block = next(b for b in shell_blocks() if "pip install avatarkit" in b)
+    for name in re.findall(r"avatarkit\[(\w+)\]", block):
+        assert name in extras
+
+
+def test_command_line_block_runs(tmp_path: Path) -> None:
+    """Each line of the command-line block, against the embedded local service."""
+    block = next(b for b in shell_blocks() if b.startswith("avatarkit demo"))
+    shutil.copy(FIXTURES / "speech_16000.wav", tmp_path / "speech.wav")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARKIT_")}
+    exe = str(Path(sys.executable).with_name("avatarkit"))
+    for command in _commands(block):
+        args = command.split()
+        if args[1] == "demo":
+            args = ["avatarkit", "demo", "--fast", "--out", "frames.jsonl"]  # [--fast] [--out ...]
+        if args[1] == "serve":
+            proc = subprocess.Popen(
+                [exe, *args[1:3], "0"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            while "127.0.0.1" not in line:
+                line = proc.stdout.readline()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 0
+            proc.stdout.close()
+            continue
+        result = subprocess.run(
+            [exe, *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+    assert (tmp_path / "frames.png").stat().st_size > 1000
+
+
+def test_e2e_block_runs_against_local_service() -> None:
+    block = next(b for b in shell_blocks() if "AVATARKIT_RUN_E2E=1" in b)
+    command = _commands(block)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARKIT_")}
+    env["AVATARKIT_RUN_E2E"] = "1"
+    args = command.split()[1:]  # drop the VAR=value prefix
+    assert args[:3] == ["python", "-m", "pytest"]
+    result = subprocess.run(
+        [sys.executable, *args[1:], "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
