@@ -197,3 +197,49 @@ async def test_connection_pool_realtime_round() -> None:
     (summary,) = await example.run(sessions=2, rounds=1, requests=2, clip_s=0.5, fast=False)
     assert summary.failed == 0
     assert summary.frames == summary.expected_frames == 2 * 13
+
+
+async def test_connection_pool_survives_a_dropped_connection(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = load_example("connection_pool")
+    summaries = await example.run(
+        sessions=2, rounds=3, requests=3, clip_s=1.0, fast=True, inject_drop=True
+    )
+    assert [s.failed for s in summaries] == [0, 0, 0]
+    assert [s.retried for s in summaries] == [0, 1, 0]  # the request caught on the drop
+    assert all(s.frames == s.expected_frames == 3 * 25 for s in summaries)
+    out = capsys.readouterr().out
+    assert "(round 2: the service drops one connection mid-request)" in out
+    assert "pool: 1 session(s) replaced (connectionClosed: 1); 2 of 2 ready" in out
+
+
+def test_connection_pool_script_with_inject_drop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            str(EXAMPLES / "connection_pool" / "main.py"),
+            "--fast",
+            "--inject-drop",
+            "--sessions",
+            "2",
+            "--rounds",
+            "2",
+            "--requests",
+            "3",
+            "--clip-s",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "round 2: 3 requests (0 failed, 1 retried), 39/39 frames" in proc.stdout
+    assert "pool: 1 session(s) replaced" in proc.stdout

@@ -31,6 +31,7 @@ from .events import (
     PlaybackStateEvent,
 )
 from .ids import generate_log_id
+from .pool import PoolClosedError, PoolStats, SessionLease, SessionPool
 from .session import AvatarSession, new_avatar_session
 
 __version__ = "0.2.0"
@@ -50,8 +51,12 @@ __all__ = [
     "PlaybackSignal",
     "PlaybackState",
     "PlaybackStateEvent",
+    "PoolClosedError",
+    "PoolStats",
     "SessionConfig",
     "SessionConfigBuilder",
+    "SessionLease",
+    "SessionPool",
     "SessionTokenError",
     "__version__",
     "generate_log_id",
