@@ -199,3 +199,29 @@ def machine_info() -> dict[str, Any]:
 
 def now() -> float:
     return time.monotonic()
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of another (live) process, from /proc/PID/stat (10 ms ticks)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def load_chunks(path: str | None) -> list[bytes]:
+    """A 16-bit PCM file cut into 40 ms chunks of CHUNK_BYTES (the partial tail
+    dropped); without a file, one chunk of digital silence."""
+    if not path:
+        return [bytes(CHUNK_BYTES)]
+    with open(path, "rb") as f:
+        data = f.read()
+    n = len(data) // CHUNK_BYTES
+    if n == 0:
+        raise ValueError(f"{path}: shorter than one {CHUNK_MS} ms chunk")
+    return [data[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES] for i in range(n)]

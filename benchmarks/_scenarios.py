@@ -25,6 +25,26 @@ Scenarios (``--scenario``):
     with frames paced at 25/s. Measured: delay from each frame's due time to
     the callback (p50/p99/max), frames lost, CPU share, VmRSS growth per
     session, and how late the audio senders woke (the loop's own lag).
+
+Against the local avatar service (``avatarkit serve``, see ``local_service.py``):
+
+``endlat``
+    One session, fast pace: ``--requests`` requests of ``--request-chunks``
+    40 ms chunks of ``--audio`` each, one after another, in two modes. *burst*:
+    all chunks sent back to back (what a TTS that is ahead does); *caught_up*:
+    the last chunk (``end=true``) is sent only once every frame the service
+    could already send has arrived, so the figure is the service's reaction
+    to the end alone. Measured: time from the moment the last chunk's
+    ``send_audio`` is called to the callback of the ``end`` frame (p50/p99),
+    after ``--warmup`` unmeasured requests per mode.
+``capacity``
+    ``--sessions`` sessions, each streaming ``--seconds`` of ``--audio`` in
+    40 ms chunks at real-time pace, ``--lead-ms`` ahead of playback (chunk
+    ``k`` is sent at ``start + k * 40 ms - lead``, never before ``start``),
+    start times spread evenly over one 40 ms period. Frame ``k`` of a session
+    is due at (send time of its first chunk) + ``k * 40 ms``; lateness = its
+    callback time - due time (p50/p99/max). Also frames lost, the server's CPU
+    share (``/proc/<--server-pid>/stat`` over the window) and the client's.
 """
 
 from __future__ import annotations
@@ -33,6 +53,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import time
 import traceback
@@ -43,13 +64,16 @@ from typing import Any, Protocol
 
 from _common import (
     CHUNK_BYTES,
+    CHUNK_MS,
     FRAME_PERIOD,
     cpu_seconds,
     emit_result,
     frame_times,
     install_event_loop,
+    load_chunks,
     log,
     machine_info,
+    process_cpu_seconds,
     raise_nofile_limit,
     summarize_ms,
     vmrss_kib,
@@ -118,6 +142,61 @@ class _RealtimeState:
             i = self.base + n
             self.delays[i] = now - due
             self.transits[i] = now - sent
+        self.n = n + 1
+        if is_last and not self.done.done():
+            self.done.set_result(None)
+
+
+class _EndState:
+    """Counts the frames of the current request and stamps its end frame."""
+
+    __slots__ = ("done", "n", "t_end", "until", "waiter")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.t_end = 0.0
+        self.until = -1
+        self.done: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.n = 0
+        self.t_end = 0.0
+        self.until = -1
+        self.done = loop.create_future()
+        self.waiter = None
+
+    def on_frame(self, buf: bytes, is_last: bool) -> None:
+        now = time.monotonic()
+        self.n += 1
+        if is_last:
+            self.t_end = now
+            if self.done is not None and not self.done.done():
+                self.done.set_result(None)
+        if self.n == self.until and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _CapacityState:
+    """Per-session lateness recorder (preallocated slots, like _RealtimeState)."""
+
+    __slots__ = ("base", "cap", "delays", "done", "first", "n")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, delays: array[float], base: int, cap: int
+    ) -> None:
+        self.n = 0
+        self.base = base
+        self.cap = cap
+        self.delays = delays
+        self.first = 0.0  # send time of the first chunk: frame k is due at first + k * 40 ms
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def on_frame(self, buf: bytes, is_last: bool) -> None:
+        now = time.monotonic()
+        n = self.n
+        if n < self.cap:
+            self.delays[self.base + n] = now - (self.first + n * FRAME_PERIOD)
         self.n = n + 1
         if is_last and not self.done.done():
             self.done.set_result(None)
@@ -382,7 +461,165 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
     }
 
 
-SCENARIOS = {"flood": run_flood, "setup": run_setup, "realtime": run_realtime}
+async def run_endlat(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    chunks = load_chunks(args.audio)
+    nc = len(chunks)
+    c = max(2, args.request_chunks)
+    st = _EndState()
+    handle = await open_session(adapter, st.on_frame)
+    out: dict[str, Any] = {}
+    request_index = 0
+    timeouts = 0
+    cpu0 = cpu_seconds()
+    t_all = time.monotonic()
+    try:
+        for mode in ("burst", "caught_up"):
+            lat: list[float] = []
+            whole: list[float] = []
+            for r in range(args.warmup + args.requests):
+                st.reset(loop)
+                off = (request_index * c) % nc
+                request_index += 1
+                t_first = time.monotonic()
+                for k in range(c - 1):
+                    await adapter.send_audio(handle, chunks[(off + k) % nc], False)
+                if mode == "caught_up":
+                    # Frames 0..c-3 can be sent; frame c-2 is held back until the
+                    # next audio (it could be the last).
+                    st.until = c - 2
+                    if st.n < st.until:
+                        st.waiter = loop.create_future()
+                        await asyncio.wait_for(st.waiter, args.timeout)
+                t_send = time.monotonic()
+                await adapter.send_audio(handle, chunks[(off + c - 1) % nc], True)
+                assert st.done is not None
+                try:
+                    await asyncio.wait_for(st.done, args.timeout)
+                except asyncio.TimeoutError:
+                    timeouts += 1
+                    continue
+                if r >= args.warmup:
+                    lat.append(st.t_end - t_send)
+                    whole.append(st.t_end - t_first)
+                    if st.n != c:
+                        log(f"{adapter.name}: request had {st.n} frames, expected {c}")
+            out[mode] = {"end": summarize_ms(lat), "request": summarize_ms(whole)}
+    finally:
+        cpu = cpu_seconds() - cpu0
+        wall = time.monotonic() - t_all
+        await adapter.close(handle)
+    return {
+        "requests": args.requests,
+        "request_chunks": c,
+        "warmup": args.warmup,
+        "timeouts": timeouts,
+        "burst": out.get("burst"),
+        "caught_up": out.get("caught_up"),
+        "cpu_share": round(cpu / wall, 4) if wall > 0 else None,
+    }
+
+
+async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    n_sessions = args.sessions
+    chunks = load_chunks(args.audio)
+    nc = len(chunks)
+    n_chunks = max(2, round(args.seconds * 1000 / CHUNK_MS))
+    frames = n_chunks  # 640 samples per chunk at 16 kHz: one frame each
+    total = n_sessions * frames
+    delays = array("d", bytes(8 * total))
+    send_lag = array("d", bytes(8 * total))
+    states = [_CapacityState(loop, delays, i * frames, frames) for i in range(n_sessions)]
+    t_setup0 = time.monotonic()
+    handles, failures = await _open_many(adapter, [s.on_frame for s in states], args.concurrency)
+    setup_wall = time.monotonic() - t_setup0
+    gc.collect()
+    lead = args.lead_ms / 1000.0
+    start = time.monotonic() + 0.3
+
+    async def feeder(i: int, h: Any, st: _CapacityState) -> None:
+        base = start + FRAME_PERIOD * i / n_sessions
+        off = (i * 53) % nc  # sessions play different parts of the clip
+        slot = i * frames
+        for k in range(n_chunks):
+            due = max(base, base + k * FRAME_PERIOD - lead)
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            now = time.monotonic()
+            if k == 0:
+                st.first = now
+            send_lag[slot + k] = now - due
+            await adapter.send_audio(h, chunks[(off + k) % nc], k == n_chunks - 1)
+
+    live = [(i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h]
+    srv0 = process_cpu_seconds(args.server_pid) if args.server_pid else None
+    cpu0 = cpu_seconds()
+    t0 = time.monotonic()
+    results = await asyncio.gather(*(feeder(i, h, s) for i, h, s in live), return_exceptions=True)
+    feeder_errors = 0
+    for r in results:
+        if isinstance(r, BaseException):
+            feeder_errors += 1
+            if feeder_errors <= 3:
+                log(f"{adapter.name}: send failed: {r!r}")
+    timed_out = False
+    try:
+        await asyncio.wait_for(asyncio.gather(*(s.done for _, _, s in live)), args.timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+    t1 = time.monotonic()
+    cpu1 = cpu_seconds()
+    srv1 = process_cpu_seconds(args.server_pid) if args.server_pid else None
+    received = sum(s.n for s in states)
+    await _close_many(adapter, handles, args.concurrency)
+    wall = t1 - t0
+    cpu = cpu1 - cpu0
+    server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
+
+    recorded: list[float] = []
+    for i, s in enumerate(states):
+        recorded.extend(delays[i * frames : i * frames + min(s.n, frames)])
+    lags = [v for i, _, _ in live for v in send_lag[i * frames : (i + 1) * frames]]
+    late40 = sum(1 for v in recorded if v >= 0.040)
+    return {
+        "sessions": n_sessions,
+        "frames_per_session": frames,
+        "seconds": n_chunks * CHUNK_MS / 1000,
+        "lead_ms": args.lead_ms,
+        "audio": os.path.basename(args.audio) if args.audio else "silence",
+        "frames_expected": total,
+        "frames_received": received,
+        "frames_lost": total - received,
+        "sessions_incomplete": sum(1 for s in states if not s.done.done()),
+        "setup_failures": failures,
+        "send_failures": feeder_errors,
+        "timed_out": timed_out,
+        "setup_wall_s": round(setup_wall, 3),
+        "lateness": summarize_ms(recorded),
+        "frames_late_40ms": late40,
+        "send_lag": summarize_ms(lags),
+        "wall_s": round(wall, 4),
+        "cpu_s": round(cpu, 4),
+        "cpu_share": round(cpu / wall, 4) if wall > 0 else None,
+        "server_cpu_s": round(server_cpu, 3) if server_cpu is not None else None,
+        "server_cpu_share": round(server_cpu / wall, 4)
+        if server_cpu is not None and wall > 0
+        else None,
+        "server_cpu_us_per_frame": round(server_cpu / received * 1e6, 2)
+        if server_cpu is not None and received
+        else None,
+    }
+
+
+SCENARIOS = {
+    "flood": run_flood,
+    "setup": run_setup,
+    "realtime": run_realtime,
+    "endlat": run_endlat,
+    "capacity": run_capacity,
+}
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -401,6 +638,27 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "--profile",
         default=None,
         help="flood: write cProfile stats of the measured window to this file",
+    )
+    p.add_argument(
+        "--audio", default=None, help="16 kHz 16-bit PCM file to send (endlat, capacity)"
+    )
+    p.add_argument("--requests", type=int, default=100, help="endlat: measured requests per mode")
+    p.add_argument("--request-chunks", type=int, default=25, help="endlat: 40 ms chunks a request")
+    p.add_argument("--seconds", type=float, default=10.0, help="capacity: audio per session")
+    p.add_argument(
+        "--lead-ms",
+        type=float,
+        default=60.0,
+        help="capacity: how far ahead of playback each chunk is sent (0 = strictly real time)",
+    )
+    p.add_argument(
+        "--server-pid", type=int, default=None, help="capacity: read this process's CPU time"
+    )
+    p.add_argument(
+        "--api",
+        choices=("transport_frames", "on_animation", "frames"),
+        default="transport_frames",
+        help="SDK runner (this repo's SDK): how frames reach the scenario's callback",
     )
     p.add_argument(
         "--server-stats",

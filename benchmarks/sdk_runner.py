@@ -15,6 +15,12 @@ sample_rate=, transport_frames=, on_error=, on_close=)``, then ``init()``
 ``send_audio(bytes, end=)`` and ``close()``. ``transport_frames(frame, is_last)``
 receives the serialized envelope, as in 0.1.7.
 
+``--api`` (this repository's SDK only) picks how frames reach the scenario's
+callback: ``transport_frames`` (the default, as above), ``on_animation``
+(parsed ``AnimationFrameEvent`` objects, the callback gets ``event.message``
+and ``event.end``) or ``frames`` (one task per session iterating
+``async for event in session.frames()``).
+
 If the interpreter's ``avatarkit`` has no ``new_avatar_session`` yet, the
 runner says "SDK not available yet" and reports ``available: false``.
 """
@@ -22,6 +28,8 @@ runner says "SDK not available yet" and reports ``available: false``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 from datetime import datetime, timedelta, timezone
@@ -67,7 +75,11 @@ class SdkAdapter:
     def __init__(self, args: argparse.Namespace) -> None:
         self.console = args.console
         self.ingress = args.ingress
+        self.api = args.api
         self.errors = 0
+        self.name = "sdk" if self.api == "transport_frames" else f"sdk ({self.api})"
+        self._consumers: dict[int, tuple[asyncio.Task[None], OnFrame]] = {}
+        self._pending: dict[int, OnFrame] = {}
 
     def _on_error(self, error: Any) -> None:
         self.errors += 1
@@ -82,6 +94,11 @@ class SdkAdapter:
 
     async def open_token(self, on_frame: OnFrame) -> Any:
         assert avatarkit is not None
+        frames: dict[str, Any] = {}
+        if self.api == "transport_frames":
+            frames["transport_frames"] = on_frame
+        elif self.api == "on_animation":
+            frames["on_animation"] = lambda event: on_frame(event.message, event.end)
         session = avatarkit.new_avatar_session(
             api_key=API_KEY,
             app_id=APP_ID,
@@ -90,15 +107,22 @@ class SdkAdapter:
             ingress_endpoint_url=self.ingress,
             expire_at=datetime.now(timezone.utc) + timedelta(hours=1),
             sample_rate=16000,
-            transport_frames=on_frame,
             on_error=self._on_error,
             on_close=self._on_close,
+            **frames,
         )
+        if self.api == "frames":
+            self._pending[id(session)] = on_frame
         await session.init()
         return session
 
     async def open_ws(self, token_state: Any) -> Any:
         await token_state.start()
+        on_frame = self._pending.pop(id(token_state), None)
+        if on_frame is not None:
+            task = asyncio.get_running_loop().create_task(_consume(token_state, on_frame))
+            self._consumers[id(token_state)] = (task, on_frame)
+            await asyncio.sleep(0)  # the iterator registers before any audio is sent
         return token_state
 
     async def send_audio(self, handle: Any, data: bytes, end: bool) -> None:
@@ -106,6 +130,10 @@ class SdkAdapter:
 
     async def close(self, handle: Any) -> None:
         await handle.close()
+        consumer = self._consumers.pop(id(handle), None)
+        if consumer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer[0]  # the iterator ends when the session closes
 
     async def teardown(self) -> None:
         pass
@@ -118,7 +146,13 @@ class SdkAdapter:
             "module": getattr(avatarkit, "__file__", None),
             "protobuf": protobuf_backend(),
             "errors": self.errors,
+            "api": self.api,
         }
+
+
+async def _consume(session: Any, on_frame: OnFrame) -> None:
+    async for event in session.frames():
+        on_frame(event.message, event.end)
 
 
 def run(argv: list[str] | None = None) -> int:

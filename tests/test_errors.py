@@ -77,7 +77,7 @@ def test_text_rules_on_http_body(text: str, code: AvatarSDKErrorCode) -> None:
         (14, "whatever", C.egressUnavailable),
         (4001, "", C.creditsExhausted),
         (4002, "", C.sessionDurationExceeded),
-        (4003, "", C.concurrencyLimit),
+        (4003, "", C.serverError),  # 0.1.7 has no concurrencyLimit: drop-in
         (400, "unsupported sample rate", C.unsupportedSampleRate),
         (0, "", C.serverError),
         (7, "something else", C.serverError),
@@ -192,3 +192,29 @@ def test_raw_body_not_in_str_or_repr() -> None:
 def test_retryable_by_code() -> None:
     assert AvatarSDKError(C.upstreamError, "x").retryable
     assert not AvatarSDKError(C.avatarNotFound, "x").retryable
+
+
+def test_http_body_code_rules_come_first() -> None:
+    body = '{"errors":[{"status":"400","code":"3","detail":"livekit room full"}]}'
+    assert (
+        classify_http_rejection(400, body, phase="websocket_connect").code is C.invalidEgressConfig
+    )
+    body = '{"errors":[{"status":"400","code":"INVALID_ARGUMENT","detail":"bad"}]}'
+    assert classify_http_rejection(400, body, phase="session_token").code is C.invalidRequest
+    body = '{"errors":[{"code":"UNAVAILABLE"}]}'
+    assert classify_http_rejection(503, body, phase="websocket_connect").code is C.egressUnavailable
+
+
+def test_402_before_token_texts() -> None:
+    body = '{"errors":[{"status":"402","detail":"invalid session token"}]}'
+    assert classify_http_rejection(402, body, phase="websocket_connect").code is C.billingRequired
+    body = '{"errors":[{"status":"402","detail":"credits exhausted"}]}'
+    assert classify_http_rejection(402, body, phase="websocket_connect").code is C.creditsExhausted
+
+
+def test_flat_error_key_is_the_code() -> None:
+    err = classify_http_rejection(
+        403, '{"error": "invalid session token"}', phase="websocket_connect"
+    )
+    assert err.code is C.sessionTokenInvalid
+    assert err.server_code == "invalid session token"

@@ -341,7 +341,7 @@ def test_token_response_errors() -> None:
     assert info.value.http_status == 402
     with pytest.raises(SessionTokenError) as info:
         parse_token_response(200, b"not json")
-    assert info.value.code is AvatarSDKErrorCode.unknown
+    assert info.value.code is AvatarSDKErrorCode.protocolError
     with pytest.raises(SessionTokenError, match="neither"):
         parse_token_response(200, b"{}")
 

@@ -155,13 +155,18 @@ class AvatarSDKError(Exception):
     def retryable(self) -> bool:
         """Whether a new session may succeed where this one failed.
 
-        Decided by the close code when the server closed the socket, otherwise
-        by the error code (transient failures yes, rejected input no).
+        Decided by the close code when the server closed the socket (or by a
+        close-code number carried as ``server_code``), otherwise by the error
+        code (transient failures yes, rejected input no).
         """
         if self._retryable is not None:
             return self._retryable
         if self.code is AvatarSDKErrorCode.connectionClosed:
             return close_code_retryable(self.close_code)
+        if self.server_code is not None and self.server_code.isdigit():
+            server_code = int(self.server_code)
+            if 4000 <= server_code < 4600:  # close-code numbers relayed in a ServerError
+                return close_code_retryable(server_code)
         return self.code in _RETRYABLE_CODES
 
     def __str__(self) -> str:
@@ -252,7 +257,7 @@ def parse_error_body(raw: str | bytes | None) -> ParsedBody:
     """Read ``status``, ``code`` (or ``id``), ``title``, ``detail`` (or ``message``).
 
     Accepts ``{"errors": [{...}]}`` (JSON:API), a flat ``{"code", "message"}``
-    object, or plain text (taken as the detail).
+    or ``{"error": ...}`` object, or plain text (taken as the detail).
     """
     if raw is None:
         return ParsedBody()
@@ -265,13 +270,18 @@ def parse_error_body(raw: str | bytes | None) -> ParsedBody:
     except ValueError:
         return ParsedBody(detail=text[:500])
     item: Any = data
+    flat = True
     if isinstance(data, dict) and isinstance(data.get("errors"), list) and data["errors"]:
         item = data["errors"][0]
+        flat = False
     if not isinstance(item, dict):
         return ParsedBody(detail=text[:500])
+    code = _as_str(item.get("code")) or _as_str(item.get("id"))
+    if flat and code is None:
+        code = _as_str(item.get("error"))  # {"error": "..."} bodies
     return ParsedBody(
         status=_as_status(item.get("status")),
-        code=_as_str(item.get("code")) or _as_str(item.get("id")),
+        code=code,
         title=_as_str(item.get("title")),
         detail=_as_str(item.get("detail")) or _as_str(item.get("message")),
     )
@@ -281,13 +291,21 @@ def parse_error_body(raw: str | bytes | None) -> ParsedBody:
 # Classification
 # --------------------------------------------------------------------------
 
+# Numeric (or gRPC-name) server codes looked at before any text: PROTOCOL.md 5/6.
+_INVALID_ARGUMENT = ("3", "INVALID_ARGUMENT")
+_UNAUTHENTICATED = ("16", "UNAUTHENTICATED")
+_UNAVAILABLE = ("14", "UNAVAILABLE")
+
 # Text rules, matched case-insensitively on code + title + detail, in order.
-_TEXT_RULES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
+# (HTTP 402 is checked between the first two groups, as avatarkit 0.1.7 does.)
+_TEXT_RULES_FIRST: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
     (("credits exhausted",), AvatarSDKErrorCode.creditsExhausted),
     (
         ("session time limit reached", "maximum session duration"),
         AvatarSDKErrorCode.sessionDurationExceeded,
     ),
+)
+_TEXT_RULES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
     (("session denied",), AvatarSDKErrorCode.billingRequired),
     (("invalid session token", "empty token"), AvatarSDKErrorCode.sessionTokenInvalid),
     (("token is expired", "session token expired"), AvatarSDKErrorCode.sessionTokenExpired),
@@ -328,20 +346,65 @@ _TEXT_RULES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
 )
 
 
-def classify_text(*texts: str | None) -> AvatarSDKErrorCode | None:
-    """Apply the text rules of PROTOCOL.md section 5; ``None`` when none match."""
-    haystack = " ".join(t for t in texts if t).lower()
-    if not haystack:
-        return None
-    for needles, code in _TEXT_RULES:
-        if any(n in haystack for n in needles):
+def _match(
+    rules: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...], text: str
+) -> AvatarSDKErrorCode | None:
+    for needles, code in rules:
+        if any(n in text for n in needles):
             return code
     return None
 
 
-def _http_fallback(status: int | None, phase: str) -> AvatarSDKErrorCode:
-    if status == 402:
+def classify_text(*texts: str | None) -> AvatarSDKErrorCode | None:
+    """Apply the text rules of PROTOCOL.md section 5; ``None`` when none match."""
+    haystack = " | ".join(t.strip().lower() for t in texts if t and t.strip())
+    if not haystack:
+        return None
+    return _match(_TEXT_RULES_FIRST, haystack) or _match(_TEXT_RULES, haystack)
+
+
+def classify(
+    *,
+    phase: str,
+    http_status: int | None = None,
+    server_code: str | None = None,
+    title: str | None = None,
+    detail: str | None = None,
+) -> AvatarSDKErrorCode:
+    """The SDK error code for a failure, by the rules of PROTOCOL.md sections 5-6.
+
+    One order for every source (token call, upgrade rejection, ``ServerError``)
+    so that ``code`` is what avatarkit 0.1.7 reports: server codes 3/16/14
+    (or their gRPC names), 4001 and 4002 first; then the text rules (HTTP 402
+    right after the credit/duration texts); then HTTP status fallbacks; then
+    ``serverError`` during the handshake or at run time, else ``unknown``.
+    """
+    text = " | ".join(t.strip().lower() for t in (server_code, title, detail) if t and t.strip())
+    if server_code in _INVALID_ARGUMENT:
+        egress = any(w in text for w in ("livekit", "agora", "egress"))
+        return (
+            AvatarSDKErrorCode.invalidEgressConfig if egress else AvatarSDKErrorCode.invalidRequest
+        )
+    if server_code in _UNAUTHENTICATED:
+        return AvatarSDKErrorCode.invalidEgressConfig
+    if server_code in _UNAVAILABLE:
+        return AvatarSDKErrorCode.egressUnavailable
+    if server_code == "4001":
+        return AvatarSDKErrorCode.creditsExhausted
+    if server_code == "4002":
+        return AvatarSDKErrorCode.sessionDurationExceeded
+    found = _match(_TEXT_RULES_FIRST, text)
+    if found is not None:
+        return found
+    if http_status == 402:
         return AvatarSDKErrorCode.billingRequired
+    found = _match(_TEXT_RULES, text)
+    if found is not None:
+        return found
+    return _http_fallback(http_status, phase, text)
+
+
+def _http_fallback(status: int | None, phase: str, text: str) -> AvatarSDKErrorCode:
     if status == 401:
         return AvatarSDKErrorCode.sessionTokenExpired
     if status == 404:
@@ -374,8 +437,12 @@ def classify_http_rejection(
     http_status = status
     if (status is None or status == 200) and parsed.status is not None:
         http_status = parsed.status
-    code = classify_text(parsed.code, parsed.title, parsed.detail) or _http_fallback(
-        http_status, phase
+    code = classify(
+        phase=phase,
+        http_status=http_status,
+        server_code=parsed.code,
+        title=parsed.title,
+        detail=parsed.detail,
     )
     what = "session token request" if phase == ErrorPhase.SESSION_TOKEN.value else "connection"
     summary = parsed.detail or parsed.title or (f"HTTP {http_status}" if http_status else "")
@@ -407,30 +474,11 @@ def classify_server_error(
     The numeric code is looked at before the text, as avatarkit 0.1.7 does:
     gRPC 3 (invalid argument: egress config when the text names egress), 16
     (egress credentials), 14 (egress unavailable), 4001 and 4002; any other
-    code falls through to the text rules, then to ``serverError``.
+    code (4003 included: 0.1.7 has no concurrencyLimit, so it stays
+    ``serverError`` with ``server_code`` "4003") falls through to the text
+    rules, then to ``serverError``.
     """
-    lowered = message.lower()
-    sdk_code: AvatarSDKErrorCode | None
-    if code == 3:
-        egress = any(w in lowered for w in ("livekit", "agora", "egress"))
-        sdk_code = (
-            AvatarSDKErrorCode.invalidEgressConfig if egress else AvatarSDKErrorCode.invalidRequest
-        )
-    elif code == 16:
-        sdk_code = AvatarSDKErrorCode.invalidEgressConfig
-    elif code == 14:
-        sdk_code = AvatarSDKErrorCode.egressUnavailable
-    elif code == CloseCode.CREDITS_EXHAUSTED:
-        sdk_code = AvatarSDKErrorCode.creditsExhausted
-    elif code == CloseCode.SESSION_DURATION_EXCEEDED:
-        sdk_code = AvatarSDKErrorCode.sessionDurationExceeded
-    elif code == CloseCode.CONCURRENCY_LIMIT:
-        # 0.1.7 has no concurrencyLimit code; the successor contract does.
-        sdk_code = AvatarSDKErrorCode.concurrencyLimit
-    else:
-        sdk_code = classify_text(message)
-    if sdk_code is None:
-        sdk_code = AvatarSDKErrorCode.serverError
+    sdk_code = classify(phase=phase, server_code=str(code), detail=message or None)
     return AvatarSDKError(
         sdk_code,
         f"server error: {message or 'no message'}" + _advice(sdk_code),

@@ -619,7 +619,7 @@ def parse_token_response(status: int, body: bytes) -> str:
         data = json.loads(body)
     except ValueError:
         raise SessionTokenError(
-            AvatarSDKErrorCode.unknown,
+            AvatarSDKErrorCode.protocolError,
             "session token response is not JSON",
             phase=phase,
             http_status=status,
@@ -627,7 +627,7 @@ def parse_token_response(status: int, body: bytes) -> str:
         ) from None
     if not isinstance(data, Mapping):
         raise SessionTokenError(
-            AvatarSDKErrorCode.unknown,
+            AvatarSDKErrorCode.protocolError,
             "session token response is not a JSON object",
             phase=phase,
             http_status=status,
@@ -638,7 +638,7 @@ def parse_token_response(status: int, body: bytes) -> str:
     token = data.get("sessionToken") or data.get("session_token")
     if not isinstance(token, str) or not token:
         raise SessionTokenError(
-            AvatarSDKErrorCode.unknown,
+            AvatarSDKErrorCode.protocolError,
             "session token response has neither 'sessionToken' nor 'session_token'",
             phase=phase,
             http_status=status,

@@ -52,7 +52,9 @@ How to make a client see each SDK error code (real conditions first):
 ``invalidRequest``         a broken Ogg stream, audio after ``end`` (code 3)
 ``idleTimeout``            ``idle_timeout`` (``no audio input for N seconds``)
 ``sessionDurationExceeded``  ``max_session_seconds`` (4002)
-``concurrencyLimit``       ``max_sessions_per_app`` (4003)
+``concurrencyLimit``       ``max_sessions_per_app`` (4003); spatialreal reports
+                           it so; avatarkit (like 0.1.7) reports ``serverError``
+                           / ``connectionClosed`` with code 4003, not retryable
 ``billingRequired``        ``reject_upgrade(402, ...)`` / ``reject_token(402, ...)``
 ``creditsExhausted``       ``send_error(4001, "credits exhausted")`` / ``close(4001)``
 ``egressUnavailable``      ``send_error(14, "failed to create egress connection")``
@@ -62,8 +64,9 @@ How to make a client see each SDK error code (real conditions first):
 ``connectionClosed``       ``close(...)``, ``drop_connection()``
 ``connectionFailed``       ``drop_connection(phase="handshake")``, or a stopped server
 ``protocolError``          ``send_raw(b"\xff", phase="handshake")``, ``send_raw(...,
-                           text=True)``
-``unknown``                ``reject_token(200, "{}")`` (a token answer without a token)
+                           text=True)``, ``reject_token(200, "{}")`` (no token)
+``unknown``                ``reject_token(302, "")`` (a token answer that is
+                           neither success nor an HTTP error)
 =========================  =================================================
 """
 
