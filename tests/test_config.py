@@ -201,3 +201,15 @@ async def test_start_before_init_and_send_before_start() -> None:
     with pytest.raises(ValueError, match="odd"):
         await session.send_audio(b"\x00\x00\x00")
     await session.close()
+
+
+def test_positional_field_order_matches_0_1_7() -> None:
+    def frames(data: bytes, last: bool) -> None: ...
+
+    cfg = SessionConfig(
+        "av", "key", "app", False, EXPIRE, 24000, 0, AudioFormat.PCM_S16LE, None, None, frames
+    )
+    assert cfg.transport_frames is frames
+    assert SessionConfigBuilder().with_ogg_opus_encoder().build().ogg_opus_encoder == (
+        OggOpusEncoderConfig()
+    )

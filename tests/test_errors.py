@@ -218,3 +218,16 @@ def test_flat_error_key_is_the_code() -> None:
     )
     assert err.code is C.sessionTokenInvalid
     assert err.server_code == "invalid session token"
+
+
+def test_session_token_error_constructors() -> None:
+    legacy = SessionTokenError("token call failed", code=C.sessionTokenInvalid, http_status=401)
+    assert (legacy.code, legacy.message, legacy.phase) == (
+        C.sessionTokenInvalid,
+        "token call failed",
+        "session_token",
+    )
+    assert SessionTokenError("plain").code is C.invalidRequest
+    modern = SessionTokenError(C.unknown, "x")
+    assert (modern.code, modern.message) == (C.unknown, "x")
+    assert AvatarSDKError(C.unknown, "x").phase == "unknown"

@@ -39,6 +39,7 @@ from avatarkit.protocol import (
     parse_token_response,
     redact_url,
     token_url,
+    token_urls,
 )
 
 REQ_ID = re.compile(r"^\d{14}_[A-Za-z0-9_-]{12}$")
@@ -307,7 +308,12 @@ def test_token_routes() -> None:
     assert (
         token_url("https://c.example/v1/console/") == "https://c.example/v1/console/session-tokens"
     )
-    assert token_url("https://api.example") == "https://api.example/v1/auth/session-token"
+    assert token_url("https://api.example") == "https://api.example/session-tokens"
+    assert token_urls("https://api.example") == (
+        "https://api.example/session-tokens",
+        "https://api.example/v1/auth/session-token",
+    )
+    assert token_urls("https://c.example/v1/console") == ("https://c.example/v1/console/session-tokens",)
 
 
 def test_token_request_body_and_headers() -> None:

@@ -8,6 +8,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 
 from __future__ import annotations
 
+from ._loopguard import aclose as aclose_shared_resources
 from .config import (
     AgoraEgressConfig,
     AudioFormat,
@@ -59,6 +60,7 @@ __all__ = [
     "SessionPool",
     "SessionTokenError",
     "__version__",
+    "aclose_shared_resources",
     "generate_log_id",
     "new_avatar_session",
 ]

@@ -173,8 +173,8 @@ EncodedAudioHandler = Callable[[str, bytes], Any]
 class SessionConfig:
     """Everything a session needs: credentials, endpoints, audio, callbacks.
 
-    Fields up to ``livekit_egress`` are those of avatarkit 0.1.7, in its
-    order. Callbacks may be plain functions or coroutine functions; an
+    Fields up to ``agora_egress`` are those of avatarkit 0.1.7, in its order
+    (so positional use keeps working). Callbacks may be plain functions or coroutine functions; an
     exception raised by one is logged with its traceback and does not stop
     the session.
 
@@ -199,15 +199,15 @@ class SessionConfig:
     expire_at: datetime | None = None
     sample_rate: int = 16000
     bitrate: int = 0
+    audio_format: AudioFormat = AudioFormat.PCM_S16LE
+    ogg_opus_encoder: OggOpusEncoderConfig | None = None
+    on_encoded_audio: EncodedAudioHandler | None = field(default=None, repr=False)
     transport_frames: TransportFramesHandler | None = field(default=None, repr=False)
     on_error: ErrorHandler | None = field(default=None, repr=False)
     on_close: CloseHandler | None = field(default=None, repr=False)
     console_endpoint_url: str = ""
     ingress_endpoint_url: str = ""
     livekit_egress: LiveKitEgressConfig | None = None
-    audio_format: AudioFormat = AudioFormat.PCM_S16LE
-    ogg_opus_encoder: OggOpusEncoderConfig | None = None
-    on_encoded_audio: EncodedAudioHandler | None = field(default=None, repr=False)
     agora_egress: AgoraEgressConfig | None = None
     on_playback: Callable[[PlaybackSignal], Any] | None = field(default=None, repr=False)
     on_playback_state: Callable[[PlaybackStateEvent], Any] | None = field(default=None, repr=False)
@@ -353,9 +353,9 @@ class SessionConfigBuilder:
         """Input encoding: PCM_S16LE or OGG_OPUS."""
         return self._set("audio_format", audio_format)
 
-    def with_ogg_opus_encoder(self: _B, config: OggOpusEncoderConfig) -> _B:
-        """Encode PCM to Ogg Opus inside the SDK."""
-        return self._set("ogg_opus_encoder", config)
+    def with_ogg_opus_encoder(self: _B, config: OggOpusEncoderConfig | None = None) -> _B:
+        """Encode PCM to Ogg Opus inside the SDK (default settings when no config)."""
+        return self._set("ogg_opus_encoder", config or OggOpusEncoderConfig())
 
     def with_on_encoded_audio(self: _B, handler: EncodedAudioHandler) -> _B:
         """Receive ``(req_id, ogg_stream)`` when the built-in encoder ends a request."""

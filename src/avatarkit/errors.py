@@ -124,7 +124,7 @@ class AvatarSDKError(Exception):
         code: AvatarSDKErrorCode,
         message: str,
         *,
-        phase: str | None = None,
+        phase: str = "unknown",
         http_status: int | None = None,
         server_code: str | None = None,
         server_title: str | None = None,
@@ -204,7 +204,28 @@ def _rebuild_error(
 
 
 class SessionTokenError(AvatarSDKError):
-    """The session-token call failed (phase ``session_token``)."""
+    """The session-token call failed (phase ``session_token``).
+
+    Constructed as in avatarkit 0.1.7: ``SessionTokenError(message, *,
+    code=AvatarSDKErrorCode.invalidRequest, ...)``; the classifier also builds
+    it with the code first, so both call styles work.
+    """
+
+    def __init__(
+        self,
+        code_or_message: AvatarSDKErrorCode | str,
+        message: str | None = None,
+        *,
+        code: AvatarSDKErrorCode | None = None,
+        phase: str = ErrorPhase.SESSION_TOKEN.value,
+        **fields: Any,
+    ) -> None:
+        if message is None:  # SessionTokenError(message, code=...)
+            message = str(code_or_message)
+            resolved = code if code is not None else AvatarSDKErrorCode.invalidRequest
+        else:  # SessionTokenError(code, message)
+            resolved = AvatarSDKErrorCode(code_or_message)
+        super().__init__(resolved, message, phase=phase, **fields)
 
 
 class OptionalDependencyError(ImportError):

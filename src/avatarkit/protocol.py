@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -355,6 +355,12 @@ class ClientProtocol:
         """
         kind = msg.type
         if kind == ANIMATION_TYPE:
+            if self.state is ClientState.AWAITING_CONFIRM:
+                raise AvatarSDKError(
+                    AvatarSDKErrorCode.protocolError,
+                    "server sent animation before confirming the session",
+                    phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                )
             return msg.server_response_animation
         if kind == MessageType.SERVER_CONFIRM_SESSION:
             return self._on_confirm(msg.server_confirm_session)
@@ -577,24 +583,32 @@ class ServerProtocol:
 _CONSOLE_SUFFIX = "/v1/console"
 
 
-def token_url(console_endpoint_url: str) -> str:
-    """Where to ask for a session token.
+def token_urls(console_endpoint_url: str) -> tuple[str, ...]:
+    """Where to ask for a session token, in order.
 
-    A console URL (ending in ``/v1/console``) uses the legacy route
-    ``{console}/session-tokens``, byte-identical to avatarkit 0.1.7. Any other
-    base is taken as an API root and uses the successor route
-    ``{root}/v1/auth/session-token``.
+    ``{console}/session-tokens`` first, byte-identical to avatarkit 0.1.7. A
+    base that does not end in ``/v1/console`` may be an API root of a newer
+    service, so ``{root}/v1/auth/session-token`` is tried next when the first
+    answers 404.
     """
     base = console_endpoint_url.rstrip("/")
+    legacy = base + "/session-tokens"
     if base.endswith(_CONSOLE_SUFFIX):
-        return base + "/session-tokens"
-    return base + "/v1/auth/session-token"
+        return (legacy,)
+    return (legacy, base + "/v1/auth/session-token")
+
+
+def token_url(console_endpoint_url: str) -> str:
+    """The first URL of :func:`token_urls` (what avatarkit 0.1.7 calls)."""
+    return token_urls(console_endpoint_url)[0]
 
 
 def expire_at_seconds(expire_at: datetime) -> int:
-    """Unix seconds of ``expire_at`` (a naive datetime is taken as UTC)."""
-    if expire_at.tzinfo is None:
-        expire_at = expire_at.replace(tzinfo=timezone.utc)
+    """Unix seconds of ``expire_at``.
+
+    A naive datetime is local time, as ``datetime.timestamp()`` (and so
+    avatarkit 0.1.7) reads it; pass an aware one to be explicit.
+    """
     return int(expire_at.timestamp())
 
 
@@ -669,7 +683,10 @@ def build_websocket_url(
             "use ws://, wss://, http:// or https://"
         )
     path = parts.path.rstrip("/") + "/websocket"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if v and k != "id"]
+    replaced = ("id", "appId", "sessionKey") if use_query_auth else ("id",)
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if v and k not in replaced
+    ]
     query.append(("id", avatar_id))
     headers: dict[str, str] = {}
     if use_query_auth:

@@ -32,6 +32,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from . import _loopguard
 from .config import AudioFormat, SessionConfig
 from .errors import (
     AvatarSDKError,
@@ -85,6 +86,9 @@ class AvatarSession:
         self._token: str | None = None
         self._transport: Transport | None = None
         self._confirm: asyncio.Future[SessionConfirmed] | None = None
+        self._starting = False
+        self._open = False  # confirmed, not yet closed
+        self._encoder_lock: asyncio.Lock | None = None
         self._closing = False
         self._closed = False
         self._close_notified = False
@@ -221,12 +225,13 @@ class AvatarSession:
         """Get a session token from the console (``POST .../session-tokens``).
 
         Raises :class:`~avatarkit.SessionTokenError` when the call fails and
-        ``ValueError`` for configuration that can never work.
+        ``ValueError`` for configuration that can never work (all of it is
+        checked here, before the network is touched).
         """
         from . import _http  # aiohttp loads on first use: keeps `import avatarkit` light
 
         cfg = self._config
-        cfg.validate_for_token()
+        cfg.validate()  # everything, before the first network call
         assert cfg.expire_at is not None
         self._token = await _http.request_session_token(
             cfg.console_endpoint_url, cfg.api_key, cfg.expire_at
@@ -253,11 +258,20 @@ class AvatarSession:
         cfg = self._config
         if self._closed or self._closing:
             raise ValueError("session is closed; create a new session")
-        if self._protocol.state is not ClientState.IDLE:
+        if self._starting or self._protocol.state is not ClientState.IDLE:
             raise ValueError("session already started")
         if self._token is None:
             raise ValueError("session not initialized: call init() first")
         cfg.validate_for_connect()
+        self._starting = True
+        try:
+            return await self._start()
+        finally:
+            self._starting = False
+
+    async def _start(self) -> str:
+        cfg = self._config
+        assert self._token is not None
         if cfg.ogg_opus_encoder is not None:
             self._encoder = self._make_encoder()
         url, headers = build_websocket_url(
@@ -281,6 +295,7 @@ class AvatarSession:
             await transport.close()
             raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT.value)
         self._transport = transport
+        _loopguard.track(self)
         try:
             transport.send(self._protocol.configure(cfg))
             confirmed = await asyncio.wait_for(
@@ -350,6 +365,8 @@ class AvatarSession:
             return
         self._closed = True
         self._protocol.closed()
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing tracked
+            _loopguard.untrack(self)
         if self._confirm is not None and not self._confirm.done():
             failure = self._close_error or self._closed_error("websocket_handshake")
             self._confirm.set_exception(failure)
@@ -363,6 +380,12 @@ class AvatarSession:
                 self._cb_close()
         if self._dispatch_wakeup is not None:
             self._dispatch_wakeup.set()
+
+    def _abort_for_loop_shutdown(self) -> None:
+        """The event loop is shutting down with this session open: drop the socket."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
 
     async def __aenter__(self) -> AvatarSession:
         await self.init()
@@ -405,7 +428,10 @@ class AvatarSession:
             )
         self._require_open("send_audio")
         if self._encoder is not None:
-            return await self._send_encoded(data, end)
+            if self._encoder_lock is None:
+                self._encoder_lock = asyncio.Lock()
+            async with self._encoder_lock:  # one Ogg stream at a time, in call order
+                return await self._send_encoded(data, end)
         req_id, message = self._protocol.audio(data, end)
         await self._send(message, req_id, "send audio")
         return req_id
@@ -419,14 +445,14 @@ class AvatarSession:
             if self._encoded is None:
                 self._encoded = bytearray()
             self._encoded += pages
+        stream = None
+        if end:  # finish() already began a fresh stream for the next request
+            stream, self._encoded = self._encoded, None
         if pages or end:
             _, message = self._protocol.audio(pages, end)
             await self._send(message, req_id, "send audio")
-        if end:
-            self._encoder.reset()
-            stream, self._encoded = self._encoded, None
-            if stream and self._cb_encoded is not None:
-                self._cb_encoded(req_id, bytes(stream))
+        if stream and self._cb_encoded is not None:
+            self._cb_encoded(req_id, bytes(stream))
         return req_id
 
     async def interrupt(self) -> str:
@@ -507,7 +533,7 @@ class AvatarSession:
         except DecodeError as exc:
             self._on_protocol_error(protocol.decode_error(exc))
             return
-        if msg.type == ANIMATION_TYPE:
+        if msg.type == ANIMATION_TYPE and self._open:
             anim = msg.server_response_animation
             direct = self._frames_direct
             if direct is not None and not self._dispatch_queue:
@@ -532,6 +558,7 @@ class AvatarSession:
             self._on_protocol_error(err)
             return
         if type(event) is SessionConfirmed:
+            self._open = True  # before any later message of the same read
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
         elif type(event) is ServerErrorReceived:
@@ -578,24 +605,49 @@ class AvatarSession:
         else:
             logger.warning("avatarkit: %s", err)
 
+    def on_text(self) -> None:
+        """Transport callback: a text frame, which the protocol does not allow."""
+        err = AvatarSDKError(
+            AvatarSDKErrorCode.protocolError,
+            "failed during websocket handshake: expected binary protobuf message"
+            if not self._open
+            else "server sent a text frame; the protocol is binary protobuf only",
+            phase=self._protocol_phase(),
+            connection_id=self.connection_id,
+        )
+        self._on_protocol_error(err)
+
+    def _protocol_phase(self) -> str:
+        if self._open:
+            return ErrorPhase.WEBSOCKET_RUNTIME.value
+        return ErrorPhase.WEBSOCKET_HANDSHAKE.value
+
     def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
-        """Transport callback: the connection ended."""
+        """Transport callback: the connection ended.
+
+        An unexpected close is kept for later send errors and reported to
+        ``on_error`` once the session was confirmed (before that, ``start()``
+        raises it). A normal close by the server (1000 or 1001) only ends the
+        session, as in avatarkit 0.1.7.
+        """
+        self._open = False
         if not self._closing:
-            phase = (
-                ErrorPhase.WEBSOCKET_HANDSHAKE.value
-                if self._protocol.state is ClientState.AWAITING_CONFIRM
-                else ErrorPhase.WEBSOCKET_RUNTIME.value
-            )
             err = classify_close(
-                close_code, close_reason, phase=phase, connection_id=self.connection_id
+                close_code,
+                close_reason,
+                phase=self._protocol_phase()
+                if self._protocol.state is not ClientState.OPEN
+                else ErrorPhase.WEBSOCKET_RUNTIME.value,
+                connection_id=self.connection_id,
             )
             self._close_error = err
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_exception(err)
-            elif self._cb_error is not None:
-                self._cb_error(err)
-            else:
-                logger.warning("avatarkit: %s", err)
+            elif self._protocol.state is ClientState.OPEN and close_code not in (1000, 1001):
+                if self._cb_error is not None:
+                    self._cb_error(err)
+                else:
+                    logger.warning("avatarkit: %s", err)
         self._finish()
 
     def _closed_error(self, phase: str) -> AvatarSDKError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -30,6 +31,28 @@ from .protocol import redact_url
 __all__ = ["PicowsTransport", "Transport", "TransportFactory", "TransportListener"]
 
 logger = logging.getLogger("avatarkit.transport")
+
+_SECRET_IN_LOG = re.compile(r"(sessionKey=|X-Session-Key:\s*)[^&\s'\\]+", re.IGNORECASE)
+
+
+class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused-ignore]
+    """picows's logger for our connections, with session tokens masked.
+
+    picows logs the whole upgrade request at its lowest level (9); this
+    adapter formats such records itself and masks ``sessionKey`` and
+    ``X-Session-Key`` before they reach any handler. (An adapter, not a
+    filter: picows would otherwise log through per-connection child loggers.)
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        self.logger.log(level, _SECRET_IN_LOG.sub(r"\1***", text), **kwargs)
+
+
+#: picows writes its records for our connections here (logger ``avatarkit.picows``).
+picows_logger = _RedactingAdapter(logging.getLogger("avatarkit.picows"), {})
 _BINARY = picows.WSMsgType.BINARY
 
 
@@ -38,6 +61,9 @@ class TransportListener(Protocol):
 
     def on_message(self, data: bytes) -> None:
         """One complete binary message arrived."""
+
+    def on_text(self) -> None:
+        """A text frame arrived (not part of the protocol)."""
 
     def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
         """The connection ended; ``close_code`` is ``None`` when no close frame came."""
@@ -82,7 +108,7 @@ def _connect_error(message: str, url: str) -> AvatarSDKError:
 class PicowsTransport:
     """:class:`Transport` on picows."""
 
-    __slots__ = ("_closed", "_drained", "_listener", "_ws", "_ws_listener")
+    __slots__ = ("_abandoned", "_closed", "_drained", "_listener", "_ws", "_ws_listener")
 
     def __init__(self) -> None:
         self._ws: object | None = None
@@ -90,6 +116,7 @@ class PicowsTransport:
         self._ws_listener: object | None = None
         self._closed = asyncio.Event()
         self._drained: asyncio.Event | None = None
+        self._abandoned = False
 
     async def connect(
         self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
@@ -105,11 +132,11 @@ class PicowsTransport:
                 websocket_handshake_timeout=timeout,
                 extra_headers=headers,
                 max_frame_size=64 * 1024 * 1024,
-                max_redirects=0,
+                max_redirects=5,
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
                 read_buffer_init_size=4096,
-                logger_name="avatarkit.picows",
+                logger_name=picows_logger,
             )
         except picows.WSHandshakeError as exc:
             response = exc.response
@@ -121,6 +148,13 @@ class PicowsTransport:
             ) from None
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
+        except asyncio.CancelledError:
+            # picows finishes an upgrade already under way even when cancelled:
+            # make sure that connection is dropped and reports nothing.
+            self._abandoned = True
+            if self._ws is not None:  # the upgrade completed just before the cancel
+                self._ws.disconnect(graceful=False)  # type: ignore[attr-defined]
+            raise
         except (OSError, picows.WSError) as exc:
             raise _connect_error(f"cannot connect: {exc}", url) from None
         self._ws = ws
@@ -179,6 +213,12 @@ class _PicowsListener(picows.WSListener):
         self.on_message = listener.on_message  # bound once: called per frame
         self.fragments: bytearray | None = None
 
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        if self.owner._abandoned:
+            transport.disconnect(graceful=False)
+        else:
+            self.owner._ws = transport  # known before ws_connect() returns
+
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type is _BINARY:
@@ -197,9 +237,11 @@ class _PicowsListener(picows.WSListener):
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
         elif msg_type is picows.WSMsgType.TEXT:
-            logger.warning("ignoring a text frame: the protocol is binary only")
+            self.listener.on_text()
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        if self.owner._abandoned:
+            return
         code: int | None = None
         reason: str | None = None
         handshake = transport.close_handshake

@@ -1,0 +1,103 @@
+"""What the SDK keeps per event loop, and its cleanup when the loop shuts down.
+
+Per loop there is one shared aiohttp client (for token calls, so consecutive
+sessions reuse a kept-alive connection) and the set of sessions whose
+WebSocket is open. A small guard task owns them: ``asyncio.run()`` and
+``asyncio.Runner`` (pytest-asyncio included) cancel leftover tasks before
+closing the loop, and the guard then drops any socket a session left open and
+closes the HTTP client, so a forgotten ``close()`` ends without
+ResourceWarnings. Code that closes a loop by hand without cancelling its
+tasks should call :func:`aclose` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["aclose", "http_client", "track", "untrack"]
+
+
+class _Abortable(Protocol):
+    def _abort_for_loop_shutdown(self) -> None: ...
+
+
+class _LoopResources:
+    __slots__ = ("client", "guard", "sessions")
+
+    def __init__(self) -> None:
+        self.client: aiohttp.ClientSession | None = None
+        self.sessions: weakref.WeakSet[_Abortable] = weakref.WeakSet()
+        self.guard: asyncio.Task[None] | None = None
+
+    def release(self) -> None:
+        for session in list(self.sessions):
+            session._abort_for_loop_shutdown()
+        self.sessions.clear()
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _guard(resources: _LoopResources) -> None:
+    try:
+        await asyncio.get_running_loop().create_future()
+    except asyncio.CancelledError:
+        resources.release()
+        if resources.client is not None:
+            await resources.client.close()
+        raise
+
+
+def _resources() -> _LoopResources:
+    loop = asyncio.get_running_loop()
+    resources = _per_loop.get(loop)
+    if resources is None or resources.guard is None or resources.guard.done():
+        resources = _per_loop[loop] = _LoopResources()
+        resources.guard = loop.create_task(_guard(resources), name="avatarkit-loop-guard")
+    return resources
+
+
+def http_client() -> aiohttp.ClientSession:
+    """This loop's shared aiohttp client (created on first use)."""
+    import aiohttp
+
+    resources = _resources()
+    client = resources.client
+    if client is None or client.closed:
+        client = resources.client = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=15, connect=10)
+        )
+    return client
+
+
+def track(session: _Abortable) -> None:
+    """Remember a session whose WebSocket is open on this loop."""
+    _resources().sessions.add(session)
+
+
+def untrack(session: _Abortable) -> None:
+    """Forget a session (its WebSocket closed)."""
+    loop = asyncio.get_running_loop()
+    resources = _per_loop.get(loop)
+    if resources is not None:
+        resources.sessions.discard(session)
+
+
+async def aclose() -> None:
+    """Release this loop's SDK resources now: drop open sockets, close the client."""
+    resources = _per_loop.pop(asyncio.get_running_loop(), None)
+    if resources is None:
+        return
+    if resources.guard is not None:
+        resources.guard.cancel()
+        await asyncio.gather(resources.guard, return_exceptions=True)
+    resources.release()
+    if resources.client is not None:
+        await resources.client.close()
