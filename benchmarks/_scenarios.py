@@ -41,7 +41,8 @@ Against the local avatar service (``avatarkit serve``, see ``local_service.py``)
     ``--sessions`` sessions, each streaming ``--seconds`` of ``--audio`` in
     40 ms chunks at real-time pace, ``--lead-ms`` ahead of playback (chunk
     ``k`` is sent at ``start + k * 40 ms - lead``, never before ``start``),
-    start times spread evenly over one 40 ms period. Frame ``k`` of a session
+    start phases spread evenly over one 40 ms period and start times over
+    ``--ramp-s``. Frame ``k`` of a session
     is due at (send time of its first chunk) + ``k * 40 ms``; lateness = its
     callback time - due time (p50/p99/max). Also frames lost, the server's CPU
     share (``/proc/<--server-pid>/stat`` over the window) and the client's.
@@ -538,8 +539,12 @@ async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
     lead = args.lead_ms / 1000.0
     start = time.monotonic() + 0.3
 
+    ramp_frames = round(args.ramp_s / FRAME_PERIOD)
+
     async def feeder(i: int, h: Any, st: _CapacityState) -> None:
-        base = start + FRAME_PERIOD * i / n_sessions
+        # Phases spread evenly over one 40 ms period; whole periods of delay
+        # spread the starts over the ramp (no burst of request starts).
+        base = start + FRAME_PERIOD * (i * ramp_frames // n_sessions + i / n_sessions)
         off = (i * 53) % nc  # sessions play different parts of the clip
         slot = i * frames
         for k in range(n_chunks):
@@ -554,6 +559,23 @@ async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
             await adapter.send_audio(h, chunks[(off + k) % nc], k == n_chunks - 1)
 
     live = [(i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h]
+    # Steady state: every session streaming (after the ramp, before the first
+    # session's audio ends); the server's CPU share is read over that too.
+    steady: dict[str, float] = {}
+    steady_from = start + FRAME_PERIOD * (ramp_frames + 1) + 0.2
+    steady_to = start + FRAME_PERIOD * (n_chunks - 2)
+
+    async def steady_sampler() -> None:
+        for key, when in (("0", steady_from), ("1", steady_to)):
+            wait = when - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            steady["t" + key] = time.monotonic()
+            steady["cpu" + key] = cpu_seconds()
+            if args.server_pid:
+                steady["srv" + key] = process_cpu_seconds(args.server_pid) or 0.0
+
+    sampler = asyncio.create_task(steady_sampler()) if steady_to - steady_from >= 1.0 else None
     srv0 = process_cpu_seconds(args.server_pid) if args.server_pid else None
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
@@ -572,9 +594,25 @@ async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
     t1 = time.monotonic()
     cpu1 = cpu_seconds()
     srv1 = process_cpu_seconds(args.server_pid) if args.server_pid else None
+    if sampler is not None:
+        sampler.cancel()
     received = sum(s.n for s in states)
     await _close_many(adapter, handles, args.concurrency)
     wall = t1 - t0
+    steady_out: dict[str, Any] = {}
+    if "t1" in steady:
+        sw = steady["t1"] - steady["t0"]
+        steady_out = {
+            "wall_s": round(sw, 3),
+            "frames_per_s": round(len(live) / FRAME_PERIOD, 1),
+            "cpu_share": round((steady["cpu1"] - steady["cpu0"]) / sw, 4),
+        }
+        if "srv1" in steady:
+            srv_cpu = steady["srv1"] - steady["srv0"]
+            steady_out["server_cpu_share"] = round(srv_cpu / sw, 4)
+            steady_out["server_cpu_us_per_frame"] = round(
+                srv_cpu / (sw * len(live) / FRAME_PERIOD) * 1e6, 2
+            )
     cpu = cpu1 - cpu0
     server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
 
@@ -588,6 +626,7 @@ async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "frames_per_session": frames,
         "seconds": n_chunks * CHUNK_MS / 1000,
         "lead_ms": args.lead_ms,
+        "ramp_s": args.ramp_s,
         "audio": os.path.basename(args.audio) if args.audio else "silence",
         "frames_expected": total,
         "frames_received": received,
@@ -610,6 +649,7 @@ async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "server_cpu_us_per_frame": round(server_cpu / received * 1e6, 2)
         if server_cpu is not None and received
         else None,
+        "steady": steady_out,
     }
 
 
@@ -650,6 +690,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="capacity: how far ahead of playback each chunk is sent (0 = strictly real time)",
+    )
+    p.add_argument(
+        "--ramp-s", type=float, default=2.0, help="capacity: session starts spread over this long"
     )
     p.add_argument(
         "--server-pid", type=int, default=None, help="capacity: read this process's CPU time"

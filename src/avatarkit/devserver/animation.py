@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import struct
 from dataclasses import dataclass
 from typing import TypedDict
@@ -185,8 +186,9 @@ class AnimationAnalyzer:
 
     __slots__ = (
         "_band_bins",
-        "_band_idx",
-        "_bin_hz",
+        "_band_pos",
+        "_band_starts",
+        "_band_weights",
         "_blink_count",
         "_blink_start",
         "_buffer",
@@ -232,8 +234,18 @@ class AnimationAnalyzer:
         self._band_bins: tuple[int, ...] = tuple(
             min(n // 2, max(1, math.ceil(hz / bin_hz))) for hz in _BAND_EDGES_HZ
         )
-        self._band_idx = np.asarray(self._band_bins, dtype=np.intp)
-        self._bin_hz: _Float = np.arange(self._band_bins[-1], dtype=np.float64) * bin_hz
+        # Band sums are taken over the interleaved (re^2, im^2) pairs of the
+        # spectrum: row 0 weights 1 (energy), row 1 the bin's frequency (for the
+        # centroid). Only non-empty bands are reduced; the others stay 0.
+        top = self._band_bins[-1]
+        bin_hz_pairs = np.repeat(np.arange(top, dtype=np.float64) * bin_hz, 2)
+        self._band_weights: _Float = np.stack((np.ones(2 * top), bin_hz_pairs))
+        edges = self._band_bins
+        nonempty = [i for i in range(len(edges) - 1) if edges[i] < edges[i + 1]]
+        self._band_starts = np.asarray([2 * edges[i] for i in nonempty], dtype=np.intp)
+        # Where the reduced bands go among all of them (None: all are non-empty).
+        all_bands = len(edges) - 1
+        self._band_pos = None if len(nonempty) == all_bands else np.asarray(nonempty, np.intp)
         self._power_scale = 1.0 / (32768.0 * 32768.0 * n)
         # Streaming state.
         self._buffer: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
@@ -287,9 +299,25 @@ class AnimationAnalyzer:
             raise TypeError("pcm must be a 1-D numpy int16 array")
         if pcm.dtype != np.int16:  # int16 of the other byte order
             pcm = pcm.astype(np.int16)
-        if pcm.size == 0:
+        size = int(pcm.size)
+        if size == 0:
             return []
-        self._received += int(pcm.size)
+        length = self._uniform_len
+        if length and not self._buffer.size:
+            # The common case (whole frames, e.g. 40 ms chunks): the frames come
+            # straight from the caller's samples; only an incomplete tail is kept.
+            self._received += size
+            start = self._next_frame
+            n = size // length
+            used = n * length
+            if used < size:
+                self._buffer = pcm[used:].copy()
+            if n == 0:
+                return []
+            self._next_frame = start + n
+            self._buffer_start += used
+            return self._analyze(start, pcm[:used].reshape(n, length).astype(np.float64))
+        self._received += size
         if self._buffer.size:
             self._buffer = np.concatenate((self._buffer, pcm))
         else:
@@ -358,25 +386,22 @@ class AnimationAnalyzer:
         # counts as silence), in full-scale units.
         power = (frames * frames).sum(axis=1) * self._power_scale
         # Band energies from one windowed rfft per frame (relative units: only
-        # their ratios are used).
+        # their ratios are used). The complex spectrum viewed as (re, im) float
+        # pairs and squared in place gives the power of each bin as two terms.
         spec = np.fft.rfft(frames * self._window, axis=1)
-        top = self._band_bins[-1]
-        psd = spec.real[:, :top] ** 2 + spec.imag[:, :top] ** 2
-        # Energy and frequency-weighted energy per segment, from running sums
-        # (two rows per frame: energy, then energy * Hz).
-        cum = np.zeros((count, 2, top + 1), dtype=np.float64)
-        psd.cumsum(axis=1, out=cum[:, 0, 1:])
-        (psd * self._bin_hz).cumsum(axis=1, out=cum[:, 1, 1:])
-        at_edges = cum[:, :, self._band_idx]
-        seg = at_edges[:, :, 1:] - at_edges[:, :, :-1]
-        np.maximum(seg, 0.0, out=seg)  # rounding of the running sums
+        pairs = spec.view(np.float64)[:, : self._band_weights.shape[1]]
+        np.square(pairs, out=pairs)
+        # Energy and frequency-weighted energy per segment, summed directly
+        # (no running sums, so no cancellation): shape (count, 2, bands).
+        seg = np.add.reduceat(pairs[:, None, :] * self._band_weights, self._band_starts, axis=2)
+        if self._band_pos is not None:  # bands above Nyquist are empty
+            full = np.zeros((count, 2, len(self._band_bins) - 1), dtype=np.float64)
+            full[:, :, self._band_pos] = seg
+            seg = full
         power_l = power.tolist()
         seg_l = seg.tolist()
-
-        out: list[AnimationFrame] = []
-        for i in range(count):
-            out.append(self._frame(start + i, power_l[i], seg_l[i][0], seg_l[i][1]))
-        return out
+        frame = self._frame
+        return [frame(start + i, power_l[i], *seg_l[i]) for i in range(count)]
 
     def _frame(
         self, index: int, power: float, energy: list[float], weighted: list[float]
@@ -482,7 +507,10 @@ class AnimationAnalyzer:
             blink,
             blink,
         )
-        shapes = {name: _clip01(v) for name, v in zip(BLENDSHAPE_NAMES, values, strict=True)}
+        shapes = {
+            name: 0.0 if v <= 0.0 else (1.0 if v >= 1.0 else v)  # _clip01, inlined
+            for name, v in zip(BLENDSHAPE_NAMES, values, strict=True)
+        }
         return AnimationFrame(index, index * FRAME_MS, viseme, shapes)
 
     def _viseme(
@@ -535,12 +563,19 @@ class AnimationAnalyzer:
 
 
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL_VARINTS = tuple(bytes((i,)) for i in range(0x80))
 
 
 def _map_entry_prefix(name: str) -> bytes:
@@ -560,6 +595,11 @@ def _weights_struct(names: tuple[str, ...]) -> struct.Struct:
 _SORTED_NAMES = tuple(sorted(BLENDSHAPE_NAMES))
 _SORTED_PREFIXES = tuple(_map_entry_prefix(n) for n in _SORTED_NAMES)
 _WEIGHTS = _weights_struct(_SORTED_NAMES)
+_get_sorted = operator.itemgetter(*_SORTED_NAMES)
+# pack() arguments: each entry's prefix, then its weight (filled in per frame).
+_WEIGHT_ARGS: list[bytes | float] = [x for p in _SORTED_PREFIXES for x in (p, 0.0)]
+_THREES = (3,) * len(_SORTED_NAMES)
+_VISEME_FIELDS = {v: b"\x1a" + _varint(len(v)) + v.encode() for v in VISEMES}
 
 
 def encode_frame(frame: AnimationFrame) -> bytes:
@@ -570,20 +610,29 @@ def encode_frame(frame: AnimationFrame) -> bytes:
     deterministic serialization (tests compare them).
     """
     head = b""
-    if frame.frame_index:
-        head += b"\x08" + _varint(frame.frame_index)
-    if frame.timestamp_ms:
-        head += b"\x10" + _varint(frame.timestamp_ms)
-    if frame.viseme:
-        viseme = frame.viseme.encode()
-        head += b"\x1a" + _varint(len(viseme)) + viseme
+    index = frame.frame_index
+    if index:
+        head = b"\x08" + _varint(index)
+    timestamp = frame.timestamp_ms
+    if timestamp:
+        head += b"\x10" + _varint(timestamp)
+    viseme = frame.viseme
+    if viseme:
+        field = _VISEME_FIELDS.get(viseme)
+        if field is None:
+            data = viseme.encode()
+            field = b"\x1a" + _varint(len(data)) + data
+        head += field
     shapes = frame.blendshapes
-    if len(shapes) == len(_SORTED_NAMES) and _NAME_SET.issuperset(shapes):
-        args: list[bytes | float] = []
-        for prefix, name in zip(_SORTED_PREFIXES, _SORTED_NAMES, strict=True):
-            args.append(prefix)
-            args.append(round(shapes[name], 3))
-        return head + _WEIGHTS.pack(*args)
+    if len(shapes) == len(_SORTED_NAMES):
+        try:
+            weights = _get_sorted(shapes)
+        except KeyError:  # other names
+            pass
+        else:
+            args = _WEIGHT_ARGS.copy()
+            args[1::2] = map(round, weights, _THREES)
+            return head + _WEIGHTS.pack(*args)
     # Any other set of names: the general path.
     return head + b"".join(
         _map_entry_prefix(name) + struct.pack("<f", round(shapes[name], 3))
