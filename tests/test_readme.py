@@ -136,7 +136,11 @@ def test_quick_start_and_dev_commands_are_what_ci_runs() -> None:
 
 
 def test_install_extras_exist() -> None:
-    import tomllib
+    if sys.version_info < (3, 11):
+        pytest.importorskip("tomli")
+        import tomli as tomllib
+    else:
+        import tomllib
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
