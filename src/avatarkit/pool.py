@@ -1042,6 +1042,10 @@ class SessionPool:
             return
         if error is not None:
             self._record(error)
+            if not _retryable(error):
+                # Stop now, before any waiter can take an idle session.
+                self._fail(error)
+                return
             logger.warning("avatarkit: pool: session lost (%s); replacing it", error)
         lived = asyncio.get_running_loop().time() - member.opened_at
         churn = member.churn + 1 if lived < self._backoff_max else 0
