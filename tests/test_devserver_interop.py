@@ -326,8 +326,10 @@ async def _drive_017(python: str, server: DevServer, tmp_path: Path, what: str) 
 async def test_avatarkit_017_client(avatar_server: DevServer, tmp_path: Path) -> None:
     """Whole clips in one message (its quick start), PCM 48 kHz and Ogg Opus; interrupt."""
     python = _python_017()
-    if python is None:
-        pytest.skip("no Python with avatarkit 0.1.7 (set AVATARKIT017_PYTHON)")
+    if python is None:  # make the peer's virtualenv (pip, from the package index)
+        from .test_interop_avatarkit017 import ensure_peer
+
+        python = str(await asyncio.to_thread(ensure_peer))
     pcm48, ogg24 = await _drive_017(python, avatar_server, tmp_path, "requests")
     assert (pcm48["frames"], pcm48["ends"], pcm48["errors"]) == (341, 1, [])
     assert (ogg24["frames"], ogg24["ends"], ogg24["errors"]) == (341, 1, [])
