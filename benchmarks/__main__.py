@@ -12,8 +12,16 @@ Each client runs in its own subprocess against a flood server in another
 process, all on 127.0.0.1. Clients: the floor (bare picows + one parse), a
 bare ``websockets`` client, the published avatarkit 0.1.7 (installed here into
 ``benchmarks/.venv-avatarkit017``) and this repository's SDK (``src/``), the
-last two through the same runner script. Nothing asserts on time: the
-command prints figures and writes them with each goal's PASS/MISS.
+last two through the same runner script; our SDK also through its
+``on_animation`` callback and its ``session.frames()`` iterator. Against the
+local avatar service (``avatarkit serve`` in its own process, pinned to one
+core; the client on the other): time from the last audio chunk to the ``end``
+frame (fast pace) and the service's capacity in real-time sessions; the
+animation analysis alone by ``bench_animation.py``. Nothing asserts on time:
+the command prints figures and writes them with each goal's PASS/MISS.
+
+Running a subset (``--only``) keeps the other sections of the existing
+``latest.json`` (their run date is shown in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -35,17 +45,25 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 from _common import log, machine_info, parse_result  # noqa: E402
+from local_service import LocalService, pinned, usable_cpus  # noqa: E402
 
 VENV017 = BENCH / ".venv-avatarkit017"
 RESULTS = BENCH / "results"
 
 CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
+# Our SDK's other ways of delivering frames, measured in the flood scenario only.
+API_CLIENTS = ("ours-on_animation", "ours-frames")
+SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
 LABELS = {
     "floor": "floor (picows + 1 parse)",
     "websockets": "websockets, no compression (+ 1 parse)",
     "avatarkit-0.1.7": "avatarkit 0.1.7 (published)",
     "ours": "avatarkit (this repo)",
+    "ours-on_animation": "avatarkit (this repo), on_animation callback",
+    "ours-frames": "avatarkit (this repo), async for in session.frames()",
 }
+SECTIONS = ("server", "flood", "setup", "realtime", "opus", "endlat", "capacity", "anim")
+SPEECH = ROOT / "tests" / "fixtures" / "speech_16000.pcm"
 
 
 # --------------------------------------------------------------------------
@@ -66,8 +84,13 @@ def config(smoke: bool, args: argparse.Namespace) -> dict[str, Any]:
             },
             "opus_argv": ["--seconds", "1", "--repeat", "1"],
             "client_timeout": 60,
-        }
+            "endlat": {"requests": 3, "warmup": 1, "request_chunks": 10},
+            "capacity": {"sessions": [5], "seconds": 1.0, "ramp_s": 0.2, "repeats": 1,
+                         "strict_sessions": 5, "profile_sessions": None},
+            "anim_argv": ["--repeat", "2"],
+        }  # fmt: skip
     sessions = [int(x) for x in args.sessions.split(",")] if args.sessions else [100, 300, 1000]
+    capacity = [int(x) for x in args.capacity_sessions.split(",")]
     return {
         "repeats": args.repeats,
         "flood": {"sessions": 50, "frames": 2000},
@@ -79,6 +102,16 @@ def config(smoke: bool, args: argparse.Namespace) -> dict[str, Any]:
         },
         "opus_argv": [],
         "client_timeout": 300,
+        "endlat": {"requests": 100, "warmup": 5, "request_chunks": 25},
+        "capacity": {
+            "sessions": capacity,
+            "seconds": args.capacity_seconds,
+            "ramp_s": 2.0,
+            "repeats": args.capacity_repeats,
+            "strict_sessions": 100,
+            "profile_sessions": 300,
+        },
+        "anim_argv": [],
     }
 
 
@@ -145,6 +178,10 @@ def client_command(name: str, py017: str | None) -> tuple[list[str], dict[str, s
     if name == "ours":
         env["PYTHONPATH"] = str(ROOT / "src")
         return [sys.executable, str(BENCH / "sdk_runner.py")], env
+    if name.startswith("ours-"):
+        env["PYTHONPATH"] = str(ROOT / "src")
+        api = name.split("-", 1)[1]
+        return [sys.executable, str(BENCH / "sdk_runner.py"), "--api", api], env
     raise ValueError(name)
 
 
@@ -188,11 +225,19 @@ class FloodServer:
                 self.proc.wait()
 
 
-def run_process(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+def run_process(
+    cmd: list[str], env: dict[str, str], timeout: float, cpu: int | None = None
+) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         r = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT)
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=str(ROOT),
+            preexec_fn=pinned(cpu),
         )
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
@@ -294,7 +339,12 @@ def _retry_allowed(ctx: dict[str, Any], attempt: int) -> bool:
 
 
 def run_client(
-    name: str, scenario_args: list[str], server: dict[str, Any], ctx: dict[str, Any], timeout: float
+    name: str,
+    scenario_args: list[str],
+    server: dict[str, Any],
+    ctx: dict[str, Any],
+    timeout: float,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
     cmd_env = client_command(name, ctx.get("py017"))
     if cmd_env is None:
@@ -306,13 +356,12 @@ def run_client(
         server["console"],
         "--ingress",
         server["ingress"],
-        "--server-stats",
-        server["stats"],
+        *(["--server-stats", server["stats"]] if server.get("stats") else []),
         "--loop",
         ctx["loop"],
         *scenario_args,
     ]
-    return run_process(cmd, env, timeout)
+    return run_process(cmd, env, timeout, cpu)
 
 
 def rotated(items: tuple[str, ...] | list[str], r: int) -> list[str]:
@@ -342,6 +391,21 @@ def describe(name: str, res: dict[str, Any]) -> str:
             f"{name}: set-up p50 {res['total']['p50_ms']:.3f} ms, "
             f"p99 {res['total']['p99_ms']:.3f} ms"
         )
+    if sc == "endlat":
+        b, c = res["burst"]["end"], res["caught_up"]["end"]
+        return (
+            f"{name}: last chunk -> end frame, burst p50 {b['p50_ms']:.2f} / p99 "
+            f"{b['p99_ms']:.2f} ms; caught up p50 {c['p50_ms']:.2f} / p99 {c['p99_ms']:.2f} ms"
+        )
+    if sc == "capacity":
+        lat = res["lateness"]
+        st = res.get("steady") or {}
+        srv = st.get("server_cpu_share", res.get("server_cpu_share")) or 0
+        return (
+            f"{name}: {res['sessions']} sessions (lead {res['lead_ms']:g} ms), lateness p50 "
+            f"{lat['p50_ms']:.2f} / p99 {lat['p99_ms']:.2f} / max {lat['max_ms']:.2f} ms, "
+            f"lost {res['frames_lost']}, server CPU {srv * 100:.0f}%"
+        )
     if sc == "realtime":
         d = res["delay"]
         return (
@@ -359,11 +423,12 @@ def run_matrix(
     ctx: dict[str, Any],
     repeats: int,
     timeout: float,
+    clients: tuple[str, ...] = CLIENTS,
 ) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in CLIENTS}
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
     with FloodServer(*server_args) as server:
         for r in range(repeats):
-            for name in rotated(CLIENTS, r):
+            for name in rotated(clients, r):
                 if runs[name] and runs[name][-1].get("available") is False:
                     continue
                 for attempt in range(1 + ctx["max_retries"]):
@@ -507,6 +572,208 @@ def run_profile(cfg: dict[str, Any], ctx: dict[str, Any], timeout: float) -> dic
     }
 
 
+def _cores() -> tuple[int | None, int | None]:
+    """(service core, client core): the first two usable CPUs, or no pinning."""
+    cpus = usable_cpus()
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
+def _local_run(
+    title: str,
+    name: str,
+    scenario_args: list[str],
+    svc: dict[str, Any],
+    ctx: dict[str, Any],
+    timeout: float,
+    client_cpu: int | None,
+) -> list[dict[str, Any]]:
+    """One client run against the local service, repeated (up to --max-retries)
+    when other processes disturbed it; returns every attempt."""
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(1 + ctx["max_retries"]):
+        wait_quiet(ctx, svc.get("pid"))
+        with CpuWatch(svc.get("pid")) as watch:
+            res = run_client(name, scenario_args, svc, ctx, timeout, cpu=client_cpu)
+        res["interference"] = watch.result
+        busy = watch.result["foreign_cores"] + watch.result["steal_cores"]
+        res["disturbed"] = busy > ctx["disturbed_cores"]
+        attempts.append(res)
+        note = f" [disturbed: other processes used {busy:.2f} cores]" if res["disturbed"] else ""
+        log(f"  [{title}] {describe(name, res)}{note}")
+        if not res["disturbed"] or res.get("available") is False:
+            break
+        if not _retry_allowed(ctx, attempt):
+            break
+    return attempts
+
+
+def run_endlat(cfg: dict[str, Any], ctx: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Last audio chunk -> end frame, fast pace, ours and 0.1.7 on one service."""
+    e = cfg["endlat"]
+    srv_cpu, cli_cpu = _cores()
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in SDK_CLIENTS}
+    args = ["--scenario", "endlat", "--audio", str(SPEECH), "--requests", str(e["requests"]),
+            "--warmup", str(e["warmup"]), "--request-chunks", str(e["request_chunks"]),
+            "--timeout", "30"]  # fmt: skip
+    with LocalService("fast", srv_cpu, src=ctx["service_src"]) as svc:
+        for r in range(repeats):
+            for name in rotated(SDK_CLIENTS, r):
+                if runs[name] and runs[name][-1].get("available") is False:
+                    continue
+                for res in _local_run(
+                    f"end latency {r + 1}/{repeats}", name, args, svc, ctx, 300, cli_cpu
+                ):
+                    res["repeat"] = r
+                    runs[name].append(res)
+        info = dict(svc)
+    return {"service": info, "client_cpu": cli_cpu, "runs": runs}
+
+
+def _capacity_args(n: int, c: dict[str, Any], lead_ms: float, pid: int) -> list[str]:
+    return ["--scenario", "capacity", "--sessions", str(n), "--seconds", str(c["seconds"]),
+            "--ramp-s", str(c["ramp_s"]), "--lead-ms", str(lead_ms), "--audio", str(SPEECH),
+            "--server-pid", str(pid), "--concurrency", "32",
+            "--timeout", str(c["seconds"] + 60)]  # fmt: skip
+
+
+def run_capacity(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Real-time sessions the local service sustains on one core (a fresh
+    service process per run, pinned; the load generator, our SDK, on the other
+    core)."""
+    c = cfg["capacity"]
+    srv_cpu, cli_cpu = _cores()
+    out: dict[str, Any] = {"runs": {}, "strict": [], "client_cpu": cli_cpu, "lead_ms": 60.0}
+    timeout = c["seconds"] + 180
+
+    def one(title: str, n: int, lead: float) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for attempt in range(1 + ctx["max_retries"]):
+            with LocalService("realtime", srv_cpu, src=ctx["service_src"]) as svc:
+                out["service"] = dict(svc)
+                args = _capacity_args(n, c, lead, svc["pid"])
+                res = _local_run(title, "ours", args, svc, {**ctx, "max_retries": 0}, timeout,
+                                 cli_cpu)[0]  # fmt: skip
+            results.append(res)
+            if not res["disturbed"] or not _retry_allowed(ctx, attempt):
+                break
+        return results
+
+    for n in c["sessions"]:
+        out["runs"][str(n)] = []
+        for r in range(c["repeats"]):
+            out["runs"][str(n)] += one(f"capacity {n} {r + 1}/{c['repeats']}", n, 60.0)
+    if c.get("strict_sessions"):
+        n = c["strict_sessions"]
+        out["strict"] = one(f"capacity {n}, strictly real time (no lead)", n, 0.0)
+    return out
+
+
+def _pyspy() -> str | None:
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+def run_service_profile(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """py-spy (if installed) on the service during one capacity run: what its
+    CPU goes to, by function (own time) and for a few inclusive entries."""
+    c = cfg["capacity"]
+    n = c.get("profile_sessions")
+    spy = _pyspy()
+    if not n or spy is None:
+        if n:
+            log("  [service profile] py-spy not installed (pip install py-spy): skipped")
+        return None
+    srv_cpu, cli_cpu = _cores()
+    raw = RESULTS / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    stacks = raw / "service_profile.txt"
+    duration = max(2, int(c["seconds"] - c["ramp_s"] - 3))
+    with LocalService("realtime", srv_cpu, src=ctx["service_src"]) as svc:
+        cmd_env = client_command("ours", None)
+        assert cmd_env is not None
+        cmd = [*cmd_env[0], "--console", svc["console"], "--ingress", svc["ingress"],
+               "--loop", ctx["loop"], *_capacity_args(n, c, 60.0, svc["pid"])]  # fmt: skip
+        client = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=cmd_env[1],
+            cwd=str(ROOT),
+            preexec_fn=pinned(cli_cpu),
+        )
+        time.sleep(c["ramp_s"] + 1.5)  # set-up and ramp
+        spy_run = subprocess.run(
+            [spy, "record", "--pid", str(svc["pid"]), "--duration", str(duration),
+             "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(stacks)],
+            capture_output=True, text=True, preexec_fn=pinned(cli_cpu),
+        )  # fmt: skip
+        out, _ = client.communicate(timeout=c["seconds"] + 120)
+    res = parse_result(out) or {}
+    if spy_run.returncode != 0 or not stacks.exists():
+        log(f"  [service profile] py-spy failed: {spy_run.stderr.strip()[-300:]}")
+        return None
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in stacks.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        total += k
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + k
+    if not total:
+        return None
+    keys = {
+        "AnimationAnalyzer.push": "analysis: AnimationAnalyzer.push (numpy + per-frame Python)",
+        "encode_frame": "encode_frame (payload)",
+        "WebSocketResponse.send_bytes": "aiohttp send_bytes (incl. socket write)",
+        "WebSocketResponse.receive": "aiohttp receive",
+        "Connection._on_binary": "message handling (parse + audio)",
+        "Connection._sleep_until": "pacer sleeps (futures + timers)",
+        "BaseEventLoop.call_at": "timers: call_at",
+    }
+    inclusive = []
+    for prefix, label in keys.items():
+        hits = sum(v for f, v in incl.items() if f.startswith(prefix + " "))
+        inclusive.append({"what": label, "share": round(hits / total, 4)})
+    top = sorted(own.items(), key=lambda kv: -kv[1])[:15]
+    steady = res.get("steady") or {}
+    log(f"  [service profile] {n} sessions, {total} samples; top own time:")
+    for f, k in top[:6]:
+        log(f"    {100 * k / total:5.1f}%  {f}")
+    return {
+        "sessions": n,
+        "samples": total,
+        "rate_hz": 200,
+        "seconds": duration,
+        "server_cpu_share": steady.get("server_cpu_share"),
+        "server_cpu_us_per_frame": steady.get("server_cpu_us_per_frame"),
+        "top_own": [{"function": f, "share": round(k / total, 4)} for f, k in top],
+        "inclusive": inclusive,
+    }
+
+
+def run_anim(argv: list[str], ctx: dict[str, Any]) -> dict[str, Any]:
+    srv_cpu, _ = _cores()
+    env = base_env()
+    env["PYTHONPATH"] = str(ctx["service_src"])
+    res = run_process([sys.executable, str(BENCH / "bench_animation.py"), *argv], env, 300, srv_cpu)
+    if res.get("ok"):
+        log(
+            f"  [animation] push {res['push_us_per_frame']:.2f} + encode "
+            f"{res['encode_us_per_frame']:.2f} = {res['total_us_per_frame']:.2f} us/frame"
+        )
+    else:
+        log(f"  [animation] FAILED {res.get('error')}")
+    res["cpu"] = srv_cpu
+    return res
+
+
 def run_opus(argv: list[str]) -> dict[str, Any] | None:
     """Call benchmarks/bench_opus.py's main(argv) (owned elsewhere), if present."""
     path = BENCH / "bench_opus.py"
@@ -574,15 +841,84 @@ def describe_machine(ctx: dict[str, Any]) -> dict[str, Any]:
     return dict(info)
 
 
+# Result keys (and config keys) each section writes.
+SECTION_KEYS = {
+    "server": (["server_check"], ["server_check"]),
+    "flood": (["flood", "profile"], ["flood"]),
+    "setup": (["setup"], ["setup"]),
+    "realtime": (["realtime"], ["realtime"]),
+    "opus": (["opus"], ["opus_argv"]),
+    "endlat": (["endlat"], ["endlat"]),
+    "capacity": (["capacity", "service_profile"], ["capacity"]),
+    "anim": (["anim"], ["anim_argv"]),
+}
+
+
+def merge_previous(results: dict[str, Any], path: Path, only: set[str]) -> None:
+    """Keep the sections this (partial) run did not run from the previous
+    latest.json, with the date they were run."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if old.get("smoke"):
+        return
+    old_runs = old.get("sections_run") or {
+        name: old.get("started_unix") for name in SECTIONS if SECTION_KEYS[name][0][0] in old
+    }
+    kept = []
+    for name in SECTIONS:
+        if name in only or name not in old_runs:
+            continue
+        keys, cfg_keys = SECTION_KEYS[name]
+        for key in keys:
+            if key in old:
+                results[key] = old[key]
+        for key in cfg_keys:
+            if key in old.get("config", {}):
+                results["config"][key] = old["config"][key]
+        results["sections_run"][name] = old_runs[name]
+        results["failures"] = [*results["failures"], *(
+            f for f in old.get("failures", []) if f.split("/")[0].split(" ")[0] == name
+        )]  # fmt: skip
+        kept.append(name)
+    if kept:
+        results["wall_s_previous"] = old.get("wall_s")
+        log(f"kept from the previous {path.name}: {', '.join(kept)}")
+
+
 # --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
+
+
+BEFORE = RESULTS / "devserver_before.json"
+
+
+def attach_before(results: dict[str, Any]) -> None:
+    """The local service's figures from before its performance changes
+    (``benchmarks/results/devserver_before.json``: the latest.json of a run with
+    ``--only capacity,anim --service-src OLD_TREE --service-label ...``)."""
+    if results.get("smoke"):
+        return
+    try:
+        before = json.loads(BEFORE.read_text())
+    except (OSError, ValueError):
+        return
+    results["devserver_before"] = {
+        "label": before.get("service_label") or before.get("service_src"),
+        "started_unix": before.get("started_unix"),
+        "capacity": before.get("capacity"),
+        "anim": before.get("anim"),
+        "service_profile": before.get("service_profile"),
+    }
 
 
 def rerender(out: Path) -> int:
     from _report import summarize, write_markdown, write_plot
 
     results = json.loads((out / "latest.json").read_text())
+    attach_before(results)
     results["summary"] = summarize(results)
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
     png = out / "benchmarks.png"
@@ -615,8 +951,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        default="server,flood,setup,realtime,opus",
-        help="comma-separated subset of server,flood,setup,realtime,opus",
+        default=",".join(SECTIONS),
+        help="comma-separated subset of " + ",".join(SECTIONS) + " (the other sections of "
+        "an existing latest.json are kept)",
+    )
+    p.add_argument(
+        "--capacity-sessions",
+        default="100,200,300,400,500,600",
+        help="local service capacity: session counts to run",
+    )
+    p.add_argument(
+        "--capacity-seconds", type=float, default=12.0, help="audio per session in those runs"
+    )
+    p.add_argument("--capacity-repeats", type=int, default=2, help="runs per session count")
+    p.add_argument("--service-label", default=None, help="what --service-src is, for the report")
+    p.add_argument(
+        "--service-src",
+        default=None,
+        help="run the local service (and bench_animation.py) from this src/ tree instead "
+        "of the repository's, e.g. an earlier commit's, to compare",
     )
     p.add_argument(
         "--max-retries",
@@ -651,6 +1004,9 @@ def main(argv: list[str] | None = None) -> int:
         return rerender(Path(args.out) if args.out else RESULTS)
     cfg = config(args.smoke, args)
     only = set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown --only section(s): {', '.join(sorted(unknown))}")
     out = Path(args.out) if args.out else (RESULTS / "raw" / "smoke" if args.smoke else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     md_path = out / "BENCHMARKS.md" if (args.smoke or args.out) else ROOT / "BENCHMARKS.md"
@@ -662,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
         "disturbed_cores": args.disturbed_cores,
         "quiet_wait_s": 0 if args.smoke else args.quiet_wait,
         "retry_budget": 0 if args.smoke else args.retry_budget,
+        "service_src": Path(args.service_src).resolve() if args.service_src else ROOT / "src",
     }
     venv = ensure_avatarkit017(args.loop)
     ctx["py017"] = venv.get("python")
@@ -676,7 +1033,10 @@ def main(argv: list[str] | None = None) -> int:
         "config": cfg,
         "machine": describe_machine(ctx),
         "avatarkit017": venv,
-        "clients": {c: LABELS[c] for c in CLIENTS},
+        "clients": {c: LABELS[c] for c in (*CLIENTS, *API_CLIENTS)},
+        "service_src": str(ctx["service_src"]),
+        "service_label": args.service_label,
+        "sections_run": {name: int(time.time()) for name in SECTIONS if name in only},
     }
     failures: list[str] = []
     timeout = cfg["client_timeout"]
@@ -695,6 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx,
             cfg["repeats"],
             timeout,
+            clients=(*CLIENTS, *API_CLIENTS),
         )
         if not args.smoke and any(r.get("ok") for r in results["flood"]["ours"]):
             results["profile"] = run_profile(cfg, ctx, timeout)
@@ -741,6 +1102,32 @@ def main(argv: list[str] | None = None) -> int:
             if not opus["ok"]:
                 failures.append("bench_opus")
 
+    if "anim" in only:
+        log("== local service: animation analysis CPU per frame, in isolation")
+        results["anim"] = run_anim(cfg["anim_argv"], ctx)
+        if not results["anim"].get("ok"):
+            failures.append("bench_animation")
+
+    if "endlat" in only:
+        e = cfg["endlat"]
+        log(f"== local service, fast pace: last audio chunk -> end frame, {e['requests']} requests")
+        results["endlat"] = run_endlat(cfg, ctx, cfg["repeats"])
+        for name, runs in results["endlat"]["runs"].items():
+            failures += [
+                f"endlat/{name}"
+                for r in runs
+                if not r.get("ok") and r.get("available") is not False
+            ]
+
+    if "capacity" in only:
+        c = cfg["capacity"]
+        log(f"== local service capacity on one core: {c['sessions']} real-time sessions")
+        results["capacity"] = run_capacity(cfg, ctx)
+        for n, runs in results["capacity"]["runs"].items():
+            failures += [f"capacity {n}" for r in runs if not r.get("ok")]
+        if not args.smoke:
+            results["service_profile"] = run_service_profile(cfg, ctx)
+
     for section in ("flood", "setup"):
         for name, runs in results.get(section, {}).items():
             failures += [
@@ -760,6 +1147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results["wall_s"] = round(time.monotonic() - t_start, 1)
     results["failures"] = failures
+    if not args.smoke and only != set(SECTIONS):
+        merge_previous(results, out / "latest.json", only)
+    if not args.out:
+        attach_before(results)
     from _report import summarize, write_markdown, write_plot
 
     results["summary"] = summarize(results)

@@ -4,15 +4,21 @@ goal verdicts, BENCHMARKS.md and the PNG plot."""
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
+from _report_local import local_goals, local_lines, local_markdown, plot_local, summarize_local
+
 CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
+FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames")
 SHORT = {
     "floor": "floor",
     "websockets": "websockets",
     "avatarkit-0.1.7": "avatarkit 0.1.7",
     "ours": "ours",
+    "ours-on_animation": "ours, on_animation",
+    "ours-frames": "ours, frames()",
 }
 # Figures the issue measured on this kind of machine, for the sanity check.
 ISSUE_CPU_US = {"floor": "~1.6", "websockets": "6.4-6.8", "avatarkit-0.1.7": "~7.0"}
@@ -114,8 +120,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 "server_cpu_share": _med([(r.get("server") or {}).get("cpu_share") for r in ok]),
             }
 
+    summarize_local(results, s)
     _goals(s, results.get("config", {}).get("flood", {}))
-    s["lines"] = _lines(s)
+    s["goals"] += local_goals(s, results)
+    lines = _lines(s)
+    cut = len(lines) - len(s["goals"])  # the goal lines come last
+    s["lines"] = lines[:cut] + local_lines(s) + lines[cut:]
     return s
 
 
@@ -265,10 +275,14 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
         "avatarkit-0.1.7": "#dd8452",
         "ours": "#55a868",
     }
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    colors["ours-on_animation"] = "#8fc99a"
+    colors["ours-frames"] = "#2f7d3f"
+    local = bool((s.get("capacity") or {}).get("rows") or any((s.get("endlat") or {}).values()))
+    fig, grid = plt.subplots(2 if local else 1, 3, figsize=(16, 9.8 if local else 4.8))
+    axes = grid[0] if local else grid
 
     ax = axes[0]
-    names = [c for c in CLIENTS if s["flood"].get(c, {}).get("cpu_us_per_frame") is not None]
+    names = [c for c in FLOOD_CLIENTS if s["flood"].get(c, {}).get("cpu_us_per_frame") is not None]
     vals = [s["flood"][c]["cpu_us_per_frame"] for c in names]
     lo = [v - s["flood"][c]["min"] for c, v in zip(names, vals, strict=True)]
     hi = [s["flood"][c]["max"] - v for c, v in zip(names, vals, strict=True)]
@@ -284,7 +298,7 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
         fontsize=10,
     )
     ax.set_ylabel("µs CPU (user+sys) per frame")
-    ax.tick_params(axis="x", labelsize=9)
+    ax.tick_params(axis="x", labelsize=8, rotation=20)
 
     ax = axes[1]
     names = [c for c in CLIENTS if s["setup"].get(c, {}).get("p50_ms") is not None]
@@ -350,6 +364,9 @@ def write_plot(results: dict[str, Any], path: Path) -> bool:
     )
     ax.legend(fontsize=7, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
+
+    if local:
+        plot_local(grid[1], results, colors)
 
     m = results.get("machine", {})
     fig.suptitle(
@@ -460,6 +477,19 @@ def _server_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _sections_note(results: dict[str, Any]) -> str:
+    runs = results.get("sections_run") or {}
+    days = {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) for t in runs.values() if t}
+    if len(days) <= 1:
+        return ""
+    parts = [
+        f"{name} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t))}"
+        for name, t in runs.items()
+        if t
+    ]
+    return " (sections from separate runs of the same command: " + ", ".join(parts) + ")"
+
+
 def _disturbed_count(results: dict[str, Any]) -> str:
     runs: list[dict[str, Any]] = []
     for section in ("flood", "setup"):
@@ -468,6 +498,12 @@ def _disturbed_count(results: dict[str, Any]) -> str:
     for matrix in results.get("realtime", {}).values():
         for rs in matrix.values():
             runs += rs
+    for rs in ((results.get("endlat") or {}).get("runs") or {}).values():
+        runs += rs
+    cap = results.get("capacity") or {}
+    for rs in (cap.get("runs") or {}).values():
+        runs += rs
+    runs += cap.get("strict") or []
     runs = [r for r in runs if r.get("available") is not False]
     bad = sum(1 for r in runs if r.get("disturbed"))
     return f"{bad} of {len(runs)} client runs were disturbed"
@@ -504,19 +540,23 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         L += ["", "Our SDK was not available when this was generated (SDK not available yet)."]
     L += [
         "",
-        "Not measured here: the Ogg Opus encoder (its own script, below), time from the last "
-        "audio chunk to the `end` frame and the local avatar service's capacity (need the "
-        "local service, not the flood server).",
+        "The Ogg Opus encoder has its own script (below). The time from the last audio chunk "
+        "to the `end` frame, the local service's capacity and the animation analysis are "
+        "measured against the local avatar service (`avatarkit serve`), not the flood "
+        "server: see [The local avatar service](#the-local-avatar-service-avatarkit-serve).",
         "",
         "## How to run",
         "",
         "```sh",
-        "python -m benchmarks            # everything, ~7 min; rewrites BENCHMARKS.md,",
+        "python -m benchmarks            # everything, ~15 min; rewrites BENCHMARKS.md,",
         "                                # benchmarks/results/latest.json and benchmarks.png",
-        "python -m benchmarks --smoke    # every script in a tiny configuration (< 60 s, CI)",
-        "python -m benchmarks --only flood,setup --repeats 5   # a subset",
+        "python -m benchmarks --smoke    # every script in a tiny configuration (< 90 s, CI)",
+        "python -m benchmarks --only flood,setup --repeats 5   # a subset (the other sections",
+        "                                # of latest.json are kept)",
+        "python -m benchmarks --only capacity --capacity-sessions 300,400 --capacity-seconds 20",
         "python -m benchmarks --loop asyncio                   # clients on asyncio's loop",
         "python -m benchmarks --report-only  # re-render this file and the plot from latest.json",
+        "PYTHONPATH=src python benchmarks/bench_animation.py  # the animation analysis alone",
         "```",
         "",
         "Run it from the repository root with the project's virtualenv (picows, aiohttp, "
@@ -535,7 +575,7 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         f"- Python {m.get('python')}; every client process on the **{m.get('loop')}** event "
         "loop (uvloop is installed into the 0.1.7 virtualenv too, so it gets the same loop)",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in (m.get("libraries") or {}).items()),
-        f"- Whole run: {results.get('wall_s')} s",
+        f"- Whole run: {results.get('wall_s')} s" + _sections_note(results),
         "- Shared machine: other sessions' processes may run meanwhile. Before each run the "
         "driver waits (up to 15 s) until processes other than the benchmark's use at most "
         "0.15 cores (from /proc/stat minus the benchmark's own CPU); a run during which "
@@ -573,7 +613,7 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "reported (µs) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in CLIENTS:
+    for name in FLOOD_CLIENTS:
         row = s["flood"].get(name)
         if not row:
             continue
@@ -592,6 +632,23 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "machine of this kind; compare the ratios (0.1.7 / floor was ~4.4x there).",
         "",
     ]
+    stream = s.get("streaming") or {}
+    if any((v or {}).get("cpu_us_per_frame") for v in stream.values()):
+        fr = stream.get("ours-frames") or {}
+        an = stream.get("ours-on_animation") or {}
+        L += [
+            "Our SDK's other ways to receive frames, same scenario: **ours, on_animation** "
+            "passes `on_animation=` (the SDK builds an `AnimationFrameEvent` per frame; the "
+            "runner's callback gets `event.message` and `event.end`); **ours, frames()** "
+            "runs one task per session doing `async for event in session.frames()` (the "
+            "streaming API: the same event object, put on an `asyncio.Queue` and taken off by "
+            "the iterating task). Per frame, the streaming API costs "
+            f"{_fmt(fr.get('x_callback'))}x the `transport_frames` callback path and the "
+            f"`on_animation` callback {_fmt(an.get('x_callback'))}x; the difference is the "
+            "event object plus, for `frames()`, a queue hand-off and a task switch per frame "
+            "(the queue's getter is woken through the event loop).",
+            "",
+        ]
 
     su = cfg.get("setup", {})
     L += [
@@ -679,6 +736,8 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
                 f"{_fmt(row['server_lateness_p99_ms'])} |"
             )
         L.append("")
+
+    L += local_markdown(results)
 
     prof = results.get("profile")
     if prof:
