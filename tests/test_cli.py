@@ -105,7 +105,7 @@ def test_demo_fast_summary_and_frames_file(
     assert frames_received(out) == expected
     assert "end marker: yes" in summary_value(out, "frames received")
     assert summary_value(out, "audio duration").startswith(f"{n_samples / 16000:.2f} s")
-    assert float(summary_value(out, "frames per second")) > 0
+    assert float(summary_value(out, "frames per second").split()[0]) > 0
     assert summary_value(out, "time to first frame").endswith(" ms")
     assert summary_value(out, "frames written to").endswith("frames.jsonl")
     assert "embedded local avatar service" in err
@@ -165,10 +165,10 @@ async def test_demo_uses_configured_service(
     assert await main_async(["demo", "--fast", "--out", str(out_file)]) == 0
     out, err = capsys.readouterr()
     assert "embedded" not in err
-    assert summary_value(out, "service").startswith("hosted")
+    assert summary_value(out, "service").startswith("configured")
     assert frames_received(out) == 341
     header, _ = read_jsonl(out_file)
-    assert header["service"] == "hosted"
+    assert header["service"] == "configured"
     assert avatar_server.last_session is not None  # it did go to that server
 
 
@@ -633,3 +633,26 @@ def test_frame_sink_rejects_unknown_suffix(tmp_path: Path) -> None:
     assert ".jsonl" in raised.value.hint
     with pytest.raises(CLIError, match="does not exist"):
         FrameSink(tmp_path / "no" / "such" / "frames.jsonl", {})
+
+
+def test_failed_run_keeps_the_previous_frames_file(tmp_path: Path) -> None:
+    out_file = tmp_path / "frames.jsonl"
+    assert main(["demo", "--fast", "--out", str(out_file)]) == 0
+    before = out_file.read_bytes()
+    assert before.count(b"\n") == 342  # header + 341 frames
+    # the same command against a configured service nobody answers for
+    unreachable = [
+        "--api-key",
+        "k",
+        "--app-id",
+        "a",
+        "--avatar-id",
+        "v",
+        "--console-endpoint",
+        "http://127.0.0.1:9/v1/console",
+        "--ingress-endpoint",
+        "ws://127.0.0.1:9/v2/driveningress",
+    ]
+    assert main(["demo", "--fast", "--out", str(out_file), *unreachable]) == 1
+    assert out_file.read_bytes() == before
+    assert not (tmp_path / "frames.jsonl.part").exists()

@@ -213,3 +213,7 @@ def test_positional_field_order_matches_0_1_7() -> None:
     assert SessionConfigBuilder().with_ogg_opus_encoder().build().ogg_opus_encoder == (
         OggOpusEncoderConfig()
     )
+
+
+def test_builder_open_timeout() -> None:
+    assert SessionConfigBuilder().with_open_timeout(3).build().open_timeout == 3

@@ -127,7 +127,10 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=int, help="rate of a raw PCM file")
     parser.add_argument("--fast", action="store_true", help="no real-time pacing")
     args = parser.parse_args()
-    pcm, rate = read_clip(args.audio, args.sample_rate) if args.audio else bundled_clip()
+    try:
+        pcm, rate = read_clip(args.audio, args.sample_rate) if args.audio else bundled_clip()
+    except (OSError, ValueError) as exc:
+        parser.exit(1, f"error: {exc}\n")
     asyncio.run(run(pcm, rate, fast=args.fast))
 
 

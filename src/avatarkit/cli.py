@@ -36,7 +36,7 @@ Frames files
      "sent_sample_rate": 16000,          # the rate sent to the service, after resampling
      "audio_format": "pcm_s16le",        # or "ogg_opus"
      "audio_duration_s": 13.61, "chunk_ms": 40,
-     "service": "local",                 # or "hosted"
+     "service": "local",                 # or "configured"
      "avatar_id": "dev-avatar", "started_at": 1767225600.123}
 
 * Every other line is one animation message, in order of arrival::
@@ -518,6 +518,7 @@ class StreamResult:
     end_at: float | None = None
     started_at: float = 0.0
     finished_at: float = 0.0
+    paced: bool = True
 
     @property
     def time_to_first_frame_s(self) -> float | None:
@@ -602,7 +603,10 @@ class FrameSink:
         self.binary = suffix == ".bin"
         self._decode: Any = None
         self._decode_failures = 0
-        self._file: IO[bytes] = path.open("wb")
+        # Written beside the target and moved into place by close(): a failed
+        # run leaves an earlier frames file as it was.
+        self._partial = path.with_name(path.name + ".part")
+        self._file: IO[bytes] = self._partial.open("wb")
         if not self.binary:
             self._write_json(header)
 
@@ -645,8 +649,15 @@ class FrameSink:
             return None
         return _jsonable_animation(decoded)
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = True) -> None:
+        """Finish the file: move it into place (``keep``) or discard it."""
+        if self._file.closed:
+            return
         self._file.close()
+        if keep:
+            self._partial.replace(self.path)
+        else:
+            self._partial.unlink(missing_ok=True)
 
 
 def _jsonable_animation(decoded: Any) -> dict[str, Any]:
@@ -724,7 +735,7 @@ async def stream_clip(
     from .config import AudioFormat, OggOpusEncoderConfig
     from .session import new_avatar_session
 
-    result = StreamResult(started_at=time.monotonic())
+    result = StreamResult(started_at=time.monotonic(), paced=realtime)
     receiver = _Receiver(result, sink, progress)
     opus = audio_format == "ogg_opus"
     session = new_avatar_session(
@@ -830,7 +841,7 @@ def _header(clip: Clip, target: Target, audio_format: str, chunk_ms: int) -> dic
         "audio_format": "ogg_opus" if audio_format == "ogg_opus" else "pcm_s16le",
         "audio_duration_s": round(clip.duration_s, 4),
         "chunk_ms": chunk_ms,
-        "service": "local" if target.local else "hosted",
+        "service": "local" if target.local else "configured",
         "avatar_id": target.avatar_id,
         "started_at": round(time.time(), 6),
     }
@@ -863,13 +874,16 @@ async def _run_stream(
                 timeout=getattr(args, "timeout", None),
                 progress=progress,
             )
-        finally:
+        except BaseException:
             progress.finish()
-            sink.close()
+            sink.close(keep=False)
+            raise
+        progress.finish()
+        sink.close()
         service = (
             f"local (embedded, {_base_url(target.console_endpoint)})"
             if target.local
-            else f"hosted ({_base_url(target.ingress_endpoint)})"
+            else f"configured ({_base_url(target.ingress_endpoint)})"
         )
     pace = "real-time pace" if realtime else "no pacing"
     print_summary(
@@ -909,7 +923,12 @@ def print_summary(
         ("service", service),
         ("request", result.req_id),
         ("frames received", f"{result.frames} (end marker: {ends})"),
-        ("frames per second", f"{fps:.1f}" if fps is not None else "n/a"),
+        (
+            "frames per second",
+            (f"{fps:.1f}" + ("" if result.paced else " (received; no pacing)"))
+            if fps is not None
+            else "n/a",
+        ),
         ("time to first frame", f"{ttff * 1000:.0f} ms" if ttff is not None else "n/a"),
         ("audio duration", f"{clip.duration_s:.2f} s ({detail})"),
         ("wall time", f"{result.finished_at - result.started_at:.2f} s"),

@@ -270,7 +270,7 @@ class SessionConfig:
     def validate_for_token(self) -> None:
         """What ``init()`` needs."""
         if not self.api_key:
-            raise ValueError("api_key is required: pass api_key=... (or AVATARKIT_API_KEY)")
+            raise ValueError("api_key is required: pass api_key=...")
         if not self.console_endpoint_url:
             raise ValueError("console_endpoint_url is required (it ends in /v1/console)")
         if self.expire_at is None:
@@ -388,6 +388,10 @@ class SessionConfigBuilder:
     def with_agora_egress(self: _B, config: AgoraEgressConfig) -> _B:
         """Publish into an Agora channel instead of returning frames."""
         return self._set("agora_egress", config)
+
+    def with_open_timeout(self: _B, seconds: float) -> _B:
+        """Seconds to wait for the WebSocket to open and the session to be confirmed."""
+        return self._set("open_timeout", seconds)
 
     def with_on_playback(self: _B, handler: Callable[[PlaybackSignal], Any]) -> _B:
         """Receive a parsed :class:`PlaybackSignal` per animation message."""
