@@ -250,3 +250,42 @@ def avatar_server_subprocess_url() -> Any:
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+async def test_confirm_timeout(avatar_server: DevServer) -> None:
+    """A service that upgrades but never confirms: start() gives up after open_timeout."""
+    from aiohttp import web
+
+    async def silent(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _ in ws:  # read the configure, answer nothing
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v2/driveningress/websocket", silent)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    closes: list[int] = []
+    try:
+        session = make(
+            avatar_server,
+            ingress_endpoint_url=f"ws://127.0.0.1:{port}/v2/driveningress",
+            open_timeout=0.3,
+            on_close=lambda: closes.append(1),
+        )
+        await session.init()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(AvatarSDKError) as info:
+            await session.start()
+        assert 0.25 < loop.time() - started < 3
+        assert info.value.code is AvatarSDKErrorCode.connectionFailed
+        assert info.value.phase == "websocket_handshake"
+        assert closes == [1]
+    finally:
+        await runner.cleanup()

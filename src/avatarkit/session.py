@@ -298,9 +298,14 @@ class AvatarSession:
         _loopguard.track(self)
         try:
             transport.send(self._protocol.configure(cfg))
-            confirmed = await asyncio.wait_for(
-                asyncio.shield(self._confirm), max(0.001, deadline - loop.time())
-            )
+            # A timer on the future itself: no extra task per set-up (wait_for
+            # would wrap it).
+            confirm = self._confirm
+            timer = loop.call_at(deadline, _expire, confirm)
+            try:
+                confirmed = await confirm
+            finally:
+                timer.cancel()
         except (asyncio.TimeoutError, TimeoutError):
             failure: AvatarSDKError = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
@@ -684,6 +689,11 @@ class AvatarSession:
     async def wait_closed(self) -> None:
         """Wait until the session has ended (by ``close()`` or the server)."""
         await self._disconnected.wait()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def _is_async_callable(func: Callable[..., Any]) -> bool:
