@@ -99,7 +99,7 @@ class AvatarSession:
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._frame_queues: list[asyncio.Queue[AnimationFrameEvent]] = []
-        self._disconnected = asyncio.Event()
+        self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._bind_callbacks()
 
     # -- callbacks -----------------------------------------------------------
@@ -350,7 +350,7 @@ class AvatarSession:
         """
         if self._closed or self._closing:
             if not self._closed:
-                await self._disconnected.wait()
+                await self._wait_disconnected()
             return
         self._closing = True
         transport = self._transport
@@ -378,7 +378,8 @@ class AvatarSession:
             self._confirm.exception()  # mark retrieved: start() may be gone
         for queue in self._frame_queues:
             queue.put_nowait(_CLOSED_SENTINEL)
-        self._disconnected.set()
+        if self._disconnected is not None:
+            self._disconnected.set()
         if not self._close_notified:
             self._close_notified = True
             if self._cb_close is not None:
@@ -686,9 +687,16 @@ class AvatarSession:
             self._frame_queues.remove(queue)
             self._update_wants_events()
 
+    async def _wait_disconnected(self) -> None:
+        if self._closed:
+            return
+        if self._disconnected is None:
+            self._disconnected = asyncio.Event()
+        await self._disconnected.wait()
+
     async def wait_closed(self) -> None:
         """Wait until the session has ended (by ``close()`` or the server)."""
-        await self._disconnected.wait()
+        await self._wait_disconnected()
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

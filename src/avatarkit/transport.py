@@ -108,13 +108,22 @@ def _connect_error(message: str, url: str) -> AvatarSDKError:
 class PicowsTransport:
     """:class:`Transport` on picows."""
 
-    __slots__ = ("_abandoned", "_closed", "_drained", "_listener", "_ws", "_ws_listener")
+    __slots__ = (
+        "_abandoned",
+        "_closed",
+        "_closed_waiter",
+        "_drained",
+        "_listener",
+        "_ws",
+        "_ws_listener",
+    )
 
     def __init__(self) -> None:
         self._ws: object | None = None
         self._listener: TransportListener | None = None
         self._ws_listener: object | None = None
-        self._closed = asyncio.Event()
+        self._closed = False
+        self._closed_waiter: asyncio.Future[None] | None = None  # made by close()
         self._drained: asyncio.Event | None = None
         self._abandoned = False
 
@@ -135,7 +144,7 @@ class PicowsTransport:
                 max_redirects=5,
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
-                read_buffer_init_size=4096,
+                read_buffer_init_size=2048,
                 logger_name=picows_logger,
             )
         except picows.WSHandshakeError as exc:
@@ -164,12 +173,12 @@ class PicowsTransport:
     def is_open(self) -> bool:
         """Whether messages can still be sent."""
         ws = self._ws
-        return ws is not None and not self._closed.is_set() and not ws.is_close_frame_sent  # type: ignore[attr-defined]
+        return ws is not None and not self._closed and not ws.is_close_frame_sent  # type: ignore[attr-defined]
 
     def send(self, data: bytes) -> None:
         """Queue one binary message."""
         ws = self._ws
-        if ws is None or self._closed.is_set() or ws.is_close_frame_sent:  # type: ignore[attr-defined]
+        if ws is None or self._closed or ws.is_close_frame_sent:  # type: ignore[attr-defined]
             raise ConnectionError("WebSocket is closed")
         ws.send(picows.WSMsgType.BINARY, data)  # type: ignore[attr-defined]
 
@@ -182,13 +191,14 @@ class PicowsTransport:
     async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
         """Send a close frame, wait up to ``timeout`` for the peer, then drop."""
         ws = self._ws
-        if ws is None or self._closed.is_set():
+        if ws is None or self._closed:
             return
         try:
             if not ws.is_close_frame_sent:  # type: ignore[attr-defined]
                 ws.send_close(picows.WSCloseCode(code), reason.encode())  # type: ignore[attr-defined]
             try:
-                await asyncio.wait_for(self._closed.wait(), timeout)
+                self._closed_waiter = asyncio.get_running_loop().create_future()
+                await asyncio.wait_for(self._closed_waiter, timeout)
             except (asyncio.TimeoutError, TimeoutError):
                 logger.debug("peer did not answer the close frame in %.1f s", timeout)
         finally:
@@ -250,7 +260,10 @@ class _PicowsListener(picows.WSListener):
             code = raw.value if isinstance(raw, picows.WSCloseCode) else int(raw)
             reason = handshake.recv.reason or None
         owner = self.owner
-        owner._closed.set()
+        owner._closed = True
+        waiter = owner._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if owner._drained is not None:
             owner._drained.set()
         self.listener.on_closed(code, reason)
