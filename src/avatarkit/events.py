@@ -14,14 +14,15 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlaybackSignal:
     """One ``ServerResponseAnimation`` seen as a playback signal.
 
     With frames returned over the WebSocket, ``has_animation`` is true and
     ``end`` marks the request's last frame. With LiveKit/Agora egress the
     messages are empty progress signals and ``end`` means the room's playout
-    of the request drained; it can arrive more than once per request.
+    of the request drained; it can arrive more than once per request. Treat
+    it as read-only (not frozen, to stay cheap on the per-frame path).
     """
 
     req_id: str
@@ -66,14 +67,15 @@ class PlaybackStateEvent:
     connection_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnimationFrameEvent:
     """One animation message, parsed once.
 
     ``payload`` is the opaque animation bytes (the local service's payload
     decodes with :func:`avatarkit.devserver.decode_animation`); ``message``
     is the whole serialized envelope, the same bytes ``transport_frames``
-    gets.
+    gets. Treat it as read-only (it is not frozen only because a frozen
+    dataclass costs about a microsecond more to build, on every frame).
     """
 
     req_id: str

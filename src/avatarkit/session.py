@@ -58,8 +58,6 @@ __all__ = ["AvatarSession", "new_avatar_session"]
 
 logger = logging.getLogger("avatarkit.session")
 
-_CLOSED_SENTINEL: Any = object()
-
 
 class AvatarSession:
     """One avatar session: token, WebSocket, audio out, animation in.
@@ -98,7 +96,7 @@ class AvatarSession:
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[asyncio.Queue[AnimationFrameEvent]] = []
+        self._frame_queues: list[_FrameBuffer] = []
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._bind_callbacks()
 
@@ -376,8 +374,8 @@ class AvatarSession:
             failure = self._close_error or self._closed_error("websocket_handshake")
             self._confirm.set_exception(failure)
             self._confirm.exception()  # mark retrieved: start() may be gone
-        for queue in self._frame_queues:
-            queue.put_nowait(_CLOSED_SENTINEL)
+        for buffer in self._frame_queues:
+            buffer.close()
         if self._disconnected is not None:
             self._disconnected.set()
         if not self._close_notified:
@@ -600,8 +598,8 @@ class AvatarSession:
             )
             if self._cb_animation is not None:
                 self._cb_animation(frame)
-            for queue in self._frame_queues:
-                queue.put_nowait(frame)
+            for buffer in self._frame_queues:
+                buffer.put(frame)
 
     def _on_protocol_error(self, err: AvatarSDKError) -> None:
         if self._confirm is not None and not self._confirm.done():
@@ -672,19 +670,21 @@ class AvatarSession:
         run at once. Ends cleanly when the session closes; a frame is never
         dropped (the queue is unbounded, so consume promptly).
         """
-        queue: asyncio.Queue[AnimationFrameEvent] = asyncio.Queue()
         if self._closed:
             return
-        self._frame_queues.append(queue)
+        buffer = _FrameBuffer()
+        self._frame_queues.append(buffer)
         self._update_wants_events()
+        frames = buffer.frames
         try:
             while True:
-                frame = await queue.get()
-                if frame is _CLOSED_SENTINEL:
+                while frames:
+                    yield frames.popleft()
+                if buffer.closed:
                     return
-                yield frame
+                await buffer.wait()
         finally:
-            self._frame_queues.remove(queue)
+            self._frame_queues.remove(buffer)
             self._update_wants_events()
 
     async def _wait_disconnected(self) -> None:
@@ -697,6 +697,40 @@ class AvatarSession:
     async def wait_closed(self) -> None:
         """Wait until the session has ended (by ``close()`` or the server)."""
         await self._wait_disconnected()
+
+
+class _FrameBuffer:
+    """Frames waiting for one ``frames()`` iterator: a deque and one wake-up.
+
+    Cheaper per frame than an ``asyncio.Queue`` (no waiter bookkeeping per
+    item): the producer appends and wakes the consumer only when it sleeps.
+    """
+
+    __slots__ = ("closed", "frames", "waiter")
+
+    def __init__(self) -> None:
+        self.frames: deque[AnimationFrameEvent] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def put(self, frame: AnimationFrameEvent) -> None:
+        self.frames.append(frame)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        await self.waiter
 
 
 def _expire(future: asyncio.Future[Any]) -> None:
