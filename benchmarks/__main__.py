@@ -62,7 +62,17 @@ LABELS = {
     "ours-on_animation": "avatarkit (this repo), on_animation callback",
     "ours-frames": "avatarkit (this repo), async for in session.frames()",
 }
-SECTIONS = ("server", "flood", "setup", "realtime", "opus", "endlat", "capacity", "anim")
+SECTIONS = (
+    "server",
+    "flood",
+    "setup",
+    "realtime",
+    "opus",
+    "endlat",
+    "capacity",
+    "anim",
+    "svcprofile",
+)
 SPEECH = ROOT / "tests" / "fixtures" / "speech_16000.pcm"
 
 
@@ -675,7 +685,10 @@ def _pyspy() -> str | None:
 
 def run_service_profile(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any] | None:
     """py-spy (if installed) on the service during one capacity run: what its
-    CPU goes to, by function (own time) and for a few inclusive entries."""
+    CPU goes to, by function (own time) and for a few inclusive entries.
+    py-spy pauses the service for each sample (100 per second, so that stacks
+    are consistent; --nonblocking gives torn stacks); its CPU share and cost
+    per frame here include that."""
     c = cfg["capacity"]
     n = c.get("profile_sessions")
     spy = _pyspy()
@@ -705,7 +718,7 @@ def run_service_profile(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, A
         time.sleep(c["ramp_s"] + 1.5)  # set-up and ramp
         spy_run = subprocess.run(
             [spy, "record", "--pid", str(svc["pid"]), "--duration", str(duration),
-             "--rate", "200", "--nonblocking", "--format", "raw", "-o", str(stacks)],
+             "--rate", "100", "--format", "raw", "-o", str(stacks)],
             capture_output=True, text=True, preexec_fn=pinned(cli_cpu),
         )  # fmt: skip
         out, _ = client.communicate(timeout=c["seconds"] + 120)
@@ -729,13 +742,13 @@ def run_service_profile(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, A
     if not total:
         return None
     keys = {
-        "AnimationAnalyzer.push": "analysis: AnimationAnalyzer.push (numpy + per-frame Python)",
-        "encode_frame": "encode_frame (payload)",
-        "WebSocketResponse.send_bytes": "aiohttp send_bytes (incl. socket write)",
-        "WebSocketResponse.receive": "aiohttp receive",
-        "Connection._on_binary": "message handling (parse + audio)",
-        "Connection._sleep_until": "pacer sleeps (futures + timers)",
-        "BaseEventLoop.call_at": "timers: call_at",
+        "_Request._analyze": "animation analysis (`AnimationAnalyzer.push`: numpy + Python)",
+        "encode_frame": "`encode_frame` (the payload)",
+        "Connection._send": "sending (`Connection._send`: aiohttp `send_bytes` + socket write)",
+        "_SelectorSocketTransport._read_ready": "receiving (socket read + aiohttp frame parsing)",
+        "Connection._on_binary": "handling a message (`ServerProtocol.receive` + audio)",
+        "Connection._sleep_until": "pacer sleeps (`_sleep_until`: future + timer)",
+        "EpollSelector.select": "event loop waiting in `epoll` (`select`)",
     }
     inclusive = []
     for prefix, label in keys.items():
@@ -749,7 +762,7 @@ def run_service_profile(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, A
     return {
         "sessions": n,
         "samples": total,
-        "rate_hz": 200,
+        "rate_hz": 100,
         "seconds": duration,
         "server_cpu_share": steady.get("server_cpu_share"),
         "server_cpu_us_per_frame": steady.get("server_cpu_us_per_frame"),
@@ -849,8 +862,9 @@ SECTION_KEYS = {
     "realtime": (["realtime"], ["realtime"]),
     "opus": (["opus"], ["opus_argv"]),
     "endlat": (["endlat"], ["endlat"]),
-    "capacity": (["capacity", "service_profile"], ["capacity"]),
+    "capacity": (["capacity"], ["capacity"]),
     "anim": (["anim"], ["anim_argv"]),
+    "svcprofile": (["service_profile"], []),
 }
 
 
@@ -883,7 +897,8 @@ def merge_previous(results: dict[str, Any], path: Path, only: set[str]) -> None:
         )]  # fmt: skip
         kept.append(name)
     if kept:
-        results["wall_s_previous"] = old.get("wall_s")
+        results["wall_s_previous"] = old.get("wall_s_previous") or old.get("wall_s")
+        results["retry_budget"] = old.get("retry_budget", results.get("retry_budget"))
         log(f"kept from the previous {path.name}: {', '.join(kept)}")
 
 
@@ -1036,6 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
         "clients": {c: LABELS[c] for c in (*CLIENTS, *API_CLIENTS)},
         "service_src": str(ctx["service_src"]),
         "service_label": args.service_label,
+        "retry_budget": ctx["retry_budget"],
         "sections_run": {name: int(time.time()) for name in SECTIONS if name in only},
     }
     failures: list[str] = []
@@ -1125,8 +1141,10 @@ def main(argv: list[str] | None = None) -> int:
         results["capacity"] = run_capacity(cfg, ctx)
         for n, runs in results["capacity"]["runs"].items():
             failures += [f"capacity {n}" for r in runs if not r.get("ok")]
-        if not args.smoke:
-            results["service_profile"] = run_service_profile(cfg, ctx)
+
+    if "svcprofile" in only and not args.smoke:
+        log("== local service: py-spy profile during a capacity run")
+        results["service_profile"] = run_service_profile(cfg, ctx)
 
     for section in ("flood", "setup"):
         for name, runs in results.get(section, {}).items():

@@ -250,7 +250,7 @@ def _lines(s: dict[str, Any]) -> list[str]:
     for goal in s["goals"]:
         out.append(
             f"[{goal['verdict']}] {goal['figure']}: {_fmt(goal['value'])} "
-            f"{goal['unit']} (goal {goal['goal']})"
+            f"{goal['unit']} (goal {goal['goal']})".replace("  (goal", " (goal")
         )
     return out
 
@@ -477,6 +477,11 @@ def _server_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _previous_wall(results: dict[str, Any]) -> str:
+    prev = results.get("wall_s_previous")
+    return f" (this partial run; the run the other sections come from: {prev} s)" if prev else ""
+
+
 def _sections_note(results: dict[str, Any]) -> str:
     runs = results.get("sections_run") or {}
     days = {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t)) for t in runs.values() if t}
@@ -531,10 +536,8 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "|---|---|---:|---|",
     ]
     for goal in s["goals"]:
-        L.append(
-            f"| {goal['figure']} | {goal['goal']} | {_fmt(goal['value'])} {goal['unit']} | "
-            f"**{goal['verdict']}** |"
-        )
+        measured = f"{_fmt(goal['value'])} {goal['unit']}".strip()
+        L.append(f"| {goal['figure']} | {goal['goal']} | {measured} | **{goal['verdict']}** |")
     ours_avail = s["flood"].get("ours", {}).get("available", True)
     if not ours_avail:
         L += ["", "Our SDK was not available when this was generated (SDK not available yet)."]
@@ -548,7 +551,7 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "## How to run",
         "",
         "```sh",
-        "python -m benchmarks            # everything, ~15 min; rewrites BENCHMARKS.md,",
+        "python -m benchmarks            # everything, ~10 min; rewrites BENCHMARKS.md,",
         "                                # benchmarks/results/latest.json and benchmarks.png",
         "python -m benchmarks --smoke    # every script in a tiny configuration (< 90 s, CI)",
         "python -m benchmarks --only flood,setup --repeats 5   # a subset (the other sections",
@@ -557,6 +560,7 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "python -m benchmarks --loop asyncio                   # clients on asyncio's loop",
         "python -m benchmarks --report-only  # re-render this file and the plot from latest.json",
         "PYTHONPATH=src python benchmarks/bench_animation.py  # the animation analysis alone",
+        "pip install py-spy && python -m benchmarks --only svcprofile  # profile the service",
         "```",
         "",
         "Run it from the repository root with the project's virtualenv (picows, aiohttp, "
@@ -575,11 +579,14 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         f"- Python {m.get('python')}; every client process on the **{m.get('loop')}** event "
         "loop (uvloop is installed into the 0.1.7 virtualenv too, so it gets the same loop)",
         "- Libraries: " + ", ".join(f"{k} {v}" for k, v in (m.get("libraries") or {}).items()),
-        f"- Whole run: {results.get('wall_s')} s" + _sections_note(results),
+        f"- Whole run: {results.get('wall_s')} s"
+        + _previous_wall(results)
+        + _sections_note(results),
         "- Shared machine: other sessions' processes may run meanwhile. Before each run the "
         "driver waits (up to 15 s) until processes other than the benchmark's use at most "
         "0.15 cores (from /proc/stat minus the benchmark's own CPU); a run during which "
-        "they used more is flagged `disturbed`, repeated (at most twice, at most 12 times "
+        "they used more is flagged `disturbed`, repeated (at most twice, at most "
+        f"{results.get('retry_budget', 12)} times "
         "in all), and left out of the medians when an undisturbed run of the same slot "
         f"exists. This run: {_disturbed_count(results)}.",
         "",
@@ -641,12 +648,14 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
             "passes `on_animation=` (the SDK builds an `AnimationFrameEvent` per frame; the "
             "runner's callback gets `event.message` and `event.end`); **ours, frames()** "
             "runs one task per session doing `async for event in session.frames()` (the "
-            "streaming API: the same event object, put on an `asyncio.Queue` and taken off by "
-            "the iterating task). Per frame, the streaming API costs "
+            "streaming API: the same event object, appended to the iterator's buffer and "
+            "taken off by the iterating task). Per frame, the streaming API costs "
             f"{_fmt(fr.get('x_callback'))}x the `transport_frames` callback path and the "
             f"`on_animation` callback {_fmt(an.get('x_callback'))}x; the difference is the "
-            "event object plus, for `frames()`, a queue hand-off and a task switch per frame "
-            "(the queue's getter is woken through the event loop).",
+            "event object plus, for `frames()`, the hand-over to another task: the "
+            "iterating task is woken through the event loop (a future and a task step) "
+            "for each batch of frames that arrived while it slept, and resumes the async "
+            "generator once per frame.",
             "",
         ]
 
