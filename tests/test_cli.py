@@ -656,3 +656,17 @@ def test_failed_run_keeps_the_previous_frames_file(tmp_path: Path) -> None:
     assert main(["demo", "--fast", "--out", str(out_file), *unreachable]) == 1
     assert out_file.read_bytes() == before
     assert not (tmp_path / "frames.jsonl.part").exists()
+
+
+def test_run_uses_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import avatarkit
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    pytest.importorskip("uvloop")  # the dev extra installs it
+    assert avatarkit.run(loop_module()).startswith("uvloop")
+    monkeypatch.setenv("AVATARKIT_LOOP", "asyncio")
+    assert avatarkit.run(loop_module()).startswith("asyncio")

@@ -9,6 +9,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 from __future__ import annotations
 
 from ._loopguard import aclose as aclose_shared_resources
+from ._run import run
 from .config import (
     AgoraEgressConfig,
     AudioFormat,
@@ -63,4 +64,5 @@ __all__ = [
     "aclose_shared_resources",
     "generate_log_id",
     "new_avatar_session",
+    "run",
 ]

@@ -73,6 +73,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ._run import run as _run_loop
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -336,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        return asyncio.run(main_async(args_list))
+        return _run_loop(main_async(args_list))
     except KeyboardInterrupt:
         print("\navatarkit: interrupted", file=sys.stderr)
         return 130

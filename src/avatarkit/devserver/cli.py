@@ -29,6 +29,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._run import run as _run_loop
+
 __all__ = ["add_serve_arguments", "run_serve", "serve_main"]
 
 _DEFAULTS: dict[str, Any] = {
@@ -249,6 +251,6 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return asyncio.run(run_serve(args))
+        return _run_loop(run_serve(args))
     except KeyboardInterrupt:  # platforms without loop signal handlers
         return 0
