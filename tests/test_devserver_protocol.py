@@ -464,3 +464,21 @@ async def test_corrupted_page_midway_is_reported(
             break
     assert msg is not None and msg.server_error.req_id == "r"
     await client.close()
+
+
+async def test_ogg_stream_ending_inside_a_page_fails_the_request(
+    avatar_server: DevServer, http: aiohttp.ClientSession
+) -> None:
+    ogg = (FIXTURES / "speech_24000.ogg").read_bytes()
+    client = await connect(avatar_server, http)
+    await client.configure(24000, audio_format=pb.AUDIO_FORMAT_OGG_OPUS)
+    await client.audio("cut", b"OggS" + b"\x00" * 10, end=True)  # half a page header
+    await client.audio("good", ogg, end=True)  # the session stays usable
+    got = await client.collect("good")
+    assert len(got.errors) == 1
+    err = got.errors[0]
+    assert err.req_id == "cut" and err.code == 3 and "inside a page" in err.message
+    assert got.ends == 1
+    assert avatar_server.last_session is not None
+    assert avatar_server.last_session.requests["cut"].error
+    await client.close()

@@ -149,6 +149,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             if value < 0:
                 raise ServeConfigError(f"{name} must be >= 0")
         opts[name] = value
+    if not 0 <= opts["port"] <= 65535:
+        raise ServeConfigError(f"port must be 0-65535 (0 = any free port), not {opts['port']}")
     if opts["pace"] not in ("realtime", "fast"):
         raise ServeConfigError(f"pace must be 'realtime' or 'fast', not {opts['pace']!r}")
     if not isinstance(opts["host"], str):

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from ..audio.ogg import OggError
 from ..config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
 from ..events import PlaybackState
 from ..protocol import (
@@ -633,8 +634,14 @@ class Connection:
                 decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
             pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
             if end and not decoder.ended:
-                # A stream cut off without its end-of-stream page: take what the
-                # resampler still holds rather than failing the request.
+                reader = decoder.reader
+                if reader.head is None or reader.has_partial_data:
+                    raise OggError(
+                        "the Ogg Opus stream ended inside a page or before its OpusHead "
+                        "(send one whole stream per request)"
+                    )
+                # Whole pages but no end-of-stream flag: take what the resampler
+                # still holds rather than failing the request.
                 tail = decoder.finish()
                 if tail.size:
                     pcm = np.concatenate((pcm, tail)) if pcm.size else tail
