@@ -313,6 +313,9 @@ async def test_livekit_egress_sends_only_progress_signals(
     egress = avatar_server.sessions[client.connection_id].egress
     assert egress is not None
     assert (egress.frames_published, egress.requests_published) == (63, 1)
+    published = list(egress.published)
+    assert len(published) == 63 and published[-1][1] == egress.last_frame
+    assert [decode_animation(p)["frame_index"] for _, p in published] == list(range(63))
     assert egress.audio_ms_published == 2500 and egress.progress_signals_sent == 4
     assert decode_animation(egress.last_frame)["frame_index"] == 62
     await client.close()

@@ -916,6 +916,7 @@ class Connection:
             if frame is not None:
                 egress.frames_published += 1
                 egress.last_frame = encode_frame(frame)
+                egress.published.append((info.req_id, egress.last_frame))
             if last or (info.frames_sent - 1) % _PROGRESS_EVERY == 0:
                 egress.progress_signals_sent += 1
                 cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id

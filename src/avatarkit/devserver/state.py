@@ -18,6 +18,9 @@ from ..events import PlaybackState
 
 __all__ = ["EgressState", "RequestState", "SessionState"]
 
+MAX_PUBLISHED_KEPT = 3000
+"""Egress frames remembered per session (two minutes at 25 frames per second)."""
+
 MAX_REQUESTS_KEPT = 256
 """Requests remembered per session (the oldest are forgotten beyond this)."""
 MAX_ERRORS_KEPT = 256
@@ -92,6 +95,11 @@ class EgressState:
     requests_published: int = 0
     progress_signals_sent: int = 0
     last_frame: bytes = b""  # the last animation payload that would have been published
+    published: deque[tuple[str, bytes]] = field(
+        default_factory=lambda: deque(maxlen=MAX_PUBLISHED_KEPT)
+    )
+    """``(req_id, animation payload)`` of the frames that would have been
+    published, oldest first (the most recent ``MAX_PUBLISHED_KEPT``)."""
 
     @property
     def target(self) -> str:
