@@ -707,3 +707,17 @@ async def test_bad_arguments_fail_before_any_network_call(
     with pytest.raises(ValueError, match="sample_rate"):
         SessionPool(2, **{**kwargs, "sample_rate": 11025})
     assert avatar_server.connection_count == 0 and avatar_server.last_session is None
+
+
+async def test_a_concurrency_limit_close_is_retried(
+    avatar_server: DevServer, avatar_session_kwargs: dict[str, Any]
+) -> None:
+    """4003 is usually the pool's own replaced session not yet released: retry, with backoff."""
+    async with SessionPool(1, **avatar_session_kwargs) as pool:
+        avatar_server.faults.close(4003, "concurrency limit", after_frames=1)
+        with pytest.raises(AvatarSDKError) as info:
+            await pool.request(speech(0.5), timeout=5)
+        assert info.value.close_code == 4003
+        frames = await pool.request(speech(0.5), timeout=10)
+        assert frames[-1].end
+        assert not pool.stats.failed and pool.stats.replacements >= 1

@@ -73,7 +73,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from .config import SessionConfig
-from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
+from .errors import AvatarSDKError, AvatarSDKErrorCode, CloseCode, ErrorPhase
 from .events import AnimationFrameEvent
 from .session import AvatarSession, new_avatar_session
 
@@ -154,8 +154,16 @@ def _fresh(error: BaseException) -> BaseException:
 
 
 def _retryable(error: BaseException) -> bool:
-    """Whether opening a new session may succeed after ``error``."""
+    """Whether opening a new session may succeed after ``error``.
+
+    As :attr:`AvatarSDKError.retryable`, except the concurrency limit (close
+    or server code 4003): for a pool that is usually its own replaced
+    session not yet released by the service, so it is retried with backoff
+    ("until load drops"); ``max_retries`` bounds it.
+    """
     if isinstance(error, AvatarSDKError):
+        if error.close_code == CloseCode.CONCURRENCY_LIMIT or error.server_code == "4003":
+            return True
         return error.retryable
     if isinstance(error, (ValueError, TypeError, ImportError)):
         return False  # configuration that can never work
