@@ -376,14 +376,6 @@ def _match(
     return None
 
 
-def classify_text(*texts: str | None) -> AvatarSDKErrorCode | None:
-    """Apply the text rules of PROTOCOL.md section 5; ``None`` when none match."""
-    haystack = " | ".join(t.strip().lower() for t in texts if t and t.strip())
-    if not haystack:
-        return None
-    return _match(_TEXT_RULES_FIRST, haystack) or _match(_TEXT_RULES, haystack)
-
-
 def classify(
     *,
     phase: str,

@@ -94,7 +94,15 @@ parse_message = pb.Message.FromString
 # --------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
+_SMALL_VARINTS = tuple(bytes((i,)) for i in range(0x80))
+
+
+def encode_varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative ``value`` (shared by the hand encoders)."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -111,13 +119,13 @@ def encode_audio_input(req_id: str, audio: bytes, end: bool) -> bytes:
     message objects and copying the audio into them.
     """
     rid = req_id.encode()
-    inner = b"\x0a" + _varint(len(rid)) + rid
+    inner = b"\x0a" + encode_varint(len(rid)) + rid
     if end:
         inner += b"\x10\x01"
     if audio:
-        inner += b"\x1a" + _varint(len(audio))
-        return b"\x08\x03\x22" + _varint(len(inner) + len(audio)) + inner + audio
-    return b"\x08\x03\x22" + _varint(len(inner)) + inner
+        inner += b"\x1a" + encode_varint(len(audio))
+        return b"\x08\x03\x22" + encode_varint(len(inner) + len(audio)) + inner + audio
+    return b"\x08\x03\x22" + encode_varint(len(inner)) + inner
 
 
 def _livekit_to_wire(cfg: LiveKitEgressConfig) -> pb.LiveKitEgressConfig:

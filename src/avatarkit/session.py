@@ -371,7 +371,7 @@ class AvatarSession:
         with contextlib.suppress(RuntimeError):  # no running loop: nothing tracked
             _loopguard.untrack(self)
         if self._confirm is not None and not self._confirm.done():
-            failure = self._close_error or self._closed_error("websocket_handshake")
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
             self._confirm.set_exception(failure)
             self._confirm.exception()  # mark retrieved: start() may be gone
         for buffer in self._frame_queues:

@@ -64,6 +64,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from avatarkit.proto import avatarkit_animation_pb2 as _pb
+from avatarkit.protocol import encode_varint
 
 __all__ = [
     "BLENDSHAPE_NAMES",
@@ -564,28 +565,12 @@ class AnimationAnalyzer:
 # -- payload ---------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL_VARINTS[value]
-    if value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL_VARINTS = tuple(bytes((i,)) for i in range(0x80))
-
-
 def _map_entry_prefix(name: str) -> bytes:
     """Bytes of a ``blendshapes`` map entry up to its float value."""
     key = name.encode()
     # key: field 1, length-delimited; then the tag of the value: field 2, fixed32
-    entry = b"\x0a" + _varint(len(key)) + key + b"\x15"
-    return b"\x22" + _varint(len(entry) + 4) + entry
+    entry = b"\x0a" + encode_varint(len(key)) + key + b"\x15"
+    return b"\x22" + encode_varint(len(entry) + 4) + entry
 
 
 def _weights_struct(names: tuple[str, ...]) -> struct.Struct:
@@ -601,7 +586,7 @@ _get_sorted = operator.itemgetter(*_SORTED_NAMES)
 # pack() arguments: each entry's prefix, then its weight (filled in per frame).
 _WEIGHT_ARGS: list[bytes | float] = [x for p in _SORTED_PREFIXES for x in (p, 0.0)]
 _THREES = (3,) * len(_SORTED_NAMES)
-_VISEME_FIELDS = {v: b"\x1a" + _varint(len(v)) + v.encode() for v in VISEMES}
+_VISEME_FIELDS = {v: b"\x1a" + encode_varint(len(v)) + v.encode() for v in VISEMES}
 
 
 def encode_frame(frame: AnimationFrame) -> bytes:
@@ -614,16 +599,16 @@ def encode_frame(frame: AnimationFrame) -> bytes:
     head = b""
     index = frame.frame_index
     if index:
-        head = b"\x08" + _varint(index)
+        head = b"\x08" + encode_varint(index)
     timestamp = frame.timestamp_ms
     if timestamp:
-        head += b"\x10" + _varint(timestamp)
+        head += b"\x10" + encode_varint(timestamp)
     viseme = frame.viseme
     if viseme:
         field = _VISEME_FIELDS.get(viseme)
         if field is None:
             data = viseme.encode()
-            field = b"\x1a" + _varint(len(data)) + data
+            field = b"\x1a" + encode_varint(len(data)) + data
         head += field
     shapes = frame.blendshapes
     if len(shapes) == len(_SORTED_NAMES):

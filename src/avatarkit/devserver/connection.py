@@ -53,6 +53,7 @@ from ..protocol import (
     encode_confirm,
     encode_playback_state,
     encode_server_error,
+    encode_varint,
 )
 from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
 from .egress import EgressConfigError, validate_egress
@@ -138,19 +139,10 @@ def _close_reason(text: str) -> bytes:
     return data[:117].decode("utf-8", "ignore").encode() + b"..."
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(tag: int, text: str) -> bytes:
     """A length-delimited string field; nothing for an empty string (proto3)."""
     data = text.encode()
-    return bytes((tag,)) + _varint(len(data)) + data if data else b""
+    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
 
 
 # Message.type (field 1) = SERVER_RESPONSE_ANIMATION, then the tag of field 6
@@ -176,9 +168,9 @@ class _AnimationEnvelope:
     def encode(self, end: bool, payload: bytes) -> bytes:
         body = self.head + b"\x18\x01" if end else self.head
         if payload:
-            body += b"\x22" + _varint(len(payload)) + payload
+            body += b"\x22" + encode_varint(len(payload)) + payload
         body += self.tail
-        return _ANIMATION_PREFIX + _varint(len(body)) + body
+        return _ANIMATION_PREFIX + encode_varint(len(body)) + body
 
 
 def _check_envelope() -> bool:
