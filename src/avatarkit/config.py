@@ -169,9 +169,12 @@ CloseHandler = Callable[[], Any]
 EncodedAudioHandler = Callable[[str, bytes], Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionConfig:
     """Everything a session needs: credentials, endpoints, audio, callbacks.
+
+    A slotted dataclass (no per-instance dict: a process may hold a thousand
+    of these), so attributes other than the fields cannot be added.
 
     Fields up to ``agora_egress`` are those of avatarkit 0.1.7, in its order
     (so positional use keeps working). Callbacks may be plain functions or coroutine functions; an

@@ -75,6 +75,40 @@ class AvatarSession:
     ``close()`` on exit.
     """
 
+    # Slots: a process may hold a thousand sessions; no per-instance dict.
+    __slots__ = (
+        "__weakref__",
+        "_cb_animation",
+        "_cb_close",
+        "_cb_encoded",
+        "_cb_error",
+        "_cb_frames",
+        "_cb_playback",
+        "_cb_state",
+        "_close_error",
+        "_close_notified",
+        "_closed",
+        "_closing",
+        "_config",
+        "_confirm",
+        "_disconnected",
+        "_dispatch_queue",
+        "_dispatch_task",
+        "_dispatch_wakeup",
+        "_encoded",
+        "_encoder",
+        "_encoder_lock",
+        "_frame_queues",
+        "_frames_direct",
+        "_open",
+        "_protocol",
+        "_starting",
+        "_token",
+        "_transport",
+        "_transport_factory",
+        "_wants_events",
+    )
+
     def __init__(
         self, config: SessionConfig, *, transport_factory: TransportFactory | None = None
     ) -> None:
@@ -93,7 +127,8 @@ class AvatarSession:
         self._close_error: AvatarSDKError | None = None
         self._encoder: Any = None
         self._encoded: bytearray | None = None
-        self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        # Made on first use (most sessions never call an async callback).
+        self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._frame_queues: list[_FrameBuffer] = []
@@ -130,16 +165,14 @@ class AvatarSession:
         if _is_async_callable(func):
 
             def call_async(*args: Any) -> None:
-                self._dispatch_queue.append((func, args))
-                self._wake_dispatcher()
+                self._enqueue(func, args)
 
             return call_async
 
         def call(*args: Any) -> None:
             if self._dispatch_queue:
                 # Async callbacks are pending: keep the order of events.
-                self._dispatch_queue.append((func, args))
-                self._wake_dispatcher()
+                self._enqueue(func, args)
                 return
             try:
                 result = func(*args)
@@ -147,10 +180,17 @@ class AvatarSession:
                 logger.exception("avatarkit: %s callback raised; the session goes on", name)
                 return
             if result is not None and inspect.isawaitable(result):
-                self._dispatch_queue.append((_await_result, (result,)))
-                self._wake_dispatcher()
+                self._enqueue(_await_result, (result,))
 
         return call
+
+    def _enqueue(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Run ``func(*args)`` on the dispatcher task, after what is queued."""
+        queue = self._dispatch_queue
+        if queue is None:
+            queue = self._dispatch_queue = deque()
+        queue.append((func, args))
+        self._wake_dispatcher()
 
     def _wake_dispatcher(self) -> None:
         if self._dispatch_task is None or self._dispatch_task.done():
@@ -164,7 +204,7 @@ class AvatarSession:
     async def _dispatch(self) -> None:
         queue = self._dispatch_queue
         wakeup = self._dispatch_wakeup
-        assert wakeup is not None
+        assert queue is not None and wakeup is not None
         while True:
             while queue:
                 func, args = queue[0]
@@ -549,8 +589,7 @@ class AvatarSession:
                     )
                 else:
                     if result is not None and inspect.isawaitable(result):
-                        self._dispatch_queue.append((_await_result, (result,)))
-                        self._wake_dispatcher()
+                        self._enqueue(_await_result, (result,))
             elif self._cb_frames is not None:
                 self._cb_frames(data, anim.end)
             if self._wants_events:

@@ -10,6 +10,12 @@ BENCHMARKS.md). picows offers no permessage-deflate, which the benchmarks
 show costs CPU on every frame for small protobuf messages; the service does
 not need it, so compression is off.
 
+picows can run its sockets on aiofastnet's transports instead of the event
+loop's own. We let it do so on asyncio's default loop, where they cost ~10%
+less CPU per received frame, but not on uvloop: there the loop's transport
+costs the same per frame, holds ~5 KiB less memory per connection and sets a
+connection up faster (figures in BENCHMARKS.md, "Transport choice").
+
 Another library can be plugged in by implementing :class:`Transport` and
 passing ``transport_factory`` to :class:`avatarkit.AvatarSession`.
 """
@@ -54,6 +60,11 @@ class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused
 #: picows writes its records for our connections here (logger ``avatarkit.picows``).
 picows_logger = _RedactingAdapter(logging.getLogger("avatarkit.picows"), {})
 _BINARY = picows.WSMsgType.BINARY
+
+
+def _use_aiofastnet(loop: asyncio.AbstractEventLoop) -> bool | None:
+    """``False`` on uvloop (its transports are as fast and lighter), else picows's default."""
+    return False if type(loop).__module__.startswith("uvloop") else None
 
 
 class TransportListener(Protocol):
@@ -145,6 +156,7 @@ class PicowsTransport:
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
                 read_buffer_init_size=2048,
+                use_aiofastnet=_use_aiofastnet(asyncio.get_running_loop()),
                 logger_name=picows_logger,
             )
         except picows.WSHandshakeError as exc:
@@ -168,6 +180,14 @@ class PicowsTransport:
             raise _connect_error(f"cannot connect: {exc}", url) from None
         self._ws = ws
         self._ws_listener = ws_listener
+        # picows keeps the upgrade request and response for the connection's
+        # life; nothing reads them after the handshake. Their header maps are
+        # ~2.5 KiB per connection (and the request's holds the session
+        # token), so empty them.
+        for message in (ws.request, ws.response):
+            upgrade_headers = getattr(message, "headers", None)
+            if upgrade_headers is not None:
+                upgrade_headers.clear()
 
     @property
     def is_open(self) -> bool:

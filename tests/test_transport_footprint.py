@@ -1,0 +1,80 @@
+"""What a connected session keeps in memory, over real sockets to the local service.
+
+A voice-agent process may hold a thousand sessions, so per-session state is
+kept small on purpose (BENCHMARKS.md, "Memory per session"): no instance
+dicts, picows's copies of the upgrade request and response emptied once the
+handshake is done (they also held the session token), and on uvloop the
+loop's own socket transport rather than aiofastnet's larger one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+import avatarkit
+from avatarkit import AvatarSession, SessionConfig, new_avatar_session
+from avatarkit.devserver import DevServer
+
+
+def make(server: DevServer) -> AvatarSession:
+    return new_avatar_session(
+        api_key=server.api_key,
+        app_id=server.app_id,
+        avatar_id=server.avatar_id,
+        console_endpoint_url=server.console_url,
+        ingress_endpoint_url=server.ingress_url,
+        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+    )
+
+
+def _picows_transport(session: AvatarSession) -> Any:
+    return session._transport._ws  # type: ignore[union-attr]
+
+
+async def test_upgrade_messages_are_emptied_after_the_handshake(
+    avatar_server: DevServer,
+) -> None:
+    async with make(avatar_server) as session:
+        ws = _picows_transport(session)
+        assert ws.request is not None and ws.response is not None
+        assert len(ws.request.headers) == 0
+        assert len(ws.response.headers) == 0
+        assert session._token is not None
+        assert session._token not in repr(ws.request)
+        # The connection still works after that.
+        await session.send_audio(b"\x00\x00" * 640, end=True)
+
+
+async def test_no_instance_dicts(avatar_server: DevServer) -> None:
+    session = make(avatar_server)
+    assert not hasattr(session, "__dict__")
+    assert not hasattr(session.config, "__dict__")
+    assert weakref.ref(session)() is session  # the loop guard tracks sessions weakly
+    with pytest.raises(AttributeError):
+        session.config.not_a_field = 1  # type: ignore[attr-defined]
+    assert isinstance(session.config, SessionConfig)
+
+
+def _underlying_module(server_loop_kind: str) -> str:
+    async def connect() -> str:
+        async with DevServer() as server, make(server) as session:
+            return type(_picows_transport(session).underlying_transport).__module__
+
+    if server_loop_kind == "uvloop":
+        return avatarkit.run(connect())
+    return asyncio.run(connect())
+
+
+def test_uvloop_uses_the_loops_own_transport() -> None:
+    pytest.importorskip("uvloop")  # the dev extra installs it
+    assert _underlying_module("uvloop").startswith("uvloop")
+
+
+def test_asyncio_loop_uses_aiofastnet_when_installed() -> None:
+    pytest.importorskip("aiofastnet")  # a picows dependency
+    assert _underlying_module("asyncio").startswith("aiofastnet")
