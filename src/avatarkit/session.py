@@ -99,7 +99,6 @@ class AvatarSession:
         "_encoder",
         "_encoder_lock",
         "_frame_queues",
-        "_frames_direct",
         "_open",
         "_protocol",
         "_starting",
@@ -138,18 +137,16 @@ class AvatarSession:
     # -- callbacks -----------------------------------------------------------
 
     def _bind_callbacks(self) -> None:
+        # The user's functions as they are: no wrapper object per callback
+        # (memory per session); _call() and the frame path add the guard.
         cfg = self._config
-        self._cb_frames = self._wrap(cfg.transport_frames, "transport_frames")
-        self._cb_playback = self._wrap(cfg.on_playback, "on_playback")
-        self._cb_state = self._wrap(cfg.on_playback_state, "on_playback_state")
-        self._cb_animation = self._wrap(cfg.on_animation, "on_animation")
-        self._cb_error = self._wrap(cfg.on_error, "on_error")
-        self._cb_encoded = self._wrap(cfg.on_encoded_audio, "on_encoded_audio")
-        self._cb_close = self._wrap(cfg.on_close, "on_close")
-        frames = cfg.transport_frames
-        self._frames_direct = (
-            frames if frames is not None and not _is_async_callable(frames) else None
-        )
+        self._cb_frames = cfg.transport_frames
+        self._cb_playback = cfg.on_playback
+        self._cb_state = cfg.on_playback_state
+        self._cb_animation = cfg.on_animation
+        self._cb_error = cfg.on_error
+        self._cb_encoded = cfg.on_encoded_audio
+        self._cb_close = cfg.on_close
         self._update_wants_events()
 
     def _update_wants_events(self) -> None:
@@ -158,31 +155,23 @@ class AvatarSession:
             self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
         )
 
-    def _wrap(self, func: Callable[..., Any] | None, name: str) -> Callable[..., None] | None:
-        """A caller for ``func`` that never raises and keeps callbacks in order."""
-        if func is None:
-            return None
-        if _is_async_callable(func):
+    def _call(self, func: Callable[..., Any], name: str, *args: Any) -> None:
+        """Call a user callback: never raises, keeps callbacks in order.
 
-            def call_async(*args: Any) -> None:
-                self._enqueue(func, args)
-
-            return call_async
-
-        def call(*args: Any) -> None:
-            if self._dispatch_queue:
-                # Async callbacks are pending: keep the order of events.
-                self._enqueue(func, args)
-                return
-            try:
-                result = func(*args)
-            except Exception:
-                logger.exception("avatarkit: %s callback raised; the session goes on", name)
-                return
-            if result is not None and inspect.isawaitable(result):
-                self._enqueue(_await_result, (result,))
-
-        return call
+        A plain function runs now, unless async callbacks are still pending,
+        then it waits its turn on the dispatcher task. A coroutine function
+        (or any callback returning an awaitable) is awaited on that task.
+        """
+        if self._dispatch_queue:
+            self._enqueue(func, args)
+            return
+        try:
+            result = func(*args)
+        except Exception:
+            logger.exception("avatarkit: %s callback raised; the session goes on", name)
+            return
+        if result is not None and inspect.isawaitable(result):
+            self._enqueue(_await_result, (result,))
 
     def _enqueue(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Run ``func(*args)`` on the dispatcher task, after what is queued."""
@@ -358,6 +347,7 @@ class AvatarSession:
             await self.close()
             raise
         else:
+            self._confirm = None  # done with; not kept for the session's life
             return confirmed.connection_id
         await self.close()
         raise failure
@@ -421,7 +411,7 @@ class AvatarSession:
         if not self._close_notified:
             self._close_notified = True
             if self._cb_close is not None:
-                self._cb_close()
+                self._call(self._cb_close, "on_close")
         if self._dispatch_wakeup is not None:
             self._dispatch_wakeup.set()
 
@@ -496,7 +486,7 @@ class AvatarSession:
             _, message = self._protocol.audio(pages, end)
             await self._send(message, req_id, "send audio")
         if stream and self._cb_encoded is not None:
-            self._cb_encoded(req_id, bytes(stream))
+            self._call(self._cb_encoded, "on_encoded_audio", req_id, bytes(stream))
         return req_id
 
     async def interrupt(self) -> str:
@@ -579,19 +569,21 @@ class AvatarSession:
             return
         if msg.type == ANIMATION_TYPE and self._open:
             anim = msg.server_response_animation
-            direct = self._frames_direct
-            if direct is not None and not self._dispatch_queue:
-                try:
-                    result = direct(data, anim.end)
-                except Exception:
-                    logger.exception(
-                        "avatarkit: transport_frames callback raised; the session goes on"
-                    )
+            frames = self._cb_frames
+            if frames is not None:
+                # _call() inlined: this runs for every frame.
+                if self._dispatch_queue:
+                    self._enqueue(frames, (data, anim.end))
                 else:
-                    if result is not None and inspect.isawaitable(result):
-                        self._enqueue(_await_result, (result,))
-            elif self._cb_frames is not None:
-                self._cb_frames(data, anim.end)
+                    try:
+                        result = frames(data, anim.end)
+                    except Exception:
+                        logger.exception(
+                            "avatarkit: transport_frames callback raised; the session goes on"
+                        )
+                    else:
+                        if result is not None and inspect.isawaitable(result):
+                            self._enqueue(_await_result, (result,))
             if self._wants_events:
                 self._on_animation(anim, data)
             return
@@ -609,15 +601,17 @@ class AvatarSession:
                 if self._confirm is not None and not self._confirm.done():
                     self._confirm.set_exception(event.error)
             elif self._cb_error is not None:
-                self._cb_error(event.error)
+                self._call(self._cb_error, "on_error", event.error)
             else:
                 logger.warning("avatarkit: server error: %s", event.error)
         elif type(event) is PlaybackStateReceived and self._cb_state is not None:
-            self._cb_state(event.event)
+            self._call(self._cb_state, "on_playback_state", event.event)
 
     def _on_animation(self, event: AnimationReceived, data: bytes) -> None:
         if self._cb_playback is not None:
-            self._cb_playback(
+            self._call(
+                self._cb_playback,
+                "on_playback",
                 PlaybackSignal(
                     event.req_id,
                     event.end,
@@ -636,7 +630,7 @@ class AvatarSession:
                 event.avatar_id,
             )
             if self._cb_animation is not None:
-                self._cb_animation(frame)
+                self._call(self._cb_animation, "on_animation", frame)
             for buffer in self._frame_queues:
                 buffer.put(frame)
 
@@ -644,7 +638,7 @@ class AvatarSession:
         if self._confirm is not None and not self._confirm.done():
             self._confirm.set_exception(err)
         elif self._cb_error is not None:
-            self._cb_error(err)
+            self._call(self._cb_error, "on_error", err)
         else:
             logger.warning("avatarkit: %s", err)
 
@@ -688,7 +682,7 @@ class AvatarSession:
                 self._confirm.set_exception(err)
             elif self._protocol.state is ClientState.OPEN and close_code not in (1000, 1001):
                 if self._cb_error is not None:
-                    self._cb_error(err)
+                    self._call(self._cb_error, "on_error", err)
                 else:
                     logger.warning("avatarkit: %s", err)
         self._finish()
@@ -775,12 +769,6 @@ class _FrameBuffer:
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _is_async_callable(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-    )
 
 
 async def _await_result(result: Awaitable[Any]) -> None:

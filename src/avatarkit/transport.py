@@ -60,6 +60,7 @@ class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused
 #: picows writes its records for our connections here (logger ``avatarkit.picows``).
 picows_logger = _RedactingAdapter(logging.getLogger("avatarkit.picows"), {})
 _BINARY = picows.WSMsgType.BINARY
+_HEADROOM = 14  # the largest client frame header picows writes in front
 
 
 def _use_aiofastnet(loop: asyncio.AbstractEventLoop) -> bool | None:
@@ -200,7 +201,15 @@ class PicowsTransport:
         ws = self._ws
         if ws is None or self._closed or ws.is_close_frame_sent:  # type: ignore[attr-defined]
             raise ConnectionError("WebSocket is closed")
-        ws.send(picows.WSMsgType.BINARY, data)  # type: ignore[attr-defined]
+        # picows's send() copies the message into a per-connection buffer that
+        # keeps its largest size for the connection's life (an audio chunk
+        # grows it by ~0.8 KiB, a whole clip by its size). One throw-away copy
+        # with room for the frame header in front costs the same copy and
+        # leaves nothing behind; picows masks it in place and copies only what
+        # the socket did not take at once.
+        framed = bytearray(_HEADROOM)
+        framed += data
+        ws.send_reuse_external_bytearray(_BINARY, framed, _HEADROOM)  # type: ignore[attr-defined]
 
     async def drain(self) -> None:
         """Wait while the write buffer is over its high-water mark."""
