@@ -1,8 +1,9 @@
 """The session-token HTTP call, over a client shared per event loop.
 
-Every session on a loop shares one aiohttp client (see
-:mod:`avatarkit._loopguard`), so consecutive token calls reuse a kept-alive
-connection instead of paying for a new client and TCP connection each time.
+Every session on a loop shares one :class:`~avatarkit._tokenclient.TokenClient`
+(see :mod:`avatarkit._loopguard`), so consecutive token calls reuse a
+kept-alive connection instead of paying for a new client and TCP connection
+each time.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-import aiohttp
-
 from ._loopguard import http_client
+from ._tokenclient import TokenClientError
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
 from .protocol import build_token_request, parse_token_response, token_urls
 
@@ -31,10 +31,8 @@ async def request_session_token(
     urls = token_urls(console_endpoint_url)
     for index, url in enumerate(urls):
         try:
-            async with http_client().post(url, data=body, headers=headers) as response:
-                payload = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            status, payload = await http_client().post(url, headers, body)
+        except (TokenClientError, OSError, asyncio.TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,

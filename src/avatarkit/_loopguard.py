@@ -1,6 +1,6 @@
 """What the SDK keeps per event loop, and its cleanup when the loop shuts down.
 
-Per loop there is one shared aiohttp client (for token calls, so consecutive
+Per loop there is one shared HTTP client (for token calls, so consecutive
 sessions reuse a kept-alive connection) and the set of sessions whose
 WebSocket is open. A small guard task owns them: ``asyncio.run()`` and
 ``asyncio.Runner`` (pytest-asyncio included) cancel leftover tasks before
@@ -17,7 +17,7 @@ import weakref
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    import aiohttp
+    from ._tokenclient import TokenClient
 
 __all__ = ["aclose", "http_client", "track", "untrack"]
 
@@ -30,7 +30,7 @@ class _LoopResources:
     __slots__ = ("client", "guard", "sessions")
 
     def __init__(self) -> None:
-        self.client: aiohttp.ClientSession | None = None
+        self.client: TokenClient | None = None
         self.sessions: weakref.WeakSet[_Abortable] = weakref.WeakSet()
         self.guard: asyncio.Task[None] | None = None
 
@@ -64,16 +64,14 @@ def _resources() -> _LoopResources:
     return resources
 
 
-def http_client() -> aiohttp.ClientSession:
-    """This loop's shared aiohttp client (created on first use)."""
-    import aiohttp
+def http_client() -> TokenClient:
+    """This loop's shared token-call client (created on first use)."""
+    from ._tokenclient import TokenClient
 
     resources = _resources()
     client = resources.client
     if client is None or client.closed:
-        client = resources.client = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=15, connect=10)
-        )
+        client = resources.client = TokenClient(connect_timeout=10, total_timeout=15)
     return client
 
 

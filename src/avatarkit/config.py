@@ -274,6 +274,12 @@ class SessionConfig:
         """What ``init()`` needs."""
         if not self.api_key:
             raise ValueError("api_key is required: pass api_key=...")
+        if not self.api_key.isascii() or not self.api_key.isprintable():
+            # It goes into an HTTP header; never echo the key itself.
+            raise ValueError(
+                "api_key holds characters an HTTP header cannot carry (line breaks, control "
+                "or non-ASCII characters); copy the key again"
+            )
         if not self.console_endpoint_url:
             raise ValueError("console_endpoint_url is required (it ends in /v1/console)")
         if self.expire_at is None:

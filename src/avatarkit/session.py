@@ -255,7 +255,7 @@ class AvatarSession:
         ``ValueError`` for configuration that can never work (all of it is
         checked here, before the network is touched).
         """
-        from . import _http  # aiohttp loads on first use: keeps `import avatarkit` light
+        from . import _http  # loads on first use: keeps `import avatarkit` light
 
         cfg = self._config
         cfg.validate()  # everything, before the first network call
