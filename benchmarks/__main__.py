@@ -54,6 +54,9 @@ CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
 # Our SDK's other ways of delivering frames, measured in the flood scenario only.
 API_CLIENTS = ("ours-on_animation", "ours-frames")
 SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
+# Our SDK with picows on aiofastnet's transports, and on the event loop's own
+# (the "transport" section: which one the SDK should pick on which loop).
+TRANSPORT_CLIENTS = ("ours-aiofastnet", "ours-loop-transport")
 LABELS = {
     "floor": "floor (picows + 1 parse)",
     "websockets": "websockets, no compression (+ 1 parse)",
@@ -61,6 +64,8 @@ LABELS = {
     "ours": "avatarkit (this repo)",
     "ours-on_animation": "avatarkit (this repo), on_animation callback",
     "ours-frames": "avatarkit (this repo), async for in session.frames()",
+    "ours-aiofastnet": "avatarkit (this repo), picows on aiofastnet's transport",
+    "ours-loop-transport": "avatarkit (this repo), picows on the event loop's transport",
 }
 SECTIONS = (
     "server",
@@ -72,6 +77,7 @@ SECTIONS = (
     "capacity",
     "anim",
     "svcprofile",
+    "transport",
 )
 SPEECH = ROOT / "tests" / "fixtures" / "speech_16000.pcm"
 
@@ -188,6 +194,10 @@ def client_command(name: str, py017: str | None) -> tuple[list[str], dict[str, s
     if name == "ours":
         env["PYTHONPATH"] = str(ROOT / "src")
         return [sys.executable, str(BENCH / "sdk_runner.py")], env
+    if name in TRANSPORT_CLIENTS:
+        env["PYTHONPATH"] = str(ROOT / "src")
+        choice = "on" if name == "ours-aiofastnet" else "off"
+        return [sys.executable, str(BENCH / "sdk_runner.py"), "--aiofastnet", choice], env
     if name.startswith("ours-"):
         env["PYTHONPATH"] = str(ROOT / "src")
         api = name.split("-", 1)[1]
@@ -828,6 +838,44 @@ def run_opus(argv: list[str]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------
 
 
+def run_transport(cfg: dict[str, Any], ctx: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Our SDK with and without aiofastnet: flood CPU on both event loops,
+    set-up time and memory per session on uvloop."""
+    f, su, rt = cfg["flood"], cfg["setup"], cfg["realtime"]
+    n = max(rt["sessions"])
+    out: dict[str, Any] = {"sessions": n}
+    for loop in ("uvloop", "asyncio"):
+        out[f"flood_{loop}"] = run_matrix(
+            f"transport flood, {loop}",
+            ["--mode", "flood", "--frames", str(f["frames"])],
+            ["--scenario", "flood", "--sessions", str(f["sessions"]), "--frames", str(f["frames"])],
+            {**ctx, "loop": loop},
+            cfg["repeats"],
+            timeout,
+            clients=TRANSPORT_CLIENTS,
+        )
+    out["setup_uvloop"] = run_matrix(
+        "transport set-up, uvloop",
+        ["--mode", "flood", "--frames", "10"],
+        ["--scenario", "setup", "--setups", str(su["setups"]), "--warmup", str(su["warmup"])],
+        {**ctx, "loop": "uvloop"},
+        cfg["repeats"],
+        timeout,
+        clients=TRANSPORT_CLIENTS,
+    )
+    out["realtime_uvloop"] = run_matrix(
+        f"transport realtime {n}, uvloop",
+        ["--mode", "realtime", "--frames", str(rt["frames"])],
+        ["--scenario", "realtime", "--sessions", str(n), "--frames", str(rt["frames"]),
+         "--timeout", "120"],
+        {**ctx, "loop": "uvloop"},
+        cfg["repeats"],
+        timeout,
+        clients=TRANSPORT_CLIENTS,
+    )  # fmt: skip
+    return out
+
+
 def describe_machine(ctx: dict[str, Any]) -> dict[str, Any]:
     info = machine_info()
     with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
@@ -865,6 +913,7 @@ SECTION_KEYS = {
     "capacity": (["capacity"], ["capacity"]),
     "anim": (["anim"], ["anim_argv"]),
     "svcprofile": (["service_profile"], []),
+    "transport": (["transport"], []),
 }
 
 
@@ -1141,6 +1190,18 @@ def main(argv: list[str] | None = None) -> int:
         results["capacity"] = run_capacity(cfg, ctx)
         for n, runs in results["capacity"]["runs"].items():
             failures += [f"capacity {n}" for r in runs if not r.get("ok")]
+
+    if "transport" in only:
+        log("== transport: our SDK with picows on aiofastnet's transports vs the loop's own")
+        results["transport"] = run_transport(cfg, ctx, timeout)
+        for key, matrix in results["transport"].items():
+            if isinstance(matrix, dict):
+                failures += [
+                    f"transport {key}/{name}"
+                    for name, runs in matrix.items()
+                    for r in runs
+                    if not r.get("ok")
+                ]
 
     if "svcprofile" in only and not args.smoke:
         log("== local service: py-spy profile during a capacity run")

@@ -120,6 +120,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 "server_cpu_share": _med([(r.get("server") or {}).get("cpu_share") for r in ok]),
             }
 
+    tr = results.get("transport")
+    if tr:
+        s["transport"] = _summarize_transport(tr)
+
     summarize_local(results, s)
     _goals(s, results.get("config", {}).get("flood", {}))
     s["goals"] += local_goals(s, results)
@@ -127,6 +131,67 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     cut = len(lines) - len(s["goals"])  # the goal lines come last
     s["lines"] = lines[:cut] + local_lines(s) + lines[cut:]
     return s
+
+
+def _summarize_transport(tr: dict[str, Any]) -> dict[str, Any]:
+    """Medians per client of the "transport" section (aiofastnet vs the loop's own)."""
+    out: dict[str, Any] = {"sessions": tr.get("sessions")}
+    for name in ("ours-aiofastnet", "ours-loop-transport"):
+        fl_uv = _ok(tr.get("flood_uvloop", {}).get(name, []))
+        fl_as = _ok(tr.get("flood_asyncio", {}).get(name, []))
+        su = _ok(tr.get("setup_uvloop", {}).get(name, []))
+        rt = _ok(tr.get("realtime_uvloop", {}).get(name, []))
+        out[name] = {
+            "flood_uvloop_us": _med([r["cpu_us_per_frame"] for r in fl_uv]),
+            "flood_asyncio_us": _med([r["cpu_us_per_frame"] for r in fl_as]),
+            "setup_p50_ms": _med([r["total"]["p50_ms"] for r in su]),
+            "setup_p99_ms": _med([r["total"]["p99_ms"] for r in su]),
+            "rss_kib_per_session": _med([r["rss_kib_per_session"] for r in rt]),
+            "delay_p99_ms": _med([r["delay"]["p99_ms"] for r in rt]),
+            "realtime_cpu_share": _med([r["cpu_share"] for r in rt]),
+        }
+    return out
+
+
+def _transport_section(s: dict[str, Any]) -> list[str]:
+    t = s.get("transport")
+    if not t:
+        return []
+    a, b = t["ours-aiofastnet"], t["ours-loop-transport"]
+    rows = [
+        ("client CPU per frame, flood, uvloop (µs)", "flood_uvloop_us", 3),
+        ("client CPU per frame, flood, asyncio's loop (µs)", "flood_asyncio_us", 3),
+        ("set-up p50, uvloop (ms)", "setup_p50_ms", 3),
+        ("set-up p99, uvloop (ms)", "setup_p99_ms", 3),
+        (f"memory per session, {t['sessions']} real-time sessions, uvloop (KiB)",
+         "rss_kib_per_session", 1),
+        (f"delay p99, {t['sessions']} real-time sessions, uvloop (ms)", "delay_p99_ms", 2),
+    ]  # fmt: skip
+    L = [
+        "## Transport choice: aiofastnet or the event loop's own",
+        "",
+        "picows can run its sockets on aiofastnet's transports (its default when aiofastnet "
+        "is installed, which picows requires) or on the event loop's. Our SDK, same runner "
+        "and scenarios as above, forced to each (`sdk_runner.py --aiofastnet on|off`); "
+        "medians of the runs:",
+        "",
+        "| figure | aiofastnet | loop's own | own / aiofastnet |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key, digits in rows:
+        L.append(
+            f"| {label} | {_fmt(a.get(key), digits)} | {_fmt(b.get(key), digits)} | "
+            f"{_fmt(_ratio(b.get(key), a.get(key)))} |"
+        )
+    L += [
+        "",
+        "What the SDK does with this (`avatarkit.transport`): on uvloop it uses the loop's "
+        "own transport (no CPU difference per frame, less memory per connection, faster "
+        "set-up); on asyncio's default loop it lets picows use aiofastnet, which is cheaper "
+        "per frame there than asyncio's Python transport.",
+        "",
+    ]
+    return L
 
 
 def _verdict(value: float | None, limit: float, strict: bool = False) -> str:
@@ -665,7 +730,9 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "",
         "Token call + WebSocket upgrade + ClientConfigureSession/ServerConfirmSession, each "
         "session closed before the next; medians over runs of each run's p50 and p99. The "
-        "bare clients reuse one pooled aiohttp session for the token call.",
+        "bare clients reuse one pooled aiohttp session for the token call; ours reuses its "
+        "own pooled HTTP/1.1 client (`avatarkit._tokenclient`, httptools parser) per event "
+        "loop, and runs picows on uvloop's own transport (see *Transport choice*).",
         "",
         "| client | p50 (ms) | p99 (ms) | p50 x 0.1.7 | p99 x 0.1.7 | token p50 | WebSocket "
         "p50 | client CPU per set-up (ms) | server CPU per set-up (ms) |",
@@ -745,6 +812,8 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
                 f"{_fmt(row['server_lateness_p99_ms'])} |"
             )
         L.append("")
+
+    L += _transport_section(s)
 
     L += local_markdown(results)
 

@@ -155,7 +155,26 @@ async def _consume(session: Any, on_frame: OnFrame) -> None:
         on_frame(event.message, event.end)
 
 
+def _choose_transport(argv: list[str] | None) -> list[str]:
+    """Take ``--aiofastnet on|off`` off the arguments and apply it.
+
+    By default our SDK decides (aiofastnet on asyncio's loop, the loop's own
+    transport on uvloop); the benchmark's "transport" section forces each
+    choice to show why. Only for this repository's SDK.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--aiofastnet", choices=("auto", "on", "off"), default="auto")
+    known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if known.aiofastnet != "auto":
+        from avatarkit import transport
+
+        choice = known.aiofastnet == "on"
+        transport._use_aiofastnet = lambda loop: choice  # type: ignore[attr-defined]
+    return rest
+
+
 def run(argv: list[str] | None = None) -> int:
+    argv = _choose_transport(argv)
     if not sdk_available():
         detail = _IMPORT_ERROR or f"{sdk_label()} has no new_avatar_session"
         print(f"SDK not available yet ({detail})", file=sys.stderr, flush=True)
