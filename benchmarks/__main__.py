@@ -78,6 +78,7 @@ SECTIONS = (
     "anim",
     "svcprofile",
     "transport",
+    "membreak",
 )
 SPEECH = ROOT / "tests" / "fixtures" / "speech_16000.pcm"
 
@@ -833,6 +834,30 @@ def run_opus(argv: list[str]) -> dict[str, Any] | None:
     }
 
 
+def run_membreak(sessions: int) -> dict[str, Any]:
+    """benchmarks/mem_breakdown.py: where our memory per session goes."""
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(
+            [sys.executable, str(BENCH / "mem_breakdown.py"), "--sessions", str(sessions)],
+            capture_output=True,
+            text=True,
+            env=base_env(),
+            timeout=600,
+            cwd=str(ROOT),
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": "timed out"}
+    log("  [memory] " + "\n  [memory] ".join(r.stdout.strip().splitlines()[:10]))
+    return {
+        "ok": r.returncode == 0,
+        "sessions": sessions,
+        "output": r.stdout,
+        "stderr_tail": r.stderr.strip().splitlines()[-5:] if r.returncode else [],
+        "wall_s": round(time.monotonic() - t0, 2),
+    }
+
+
 # --------------------------------------------------------------------------
 # environment description
 # --------------------------------------------------------------------------
@@ -914,6 +939,7 @@ SECTION_KEYS = {
     "anim": (["anim"], ["anim_argv"]),
     "svcprofile": (["service_profile"], []),
     "transport": (["transport"], []),
+    "membreak": (["membreak"], []),
 }
 
 
@@ -1202,6 +1228,13 @@ def main(argv: list[str] | None = None) -> int:
                     for r in runs
                     if not r.get("ok")
                 ]
+
+    if "membreak" in only:
+        n = max(cfg["realtime"]["sessions"])
+        log(f"== memory per session of our SDK, broken down ({n} sessions)")
+        results["membreak"] = run_membreak(n)
+        if not results["membreak"].get("ok"):
+            failures.append("membreak")
 
     if "svcprofile" in only and not args.smoke:
         log("== local service: py-spy profile during a capacity run")
