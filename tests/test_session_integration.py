@@ -470,8 +470,10 @@ async def test_no_secret_in_logs(
 ) -> None:
     rec = Recorder()
     with caplog.at_level(logging.DEBUG):
-        async with make_session(avatar_server, rec, use_query_auth=True) as session:
-            token = session._token
+        session = make_session(avatar_server, rec, use_query_auth=True)
+        await session.init()
+        token = session._token
+        async with session:  # a session with a token is not initialized again
             await session.send_audio(SPEECH_16K[:6400], end=True)
             await asyncio.wait_for(rec.ended.wait(), 5)
     assert token

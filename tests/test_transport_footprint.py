@@ -39,13 +39,18 @@ def _picows_transport(session: AvatarSession) -> Any:
 async def test_upgrade_messages_are_emptied_after_the_handshake(
     avatar_server: DevServer,
 ) -> None:
-    async with make(avatar_server) as session:
+    session = make(avatar_server)
+    await session.init()
+    token = session._token
+    assert token
+    async with session:
         ws = _picows_transport(session)
         assert ws.request is not None and ws.response is not None
         assert len(ws.request.headers) == 0
         assert len(ws.response.headers) == 0
-        assert session._token is not None
-        assert session._token not in repr(ws.request)
+        assert token not in repr(ws.request)
+        # The session keeps no copy of the token once connected.
+        assert session._token is None
         # The connection still works after that.
         await session.send_audio(b"\x00\x00" * 640, end=True)
 
@@ -78,3 +83,23 @@ def test_uvloop_uses_the_loops_own_transport() -> None:
 def test_asyncio_loop_uses_aiofastnet_when_installed() -> None:
     pytest.importorskip("aiofastnet")  # a picows dependency
     assert _underlying_module("asyncio").startswith("aiofastnet")
+
+
+async def test_async_with_after_use_session_token_needs_no_api_key(
+    avatar_server: DevServer,
+) -> None:
+    # A backend minted the token; this process has no API key.
+    minted = make(avatar_server)
+    await minted.init()
+    token = minted._token
+    assert token
+    session = new_avatar_session(
+        app_id=avatar_server.app_id,
+        avatar_id=avatar_server.avatar_id,
+        ingress_endpoint_url=avatar_server.ingress_url,
+    )
+    session.use_session_token(token)
+    async with session:
+        assert session.connection_id
+    with pytest.raises(ValueError, match="already started|closed"):
+        await session.start()

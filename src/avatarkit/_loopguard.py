@@ -31,7 +31,9 @@ class _LoopResources:
 
     def __init__(self) -> None:
         self.client: TokenClient | None = None
-        self.sessions: weakref.WeakSet[_Abortable] = weakref.WeakSet()
+        # Strong references: an open session is reachable from its socket
+        # anyway, and _finish() untracks it (a WeakSet costs a weakref each).
+        self.sessions: set[_Abortable] = set()
         self.guard: asyncio.Task[None] | None = None
 
     def release(self) -> None:

@@ -130,7 +130,7 @@ class AvatarSession:
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[_FrameBuffer] = []
+        self._frame_queues: list[_FrameBuffer] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._bind_callbacks()
 
@@ -288,7 +288,9 @@ class AvatarSession:
         if self._starting or self._protocol.state is not ClientState.IDLE:
             raise ValueError("session already started")
         if self._token is None:
-            raise ValueError("session not initialized: call init() first")
+            raise ValueError(
+                "session not initialized: call init() (or use_session_token()) first"
+            )
         cfg.validate_for_connect()
         self._starting = True
         try:
@@ -308,6 +310,9 @@ class AvatarSession:
             token=self._token,
             use_query_auth=cfg.use_query_auth,
         )
+        # A session connects once: drop our copy of the secret (a token can
+        # be a ~1 KB JWT; a process may hold a thousand sessions).
+        self._token = None
         loop = asyncio.get_running_loop()
         self._confirm = loop.create_future()
         transport = self._transport_factory()
@@ -404,7 +409,7 @@ class AvatarSession:
             failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
             self._confirm.set_exception(failure)
             self._confirm.exception()  # mark retrieved: start() may be gone
-        for buffer in self._frame_queues:
+        for buffer in self._frame_queues or ():
             buffer.close()
         if self._disconnected is not None:
             self._disconnected.set()
@@ -422,7 +427,8 @@ class AvatarSession:
             self._transport.abort()
 
     async def __aenter__(self) -> AvatarSession:
-        await self.init()
+        if self._token is None:  # not when use_session_token() or init() came first
+            await self.init()
         try:
             await self.start()
         except BaseException:
@@ -631,7 +637,7 @@ class AvatarSession:
             )
             if self._cb_animation is not None:
                 self._call(self._cb_animation, "on_animation", frame)
-            for buffer in self._frame_queues:
+            for buffer in self._frame_queues or ():
                 buffer.put(frame)
 
     def _on_protocol_error(self, err: AvatarSDKError) -> None:
@@ -706,6 +712,8 @@ class AvatarSession:
         if self._closed:
             return
         buffer = _FrameBuffer()
+        if self._frame_queues is None:
+            self._frame_queues = []
         self._frame_queues.append(buffer)
         self._update_wants_events()
         frames = buffer.frames
