@@ -151,6 +151,14 @@ async def test_body_delimited_by_close() -> None:
         assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
 
 
+async def test_interim_answer_is_skipped() -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    async with serve(lambda n: interim + answer()) as server, client() as c:
+        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert server.connections == 1
+
+
 async def test_error_status_and_body_are_returned() -> None:
     body = b'{"errors":[{"status":"401","code":"unauthorized"}]}'
     reply = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: " + str(len(body)).encode()

@@ -101,5 +101,5 @@ async def test_async_with_after_use_session_token_needs_no_api_key(
     session.use_session_token(token)
     async with session:
         assert session.connection_id
-    with pytest.raises(ValueError, match="already started|closed"):
+    with pytest.raises(ValueError, match=r"already started|closed"):
         await session.start()

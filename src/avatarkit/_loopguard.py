@@ -17,6 +17,8 @@ import weakref
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from ._tokenclient import TokenClient
 
 __all__ = ["aclose", "http_client", "track", "untrack"]
@@ -27,14 +29,21 @@ class _Abortable(Protocol):
 
 
 class _LoopResources:
-    __slots__ = ("client", "guard", "sessions")
+    __slots__ = ("client", "guard", "sessions", "ws_client")
 
     def __init__(self) -> None:
         self.client: TokenClient | None = None
+        self.ws_client: aiohttp.ClientSession | None = None  # for AiohttpTransport
         # Strong references: an open session is reachable from its socket
         # anyway, and _finish() untracks it (a WeakSet costs a weakref each).
         self.sessions: set[_Abortable] = set()
         self.guard: asyncio.Task[None] | None = None
+
+    async def close_clients(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.ws_client is not None:
+            await self.ws_client.close()
 
     def release(self) -> None:
         for session in list(self.sessions):
@@ -52,8 +61,7 @@ async def _guard(resources: _LoopResources) -> None:
         await asyncio.get_running_loop().create_future()
     except asyncio.CancelledError:
         resources.release()
-        if resources.client is not None:
-            await resources.client.close()
+        await resources.close_clients()
         raise
 
 
@@ -74,6 +82,17 @@ def http_client() -> TokenClient:
     client = resources.client
     if client is None or client.closed:
         client = resources.client = TokenClient(connect_timeout=10, total_timeout=15)
+    return client
+
+
+def ws_client() -> aiohttp.ClientSession:
+    """This loop's shared aiohttp client for :class:`~avatarkit.transport.AiohttpTransport`."""
+    import aiohttp
+
+    resources = _resources()
+    client = resources.ws_client
+    if client is None or client.closed:
+        client = resources.ws_client = aiohttp.ClientSession()
     return client
 
 
@@ -99,5 +118,4 @@ async def aclose() -> None:
         resources.guard.cancel()
         await asyncio.gather(resources.guard, return_exceptions=True)
     resources.release()
-    if resources.client is not None:
-        await resources.client.close()
+    await resources.close_clients()

@@ -88,7 +88,7 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.framed = False  # the answer has Content-Length or is chunked
         self.until_close = False  # its body ends when the connection does
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.parser = httptools.HttpResponseParser(self)
 
     # -- asyncio.Protocol ---------------------------------------------------
@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
         if self.until_close and exc is None:
             # No Content-Length, not chunked: the body ended with the connection.
             self.keep_alive = False
-            waiter.set_result(None)
+            waiter.set_result((self.status, bytes(self.body)))
             return
         detail = f": {exc}" if exc else ""
         waiter.set_exception(ConnectionResetError(f"connection closed before the answer{detail}"))
@@ -151,10 +151,12 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.until_close = False
+        if 100 <= self.status < 200:
+            return  # an interim answer (100 Continue): the real one follows
         self.keep_alive = bool(self.parser.should_keep_alive())
         waiter = self.waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result((self.status, bytes(self.body)))
 
     # -- use -----------------------------------------------------------------
 
@@ -178,20 +180,21 @@ class _Connection(asyncio.Protocol):
         """Send ``request``; return ``(status, body)`` of the answer."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
+        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        self.waiter = waiter
         self.got_bytes = False
         self.keep_alive = False
         self.transport.write(request)
         timer = loop.call_at(deadline, _expire, waiter)
         try:
-            await waiter
+            # (status, body) as they were when the answer completed.
+            return await waiter
         finally:
             timer.cancel()
             self.waiter = None
-        return self.status, bytes(self.body)
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
     if not waiter.done():
         waiter.set_exception(asyncio.TimeoutError())
 

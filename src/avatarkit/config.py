@@ -193,6 +193,11 @@ class SessionConfig:
       its payload handed over without a copy.
     * ``open_timeout``: seconds to wait for the WebSocket to open and the
       session to be confirmed (0.1.7 waits 10 s).
+    * ``websocket_compression``: offer permessage-deflate (0.1.7 always
+      does). Off by default: on the animation stream it costs client CPU on
+      every frame for little saving (measured in BENCHMARKS.md,
+      "Compression"); when on, the session uses
+      :class:`~avatarkit.transport.AiohttpTransport` (picows has no deflate).
     """
 
     avatar_id: str = ""
@@ -216,6 +221,7 @@ class SessionConfig:
     on_playback_state: Callable[[PlaybackStateEvent], Any] | None = field(default=None, repr=False)
     on_animation: Callable[[AnimationFrameEvent], Any] | None = field(default=None, repr=False)
     open_timeout: float = 10.0
+    websocket_compression: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.audio_format, str) and not isinstance(self.audio_format, AudioFormat):
@@ -401,6 +407,10 @@ class SessionConfigBuilder:
     def with_open_timeout(self: _B, seconds: float) -> _B:
         """Seconds to wait for the WebSocket to open and the session to be confirmed."""
         return self._set("open_timeout", seconds)
+
+    def with_websocket_compression(self: _B, enabled: bool = True) -> _B:
+        """Offer permessage-deflate (see ``SessionConfig.websocket_compression``)."""
+        return self._set("websocket_compression", enabled)
 
     def with_on_playback(self: _B, handler: Callable[[PlaybackSignal], Any]) -> _B:
         """Receive a parsed :class:`PlaybackSignal` per animation message."""

@@ -52,7 +52,7 @@ from .protocol import (
     build_websocket_url,
     parse_message,
 )
-from .transport import PicowsTransport, Transport, TransportFactory
+from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFactory
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
@@ -112,7 +112,7 @@ class AvatarSession:
         self, config: SessionConfig, *, transport_factory: TransportFactory | None = None
     ) -> None:
         self._config = config
-        self._transport_factory: TransportFactory = transport_factory or PicowsTransport
+        self._transport_factory: TransportFactory | None = transport_factory
         self._protocol = ClientProtocol()
         self._token: str | None = None
         self._transport: Transport | None = None
@@ -310,12 +310,12 @@ class AvatarSession:
             token=self._token,
             use_query_auth=cfg.use_query_auth,
         )
-        # A session connects once: drop our copy of the secret (a token can
-        # be a ~1 KB JWT; a process may hold a thousand sessions).
-        self._token = None
         loop = asyncio.get_running_loop()
         self._confirm = loop.create_future()
-        transport = self._transport_factory()
+        factory = self._transport_factory
+        if factory is None:
+            factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
+        transport = factory()
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
@@ -353,6 +353,9 @@ class AvatarSession:
             raise
         else:
             self._confirm = None  # done with; not kept for the session's life
+            # Connected (a session connects once): drop our copy of the secret
+            # (a token can be a ~1 KB JWT; a process may hold a thousand).
+            self._token = None
             return confirmed.connection_id
         await self.close()
         raise failure

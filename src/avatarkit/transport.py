@@ -23,18 +23,25 @@ passing ``transport_factory`` to :class:`avatarkit.AvatarSession`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import picows
 
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_http_rejection
 from .protocol import redact_url
 
-__all__ = ["PicowsTransport", "Transport", "TransportFactory", "TransportListener"]
+__all__ = [
+    "AiohttpTransport",
+    "PicowsTransport",
+    "Transport",
+    "TransportFactory",
+    "TransportListener",
+]
 
 logger = logging.getLogger("avatarkit.transport")
 
@@ -305,3 +312,169 @@ class _PicowsListener(picows.WSListener):
         if drained is not None:
             drained.set()
             self.owner._drained = None
+
+
+class AiohttpTransport:
+    """:class:`Transport` on aiohttp's WebSocket client, with permessage-deflate.
+
+    What ``SessionConfig.websocket_compression=True`` selects: picows has no
+    permessage-deflate, aiohttp does. It costs more client CPU per received
+    frame than :class:`PicowsTransport` (the library's per-message machinery
+    plus inflating every frame; figures in BENCHMARKS.md, "Compression") and
+    saves bandwidth; pick it for thin links, not for many sessions per core.
+
+    Differences from picows, by aiohttp's design: one reader task and one
+    writer task per connection (``send()`` queues, the writer keeps the
+    order and ``drain()`` waits for it); a refused upgrade is classified from
+    its HTTP status alone, as aiohttp does not hand over the answer's body.
+    Connections share one aiohttp client per event loop.
+    """
+
+    def __init__(self, *, compress: bool = True) -> None:
+        self._compress = 15 if compress else 0
+        self._ws: Any = None  # aiohttp.ClientWebSocketResponse, imported on use
+        self._listener: TransportListener | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._wake_writer: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._closed = False
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
+
+    @property
+    def compression_negotiated(self) -> bool:
+        """Whether the server accepted permessage-deflate."""
+        return bool(self._ws is not None and self._ws.compress)
+
+    async def connect(
+        self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
+    ) -> None:
+        """Open the WebSocket; map every failure to an :class:`AvatarSDKError`."""
+        import aiohttp
+
+        from ._loopguard import ws_client
+
+        self._listener = listener
+        try:
+            ws = await asyncio.wait_for(
+                ws_client().ws_connect(
+                    url,
+                    headers=headers,
+                    compress=self._compress,
+                    max_msg_size=64 * 1024 * 1024,
+                    autoclose=True,
+                    autoping=True,
+                ),
+                timeout,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            if not exc.status or exc.status == 101:
+                raise _connect_error(f"WebSocket handshake failed: {exc.message}", url) from None
+            raise classify_http_rejection(
+                exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT.value
+            ) from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connect_error(f"cannot connect: {exc}", url) from None
+        self._ws = ws
+        loop = asyncio.get_running_loop()
+        self._wake_writer = asyncio.Event()
+        self._reader = loop.create_task(self._read(), name="avatarkit-ws-reader")
+        self._writer = loop.create_task(self._write(), name="avatarkit-ws-writer")
+
+    async def _read(self) -> None:
+        import aiohttp
+
+        ws, listener = self._ws, self._listener
+        assert ws is not None and listener is not None
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.BINARY:
+                    listener.on_message(msg.data)
+                elif msg.type is aiohttp.WSMsgType.TEXT:
+                    listener.on_text()
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    self._close_code = int(msg.data)
+                    self._close_reason = msg.extra or None
+                elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._wake_writer is not None:
+            self._wake_writer.set()
+        if self._drained is not None:
+            self._drained.set()
+        assert self._listener is not None
+        self._listener.on_closed(self._close_code, self._close_reason)
+
+    async def _write(self) -> None:
+        ws, outbox, wake = self._ws, self._outbox, self._wake_writer
+        assert ws is not None and wake is not None
+        while not self._closed:
+            while outbox:
+                try:
+                    await ws.send_bytes(outbox[0])
+                except (ConnectionError, RuntimeError):
+                    outbox.clear()  # the reader reports the end of the connection
+                    break
+                outbox.popleft()
+            if self._drained is not None:
+                self._drained.set()
+            wake.clear()
+            await wake.wait()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._ws is not None and not self._closed and not self._ws.closed
+
+    def send(self, data: bytes) -> None:
+        """Queue one binary message (the writer task sends it, in order)."""
+        if not self.is_open:
+            raise ConnectionError("WebSocket is closed")
+        self._outbox.append(data)
+        assert self._wake_writer is not None
+        self._wake_writer.set()
+
+    async def drain(self) -> None:
+        """Wait until the writer task has handed every queued message to aiohttp."""
+        while self._outbox and not self._closed:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        """Send a close frame, wait up to ``timeout`` for the peer, then drop."""
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            await self.drain()
+            if not ws.closed:
+                try:
+                    await asyncio.wait_for(ws.close(code=code, message=reason.encode()), timeout)
+                except (asyncio.TimeoutError, TimeoutError):
+                    logger.debug("peer did not answer the close frame in %.1f s", timeout)
+        finally:
+            self.abort()
+            tasks = [t for t in (self._reader, self._writer) if t is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def abort(self) -> None:
+        """Drop the connection at once; the reader then reports the end."""
+        ws = self._ws
+        if ws is None:
+            return
+        ws._response.close()  # aiohttp's own way to drop a WebSocket's connection
+        if self._wake_writer is not None:
+            self._wake_writer.set()

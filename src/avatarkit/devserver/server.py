@@ -137,6 +137,11 @@ class DevServer:
     expired``, 400 ``app id mismatch``, 404 ``app id unrecognized``, 404
     ``avatar not found``. Everything else can be injected with
     :attr:`faults`. On :meth:`close` every session gets close code 1001.
+
+    ``compress=True`` accepts permessage-deflate when a client offers it (as
+    avatarkit 0.1.7 always does, and this SDK with ``websocket_compression``);
+    off by default, so clients that offer it get uncompressed frames, the
+    cheapest for both sides.
     """
 
     def __init__(

@@ -1,0 +1,194 @@
+"""``websocket_compression=True``: the session on aiohttp's WebSocket client with
+permessage-deflate, against the local avatar service over loopback (whose
+aiohttp server accepts the extension when offered).
+
+The same behaviours as the default picows transport are checked here: frames,
+order, interrupt, close codes, dropped connections, refused upgrades, one
+``on_close``, and nothing left running when a session is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from avatarkit import AvatarSDKError, AvatarSDKErrorCode, SessionConfigBuilder
+from avatarkit.devserver import DevServer
+from avatarkit.transport import AiohttpTransport, PicowsTransport
+
+from .test_session_integration import SPEECH_16K, Recorder, make_session
+
+# The local service negotiates permessage-deflate only when asked to.
+pytestmark = pytest.mark.avatar_server(compress=True)
+
+
+def _transport(session: object) -> object:
+    return session._transport  # type: ignore[attr-defined]
+
+
+async def test_compressed_session_gets_the_same_frames(avatar_server: DevServer) -> None:
+    results = []
+    for compression in (False, True):
+        rec = Recorder()
+        async with make_session(avatar_server, rec, websocket_compression=compression) as session:
+            transport = _transport(session)
+            if compression:
+                assert isinstance(transport, AiohttpTransport)
+                assert transport.compression_negotiated
+            else:
+                assert isinstance(transport, PicowsTransport)
+            await session.send_audio(SPEECH_16K[:32000], end=True)
+            await asyncio.wait_for(rec.ended.wait(), 10)
+        assert rec.closes == 1 and not rec.errors
+        # Payloads only: the envelope carries per-connection ids.
+        results.append([a.payload for a in rec.animations])
+    assert results[0] == results[1]
+    assert len(results[0]) == 25  # 1 s of audio at 25 frames/s
+
+
+async def test_uncompressed_aiohttp_transport(avatar_server: DevServer) -> None:
+    rec = Recorder()
+    session = make_session(avatar_server, rec)
+    session._transport_factory = lambda: AiohttpTransport(compress=False)  # type: ignore[attr-defined]
+    async with session:
+        assert not _transport(session).compression_negotiated  # type: ignore[attr-defined]
+        req = await session.send_audio(SPEECH_16K[:6400], end=True)
+        await asyncio.wait_for(rec.ended.wait(), 10)
+    assert rec.frames and rec.frames[-1][1] is True
+    assert {a.req_id for a in rec.animations} == {req}
+
+
+async def test_interrupt_and_ordering(avatar_server: DevServer) -> None:
+    rec = Recorder()
+    async with make_session(avatar_server, rec, websocket_compression=True) as session:
+        # Many small chunks queued back to back: the writer task keeps their order.
+        chunk = SPEECH_16K[:1280]
+        req = ""
+        for _ in range(50):
+            req = await session.send_audio(chunk)
+        await asyncio.sleep(0.1)
+        assert await session.interrupt() == req
+        await asyncio.sleep(0.2)
+    assert rec.closes == 1 and not rec.errors
+    assert any(s.state.value == "interrupted" and s.req_id == req for s in rec.states)
+
+
+async def test_runtime_close_code(avatar_server: DevServer) -> None:
+    rec = Recorder()
+    session = make_session(avatar_server, rec, websocket_compression=True)
+    await session.init()
+    await session.start()
+    avatar_server.faults.close(4002, "session duration limit reached", after_frames=3)
+    await session.send_audio(SPEECH_16K[:32000], end=True)
+    await asyncio.wait_for(rec.closed.wait(), 5)
+    err = rec.errors[0]
+    assert isinstance(err, AvatarSDKError)
+    assert err.code is AvatarSDKErrorCode.connectionClosed
+    assert (err.close_code, err.retryable) == (4002, True)
+    assert err.close_reason == "session duration limit reached"
+    with pytest.raises(AvatarSDKError) as info:
+        await session.send_audio(b"\x00\x00")
+    assert info.value.phase == "websocket_send"
+    await session.close()
+    assert rec.closes == 1 and len(rec.errors) == 1
+
+
+async def test_dropped_connection(avatar_server: DevServer) -> None:
+    rec = Recorder()
+    async with make_session(avatar_server, rec, websocket_compression=True) as session:
+        avatar_server.faults.drop_connection(after_frames=2)
+        await session.send_audio(SPEECH_16K[:32000], end=True)
+        await asyncio.wait_for(rec.closed.wait(), 5)
+    err = rec.errors[0]
+    assert isinstance(err, AvatarSDKError)
+    assert err.code is AvatarSDKErrorCode.connectionClosed
+    assert err.close_code is None and err.retryable
+    assert rec.closes == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (401, AvatarSDKErrorCode.sessionTokenExpired),  # what a bare 401 reads as
+        (402, AvatarSDKErrorCode.billingRequired),
+        (503, AvatarSDKErrorCode.serverError),
+    ],
+)
+async def test_refused_upgrade_is_classified_by_status(
+    avatar_server: DevServer, status: int, code: AvatarSDKErrorCode
+) -> None:
+    body = json.dumps({"errors": [{"status": str(status), "title": "Rejected"}]})
+    avatar_server.faults.reject_upgrade(status, body)
+    session = make_session(avatar_server, websocket_compression=True)
+    await session.init()
+    with pytest.raises(AvatarSDKError) as info:
+        await session.start()
+    await session.close()
+    assert info.value.code is code
+    assert info.value.http_status == status
+    assert info.value.phase == "websocket_connect"
+
+
+async def test_unreachable_ingress_is_a_connect_error(avatar_server: DevServer) -> None:
+    session = make_session(
+        avatar_server,
+        websocket_compression=True,
+        ingress_endpoint_url="ws://127.0.0.1:9/v2/driveningress",
+    )
+    await session.init()
+    with pytest.raises(AvatarSDKError) as info:
+        await session.start()
+    await session.close()
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert "cannot connect" in str(info.value)
+
+
+def test_builder_sets_the_option() -> None:
+    cfg = SessionConfigBuilder().with_websocket_compression().build()
+    assert cfg.websocket_compression is True
+    assert SessionConfigBuilder().build().websocket_compression is False
+
+
+async def test_forgotten_compressed_session_leaves_nothing_behind(
+    avatar_server: DevServer,
+) -> None:
+    # A separate interpreter with warnings as errors: the loop ends with the
+    # session still open; the SDK must drop it without ResourceWarnings or
+    # "Task was destroyed but it is pending".
+    code = textwrap.dedent(
+        f"""
+        import asyncio, warnings
+        from datetime import datetime, timedelta, timezone
+        import avatarkit
+        warnings.simplefilter("error")
+        async def main():
+            s = avatarkit.new_avatar_session(
+                api_key={avatar_server.api_key!r}, app_id={avatar_server.app_id!r},
+                avatar_id={avatar_server.avatar_id!r},
+                console_endpoint_url={avatar_server.console_url!r},
+                ingress_endpoint_url={avatar_server.ingress_url!r},
+                expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+                websocket_compression=True,
+            )
+            await s.init()
+            await s.start()
+            await s.send_audio(b"\\x00\\x00" * 640)
+        asyncio.run(main())
+        print("done")
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "dev", "-c", code,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == 0, stderr
+    assert out.decode().strip() == "done"
+    assert "Task was destroyed" not in stderr
+    assert "Unclosed" not in stderr and "ResourceWarning" not in stderr
