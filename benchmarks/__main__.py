@@ -57,6 +57,8 @@ SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
 # Our SDK with picows on aiofastnet's transports, and on the event loop's own
 # (the "transport" section: which one the SDK should pick on which loop).
 TRANSPORT_CLIENTS = ("ours-aiofastnet", "ours-loop-transport")
+# The "compression" section: against a server that accepts permessage-deflate.
+COMPRESSION_CLIENTS = ("avatarkit-0.1.7", "ours", "ours-aiohttp", "ours-deflate")
 LABELS = {
     "floor": "floor (picows + 1 parse)",
     "websockets": "websockets, no compression (+ 1 parse)",
@@ -66,6 +68,8 @@ LABELS = {
     "ours-frames": "avatarkit (this repo), async for in session.frames()",
     "ours-aiofastnet": "avatarkit (this repo), picows on aiofastnet's transport",
     "ours-loop-transport": "avatarkit (this repo), picows on the event loop's transport",
+    "ours-aiohttp": "avatarkit (this repo), AiohttpTransport without compression",
+    "ours-deflate": "avatarkit (this repo), websocket_compression=True",
 }
 SECTIONS = (
     "server",
@@ -79,6 +83,7 @@ SECTIONS = (
     "svcprofile",
     "transport",
     "membreak",
+    "compression",
 )
 SPEECH = ROOT / "tests" / "fixtures" / "speech_16000.pcm"
 
@@ -195,6 +200,10 @@ def client_command(name: str, py017: str | None) -> tuple[list[str], dict[str, s
     if name == "ours":
         env["PYTHONPATH"] = str(ROOT / "src")
         return [sys.executable, str(BENCH / "sdk_runner.py")], env
+    if name in ("ours-aiohttp", "ours-deflate"):
+        env["PYTHONPATH"] = str(ROOT / "src")
+        choice = name.split("-", 1)[1]
+        return [sys.executable, str(BENCH / "sdk_runner.py"), "--transport", choice], env
     if name in TRANSPORT_CLIENTS:
         env["PYTHONPATH"] = str(ROOT / "src")
         choice = "on" if name == "ours-aiofastnet" else "off"
@@ -940,6 +949,7 @@ SECTION_KEYS = {
     "svcprofile": (["service_profile"], []),
     "transport": (["transport"], []),
     "membreak": (["membreak"], []),
+    "compression": (["compression"], []),
 }
 
 
@@ -1228,6 +1238,25 @@ def main(argv: list[str] | None = None) -> int:
                     for r in runs
                     if not r.get("ok")
                 ]
+
+    if "compression" in only:
+        f = cfg["flood"]
+        log("== compression: flood of the local service's payloads, deflate accepted")
+        results["compression"] = run_matrix(
+            "compression",
+            ["--mode", "flood", "--frames", str(f["frames"]), "--realistic", "--deflate"],
+            ["--scenario", "flood", "--sessions", str(f["sessions"]), "--frames", str(f["frames"])],
+            ctx,
+            cfg["repeats"],
+            timeout,
+            clients=COMPRESSION_CLIENTS,
+        )
+        for name, runs in results["compression"].items():
+            failures += [
+                f"compression/{name}"
+                for r in runs
+                if not r.get("ok") and r.get("available") is not False
+            ]
 
     if "membreak" in only:
         n = max(cfg["realtime"]["sessions"])

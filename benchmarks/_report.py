@@ -123,6 +123,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     tr = results.get("transport")
     if tr:
         s["transport"] = _summarize_transport(tr)
+    comp = results.get("compression")
+    if comp:
+        s["compression"] = _summarize_compression(comp)
 
     summarize_local(results, s)
     _goals(s, results.get("config", {}).get("flood", {}))
@@ -151,6 +154,92 @@ def _summarize_transport(tr: dict[str, Any]) -> dict[str, Any]:
             "realtime_cpu_share": _med([r["cpu_share"] for r in rt]),
         }
     return out
+
+
+def _summarize_compression(comp: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, runs in comp.items():
+        ok = _ok(runs)
+
+        def per_frame(r: dict[str, Any], key: str) -> float | None:
+            sv = r.get("server") or {}
+            return sv[key] / sv["frames_sent"] if sv.get("frames_sent") else None
+
+        out[name] = {
+            "available": _available(runs),
+            "runs": len(ok),
+            "cpu_us_per_frame": _med([r["cpu_us_per_frame"] for r in ok]),
+            "frames_per_s": _med([r["frames_per_s"] for r in ok]),
+            "payload_bytes_per_frame": _med([per_frame(r, "payload_bytes_sent") for r in ok]),
+            "frames_lost": sum(r["frames_lost"] for r in ok),
+        }
+    base = out.get("ours", {}).get("cpu_us_per_frame")
+    ak = out.get("avatarkit-0.1.7", {}).get("cpu_us_per_frame")
+    for row in out.values():
+        row["x_ours"] = _ratio(row["cpu_us_per_frame"], base)
+        row["x_avatarkit017"] = _ratio(row["cpu_us_per_frame"], ak)
+    return out
+
+
+def _compression_section(s: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    c = s.get("compression")
+    if not c:
+        return []
+    f = cfg.get("flood", {})
+    offers = {
+        "avatarkit-0.1.7": "yes (websockets default)",
+        "ours": "no (picows, the default)",
+        "ours-aiohttp": "no",
+        "ours-deflate": "yes",
+    }
+    labels = {
+        "avatarkit-0.1.7": "avatarkit 0.1.7",
+        "ours": "ours (default)",
+        "ours-aiohttp": "ours, AiohttpTransport(compress=False)",
+        "ours-deflate": "ours, websocket_compression=True",
+    }
+    L = [
+        "## Compression (permessage-deflate)",
+        "",
+        f"The flood again ({f.get('sessions')} sessions x {f.get('frames')} frames), with the "
+        "local service's own animation payloads (computed from the 16 kHz speech fixture, "
+        "cycled) and a server that accepts permessage-deflate when a client offers it "
+        "(`flood_server.py --realistic --deflate`: it answers the extension and sends each "
+        "stream compressed with context takeover, computed before the write, so its cost "
+        "per frame stays that of a copy). Payload bytes: WebSocket payload per frame as "
+        "sent (compressed when agreed). Medians of the runs:",
+        "",
+        "| client | offers deflate | µs CPU / frame | x ours (default) | x avatarkit 0.1.7 | "
+        "payload bytes / frame | frames lost |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("avatarkit-0.1.7", "ours", "ours-aiohttp", "ours-deflate"):
+        row = c.get(name)
+        if not row:
+            continue
+        if not row["available"]:
+            L.append(f"| {labels[name]} | {offers[name]} | not available | | | | |")
+            continue
+        L.append(
+            f"| {labels[name]} | {offers[name]} | {_fmt(row['cpu_us_per_frame'], 3)} | "
+            f"{_fmt(row['x_ours'])} | {_fmt(row['x_avatarkit017'])} | "
+            f"{_fmt(row['payload_bytes_per_frame'], 0)} | {row['frames_lost']} |"
+        )
+    deflate = c.get("ours-deflate", {})
+    plain = c.get("ours", {})
+    saved = _ratio(deflate.get("payload_bytes_per_frame"), plain.get("payload_bytes_per_frame"))
+    L += [
+        "",
+        "The default is off, by these numbers: deflate costs our client "
+        f"{_fmt(deflate.get('x_ours'))}x the CPU per frame of the default (aiohttp's "
+        "per-message machinery plus inflating every frame) to send "
+        f"{_fmt(saved)}x the bytes; at 25 frames/s that saving is a few KB/s per "
+        "session, which matters on a thin link, not on a server's. "
+        "`websocket_compression=True` (or `SessionConfigBuilder.with_websocket_compression()`) "
+        "turns it on; the service may still decline it.",
+        "",
+    ]
+    return L
 
 
 def _transport_section(s: dict[str, Any]) -> list[str]:
@@ -833,6 +922,7 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
             "",
         ]
     L += _transport_section(s)
+    L += _compression_section(s, cfg)
 
     L += local_markdown(results)
 

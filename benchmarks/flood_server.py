@@ -32,6 +32,14 @@ benchmark:
   never negotiates permessage-deflate (picows has none, the aiohttp variant
   sets ``compress=False``), so every client receives uncompressed frames.
 
+``--realistic`` sends the local avatar service's own animation payloads
+(computed once from the 16 kHz speech fixture, cycled) instead of a fixed
+byte pattern: what compression sees on a real stream. ``--deflate`` (picows,
+flood mode) accepts permessage-deflate when a client offers it: the server
+answers the extension and sends each session's frames compressed with
+context takeover (zlib, computed once per stream, so the server's cost per
+frame stays that of a copy), and inflates what the client sends.
+
 ``--ws picows`` (default) serves the WebSocket on its own port with picows
 (the cheapest per frame sent, see BENCHMARKS.md); the ingress URL printed then
 differs from the console URL, which the protocol allows. ``--ws aiohttp``
@@ -53,6 +61,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -89,6 +98,7 @@ class Stats:
         self.cpu0 = cpu_seconds()
         self.frames_sent = 0
         self.bytes_sent = 0
+        self.payload_bytes_sent = 0  # WebSocket payloads (compressed if agreed)
         self.audio_msgs = 0
         self.sessions_opened = 0
         self.sessions_closed = 0
@@ -111,6 +121,7 @@ class Stats:
             else None,
             "frames_sent": self.frames_sent,
             "bytes_sent": self.bytes_sent,
+            "payload_bytes_sent": self.payload_bytes_sent,
             "audio_msgs": self.audio_msgs,
             "sessions_opened": self.sessions_opened,
             "sessions_closed": self.sessions_closed,
@@ -128,6 +139,44 @@ class Config:
         self.payload: int = max(args.payload, TAIL_BYTES)
         self.period: float = 1.0 / args.fps
         self.write: str = args.write
+        self.deflate: bool = args.deflate
+        self.realistic: list[bytes] | None = realistic_payloads() if args.realistic else None
+
+
+def realistic_payloads() -> list[bytes]:
+    """The local service's animation payloads for the 16 kHz speech fixture."""
+    import numpy as np
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "src"))
+    from avatarkit.devserver.animation import AnimationAnalyzer, encode_frame
+
+    with open(os.path.join(root, "tests", "fixtures", "speech_16000.pcm"), "rb") as f:
+        pcm = np.frombuffer(f.read(), dtype="<i2")
+    analyzer = AnimationAnalyzer(16000, seed="flood")
+    frames = []
+    for i in range(0, len(pcm) - 639, 640):
+        frames += analyzer.push(pcm[i : i + 640])
+    return [encode_frame(frame) for frame in frames]
+
+
+def deflate_stream(messages: list[bytes]) -> list[bytes]:
+    """permessage-deflate payloads of ``messages`` on one connection (context
+    takeover, 32 KiB window, as a server that got no parameters sends)."""
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = []
+    for m in messages:
+        data = comp.compress(m) + comp.flush(zlib.Z_SYNC_FLUSH)
+        out.append(data[:-4] if data.endswith(b"\x00\x00\xff\xff") else data)
+    return out
+
+
+def ws_frame(payload: bytes, rsv1: bool = False) -> bytes:
+    """An unmasked, final, binary frame; RSV1 marks a compressed message."""
+    header = bytearray(ws_header(len(payload)))
+    if rsv1:
+        header[0] |= 0x40
+    return bytes(header) + payload
 
 
 STATS = Stats()
@@ -142,6 +191,22 @@ def ws_header(n: int) -> bytes:
     if n < 65536:
         return bytes((0x82, 126)) + n.to_bytes(2, "big")
     return bytes((0x82, 127)) + n.to_bytes(8, "big")
+
+
+def realistic_stream(cfg: Config, conn_id: str, req_id: str) -> list[bytes]:
+    """``cfg.frames`` envelopes with the service's payloads, the last with end."""
+    assert cfg.realistic is not None
+    payloads = cfg.realistic
+    out = []
+    for k in range(cfg.frames):
+        msg = pb.Message(type=pb.MESSAGE_SERVER_RESPONSE_ANIMATION)
+        anim = msg.server_response_animation
+        anim.connection_id = conn_id
+        anim.req_id = req_id
+        anim.end = k == cfg.frames - 1
+        anim.animation = payloads[k % len(payloads)]
+        out.append(msg.SerializeToString())
+    return out
 
 
 def animation_templates(cfg: Config, conn_id: str, req_id: str) -> tuple[bytearray, bytearray]:
@@ -257,6 +322,7 @@ def make_picows_factory(cfg: Config) -> Any:
             self.t0 = 0.0
             self.normal = bytearray()
             self.last = bytearray()
+            self.inflate: Any = None  # set when permessage-deflate was agreed
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             self.t = transport
@@ -268,7 +334,10 @@ def make_picows_factory(cfg: Config) -> Any:
                 if self.proto.state == 2:
                     STATS.audio_msgs += 1
                     return
-                reply, req_id = self.proto.handle(frame.get_payload_as_bytes())
+                data = frame.get_payload_as_bytes()
+                if self.inflate is not None and frame.rsv1:
+                    data = self.inflate.decompress(data + b"\x00\x00\xff\xff")
+                reply, req_id = self.proto.handle(data)
                 if reply is not None:
                     transport.send(BINARY, reply)
                     if self.proto.state == 0:  # error: close
@@ -293,8 +362,24 @@ def make_picows_factory(cfg: Config) -> Any:
         def start(self, req_id: str) -> None:
             assert self.t is not None
             STATS.streams_started += 1
-            normal, last = animation_templates(cfg, self.proto.conn_id, req_id)
             n = cfg.frames
+            if cfg.mode == "flood" and (cfg.realistic is not None or self.inflate is not None):
+                if cfg.realistic is not None:
+                    msgs = realistic_stream(cfg, self.proto.conn_id, req_id)
+                else:
+                    normal, last = animation_templates(cfg, self.proto.conn_id, req_id)
+                    msgs = [bytes(normal)] * (n - 1) + [bytes(last)]
+                compressed = self.inflate is not None
+                if compressed:
+                    msgs = deflate_stream(msgs)
+                blob = b"".join(ws_frame(m, compressed) for m in msgs)
+                self.t.underlying_transport.write(blob)
+                STATS.bytes_sent += len(blob)
+                STATS.payload_bytes_sent += sum(len(m) for m in msgs)
+                STATS.frames_sent += n
+                STATS.streams_finished += 1
+                return
+            normal, last = animation_templates(cfg, self.proto.conn_id, req_id)
             if cfg.mode == "flood":
                 if cfg.write == "blob":
                     blob = (ws_header(len(normal)) + normal) * (n - 1) + (
@@ -356,7 +441,18 @@ def make_picows_factory(cfg: Config) -> Any:
                 ),
                 None,
             )
-        return Session()
+        session = Session()
+        offered = request.headers.get("Sec-WebSocket-Extensions", "")
+        if cfg.deflate and "permessage-deflate" in offered:
+            # No parameters: context takeover both ways, 15-bit windows.
+            session.inflate = zlib.decompressobj(-15)
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_101_response(
+                    extra_headers={"Sec-WebSocket-Extensions": "permessage-deflate"}
+                ),
+                session,
+            )
+        return session
 
     return factory
 
@@ -575,6 +671,10 @@ async def amain(args: argparse.Namespace) -> None:
         "mode": cfg.mode,
         "frames": cfg.frames,
         "payload": cfg.payload,
+        "deflate": cfg.deflate,
+        "realistic_payload_bytes": (
+            round(sum(map(len, cfg.realistic)) / len(cfg.realistic), 1) if cfg.realistic else None
+        ),
         "write": cfg.write if args.ws == "picows" and cfg.mode == "flood" else "frames",
     }
     print("READY " + json.dumps(ready), flush=True)
@@ -612,6 +712,16 @@ def main(argv: list[str] | None = None) -> None:
         choices=("on", "off"),
         default="off",
         help="picows: use aiofastnet's transports instead of the loop's",
+    )
+    p.add_argument(
+        "--deflate",
+        action="store_true",
+        help="picows, flood: accept permessage-deflate when offered (frames compressed)",
+    )
+    p.add_argument(
+        "--realistic",
+        action="store_true",
+        help="flood: the local service's animation payloads instead of a fixed pattern",
     )
     p.add_argument("--max-seconds", type=float, default=900.0)
     args = p.parse_args(argv)

@@ -110,6 +110,7 @@ class SdkAdapter:
             on_error=self._on_error,
             on_close=self._on_close,
             **frames,
+            **EXTRA_SESSION_KWARGS,
         )
         if self.api == "frames":
             self._pending[id(session)] = on_frame
@@ -155,21 +156,35 @@ async def _consume(session: Any, on_frame: OnFrame) -> None:
         on_frame(event.message, event.end)
 
 
-def _choose_transport(argv: list[str] | None) -> list[str]:
-    """Take ``--aiofastnet on|off`` off the arguments and apply it.
+# Extra new_avatar_session() keywords (this repository's SDK only).
+EXTRA_SESSION_KWARGS: dict[str, Any] = {}
 
-    By default our SDK decides (aiofastnet on asyncio's loop, the loop's own
-    transport on uvloop); the benchmark's "transport" section forces each
-    choice to show why. Only for this repository's SDK.
+
+def _choose_transport(argv: list[str] | None) -> list[str]:
+    """Take ``--aiofastnet on|off`` and ``--transport`` off the arguments and apply them.
+
+    ``--aiofastnet``: by default our SDK decides (aiofastnet on asyncio's
+    loop, the loop's own transport on uvloop); the benchmark's "transport"
+    section forces each choice to show why. ``--transport``: ``picows`` (the
+    default), ``aiohttp`` (AiohttpTransport without compression) or
+    ``deflate`` (``websocket_compression=True``), for the "compression"
+    section. Only for this repository's SDK.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--aiofastnet", choices=("auto", "on", "off"), default="auto")
+    pre.add_argument("--transport", choices=("picows", "aiohttp", "deflate"), default="picows")
     known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
     if known.aiofastnet != "auto":
         from avatarkit import transport
 
         choice = known.aiofastnet == "on"
         transport._use_aiofastnet = lambda loop: choice  # type: ignore[attr-defined]
+    if known.transport == "aiohttp":
+        from avatarkit.transport import AiohttpTransport
+
+        EXTRA_SESSION_KWARGS["transport_factory"] = lambda: AiohttpTransport(compress=False)
+    elif known.transport == "deflate":
+        EXTRA_SESSION_KWARGS["websocket_compression"] = True
     return rest
 
 
