@@ -33,14 +33,20 @@ def answer(body: bytes = OK_BODY, *, extra: bytes = b"") -> bytes:
     )
 
 
+#: What ``reply`` returns to close the connection without answering.
+HANG_UP = b"<hang up>"
+
+
 class RawServer:
-    """Counts connections and requests; ``reply(n)`` says what request n gets."""
+    """Counts connections and requests; ``reply(n)`` says what request n gets
+    (bytes to send, ``None`` to stay silent, :data:`HANG_UP` to close)."""
 
     def __init__(self, reply: Callable[[int], bytes | None], close_after: bool = False) -> None:
         self.reply = reply
         self.close_after = close_after
         self.connections = 0
         self.requests = 0
+        self.heads: list[bytes] = []
         self.server: asyncio.base_events.Server | None = None
         self.stop = asyncio.Event()
         self.handlers: set[asyncio.Task[None]] = set()
@@ -61,9 +67,12 @@ class RawServer:
                         length = int(line.split(b":", 1)[1])
                 await reader.readexactly(length)
                 self.requests += 1
+                self.heads.append(head)
                 data = self.reply(self.requests)
                 if data is None:  # stay silent until the test ends
                     await self.stop.wait()
+                    break
+                if data == HANG_UP:
                     break
                 writer.write(data)
                 await writer.drain()
@@ -117,13 +126,75 @@ async def test_connection_is_kept_alive() -> None:
         assert (server.connections, server.requests) == (1, 5)
 
 
-async def test_a_pooled_connection_closed_by_the_server_is_retried_once() -> None:
-    # The server answers and then closes: the pooled connection is stale.
+async def test_a_pooled_connection_found_closed_is_replaced() -> None:
+    # The server answers and then closes: the pooled connection is stale
+    # before the next call starts.
     async with serve(lambda n: answer(), close_after=True) as server, client() as c:
         assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
         await asyncio.sleep(0.05)  # the close arrives
         assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
         assert server.connections == 2
+
+
+async def test_a_pooled_connection_lost_after_the_request_is_retried_once() -> None:
+    # Request 2 goes out on the kept-alive connection, which the server then
+    # closes without answering (as one that timed it out at that moment
+    # would): the client tries once more, on a new connection.
+    async with serve(lambda n: HANG_UP if n == 2 else answer()) as server, client() as c:
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_the_retry_happens_only_once() -> None:
+    async with serve(lambda n: answer() if n == 1 else HANG_UP) as server, client() as c:
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        with pytest.raises(ConnectionError):
+            await c.post(server.url, HEADERS, b"{}")
+        assert (server.connections, server.requests) == (2, 3)
+
+
+async def test_a_timeout_on_a_pooled_connection_is_not_retried() -> None:
+    async with serve(lambda n: answer() if n == 1 else None) as server, client(
+        total_timeout=0.3
+    ) as c:
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        with pytest.raises(asyncio.TimeoutError):
+            await c.post(server.url, HEADERS, b"{}")
+        assert (server.connections, server.requests) == (1, 2)
+
+
+async def test_idle_connections_expire() -> None:
+    async with serve(lambda n: answer()) as server, client(idle_seconds=0.1) as c:
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert server.connections == 1
+        await asyncio.sleep(0.2)
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert server.connections == 2
+
+
+async def test_server_keep_alive_timeout_is_honoured() -> None:
+    # "timeout=1": the client stops reusing a connection one second before.
+    reply = answer(extra=b"Keep-Alive: timeout=1, max=100\r\n")
+    async with serve(lambda n: reply) as server, client() as c:
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert server.connections == 2
+
+
+async def test_request_line_and_headers() -> None:
+    async with serve(lambda n: answer()) as server, client() as c:
+        url = server.url.replace("/session-tokens", "/a b/é/session-tokens")
+        assert (await c.post(url, HEADERS, b"{}"))[0] == 200
+        head = server.heads[0].decode("latin-1")
+        assert head.startswith("POST /v1/console/a%20b/%C3%A9/session-tokens HTTP/1.1\r\n")
+        assert "\r\nUser-Agent: avatarkit-python" in head
+        assert "\r\nAccept: application/json\r\n" in head
+        assert "\r\nX-Api-Key: k\r\n" in head
+        assert "\r\nContent-Length: 2\r\n" in head
+        with pytest.raises(TokenClientError, match="credentials in console_endpoint_url"):
+            await c.post(url.replace("http://", "http://user:pw@"), HEADERS, b"{}")
 
 
 async def test_connection_close_answer_is_not_pooled() -> None:
@@ -176,7 +247,7 @@ async def test_silent_server_times_out() -> None:
 
 
 async def test_server_closing_without_answer_fails_without_looping() -> None:
-    async with serve(lambda n: b"", close_after=True) as server, client() as c:
+    async with serve(lambda n: HANG_UP) as server, client() as c:
         with pytest.raises(ConnectionError):
             await c.post(server.url, HEADERS, b"{}")
         assert server.requests == 1

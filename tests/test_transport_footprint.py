@@ -21,8 +21,8 @@ from avatarkit import AvatarSession, SessionConfig, new_avatar_session
 from avatarkit.devserver import DevServer
 
 
-def make(server: DevServer) -> AvatarSession:
-    return new_avatar_session(
+def _kwargs(server: DevServer) -> dict[str, Any]:
+    return dict(
         api_key=server.api_key,
         app_id=server.app_id,
         avatar_id=server.avatar_id,
@@ -30,6 +30,10 @@ def make(server: DevServer) -> AvatarSession:
         ingress_endpoint_url=server.ingress_url,
         expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
     )
+
+
+def make(server: DevServer) -> AvatarSession:
+    return new_avatar_session(**_kwargs(server))
 
 
 def _picows_transport(session: AvatarSession) -> Any:
@@ -48,18 +52,30 @@ async def test_upgrade_messages_are_emptied_after_the_handshake(
         assert ws.request is not None and ws.response is not None
         assert len(ws.request.headers) == 0
         assert len(ws.response.headers) == 0
-        assert token not in repr(ws.request)
         # The session keeps no copy of the token once connected.
         assert session._token is None
         # The connection still works after that.
         await session.send_audio(b"\x00\x00" * 640, end=True)
 
 
+async def test_query_auth_token_is_not_kept_in_the_request_path(
+    avatar_server: DevServer,
+) -> None:
+    session = new_avatar_session(**{**_kwargs(avatar_server), "use_query_auth": True})
+    await session.init()
+    token = session._token
+    assert token
+    async with session:
+        ws = _picows_transport(session)
+        assert token.encode() not in ws.request.path
+        assert ws.request.path.endswith(b"/websocket")
+
+
 async def test_no_instance_dicts(avatar_server: DevServer) -> None:
     session = make(avatar_server)
-    assert not hasattr(session, "__dict__")
+    assert vars(session) == {}  # slots; the dict is only there for patching
     assert not hasattr(session.config, "__dict__")
-    assert weakref.ref(session)() is session  # the loop guard tracks sessions weakly
+    assert weakref.ref(session)() is session
     with pytest.raises(AttributeError):
         session.config.not_a_field = 1  # type: ignore[attr-defined]
     assert isinstance(session.config, SessionConfig)
@@ -83,6 +99,15 @@ def test_uvloop_uses_the_loops_own_transport() -> None:
 def test_asyncio_loop_uses_aiofastnet_when_installed() -> None:
     pytest.importorskip("aiofastnet")  # a picows dependency
     assert _underlying_module("asyncio").startswith("aiofastnet")
+
+
+async def test_a_session_method_can_be_patched(avatar_server: DevServer) -> None:
+    from unittest import mock
+
+    session = make(avatar_server)
+    with mock.patch.object(session, "send_audio", autospec=True) as fake:
+        await session.send_audio(b"x")
+    fake.assert_awaited_once()
 
 
 async def test_async_with_after_use_session_token_needs_no_api_key(

@@ -92,7 +92,11 @@ def ws_client() -> aiohttp.ClientSession:
     resources = _resources()
     client = resources.ws_client
     if client is None or client.closed:
-        client = resources.ws_client = aiohttp.ClientSession()
+        # No connection limit (each WebSocket holds its connection for the
+        # session's life) and no cookie jar shared between sessions.
+        client = resources.ws_client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+        )
     return client
 
 

@@ -25,18 +25,35 @@ What it does, and deliberately does not:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
-__all__ = ["MAX_BODY", "MAX_IDLE", "TokenClient", "TokenClientError"]
+__all__ = ["IDLE_SECONDS", "MAX_BODY", "MAX_IDLE", "TokenClient", "TokenClientError"]
 
 #: Idle connections kept per origin and event loop.
 MAX_IDLE = 16
+#: Seconds an idle connection is kept (less when the server's ``Keep-Alive``
+#: header says so): a NAT or load balancer may drop a quiet connection
+#: without a word, and a request on it would wait for its whole timeout.
+IDLE_SECONDS = 15.0
 #: Largest answer body read (the token answer is a few hundred bytes).
 MAX_BODY = 1 << 20
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"avatarkit-python/{version('avatarkit')}"
+    except Exception:  # not installed as a distribution (a source checkout)
+        return "avatarkit-python"
+
+
+USER_AGENT = _user_agent()
 
 
 class TokenClientError(Exception):
@@ -56,13 +73,19 @@ def _target(url: str) -> tuple[str, str, int, bool, str, str]:
         port = parts.port or default_port
     except ValueError as exc:
         raise TokenClientError(f"bad port in {url!r}") from exc
+    if parts.username is not None or parts.password is not None:
+        raise TokenClientError(
+            "credentials in console_endpoint_url are not supported; the API key is the credential"
+        )
     host = parts.hostname
     host_header = f"[{host}]" if ":" in host else host
     if port != default_port:
         host_header += f":{port}"
-    path = parts.path or "/"
+    # Percent-encode what cannot go in a request line (spaces, non-ASCII);
+    # what is already encoded stays as it is.
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~")
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~?")
     return f"{scheme}://{host_header}", host, port, tls, path, host_header
 
 
@@ -86,6 +109,8 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.body = bytearray()
         self.keep_alive = False
+        self.idle_since = 0.0
+        self.keep_alive_timeout: float | None = None  # from the server's Keep-Alive header
         self.framed = False  # the answer has Content-Length or is chunked
         self.until_close = False  # its body ends when the connection does
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
@@ -138,6 +163,12 @@ class _Connection(asyncio.Protocol):
             name == b"transfer-encoding" and b"chunked" in value.lower()
         ):
             self.framed = True
+        elif name == b"keep-alive":
+            for part in value.split(b","):
+                key, _, number = part.strip().partition(b"=")
+                if key.lower() == b"timeout":
+                    with contextlib.suppress(ValueError):
+                        self.keep_alive_timeout = float(number)
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -202,9 +233,16 @@ def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
 class TokenClient:
     """Pooled connections for the token POST, for one event loop."""
 
-    def __init__(self, *, connect_timeout: float = 10.0, total_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        total_timeout: float = 15.0,
+        idle_seconds: float = IDLE_SECONDS,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
+        self.idle_seconds = idle_seconds
         self._idle: dict[str, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self.closed = False
@@ -222,15 +260,23 @@ class TokenClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         idle = self._idle.get(key)
+        now = loop.time()
         while idle:
             conn = idle.pop()
-            if not conn.usable:
+            limit = self.idle_seconds
+            if conn.keep_alive_timeout is not None:
+                limit = min(limit, conn.keep_alive_timeout - 1.0)
+            if not conn.usable or now - conn.idle_since > limit:
+                conn.abort()
                 continue
             # A kept-alive connection may have been closed by the server
-            # meanwhile; try once more on a new one if nothing came back.
+            # meanwhile: if it ends before any answer byte, try once more on
+            # a new connection. (Not after a timeout: the deadline is spent.
+            # At worst the server had handled the lost request and two
+            # tokens were minted; an unused token is harmless.)
             try:
                 return await self._exchange(key, conn, request, deadline)
-            except (ConnectionError, OSError):
+            except ConnectionError:
                 if conn.got_bytes:
                     raise
                 break
@@ -263,6 +309,7 @@ class TokenClient:
         if conn.keep_alive and conn.usable and not self.closed:
             idle = self._idle.setdefault(key, [])
             if len(idle) < MAX_IDLE:
+                conn.idle_since = asyncio.get_running_loop().time()
                 idle.append(conn)
                 return result
         conn.abort()
@@ -280,7 +327,12 @@ class TokenClient:
 
 
 def _format_request(path: str, host_header: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host_header}",
+        f"User-Agent: {USER_AGENT}",
+        "Accept: application/json",
+    ]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise TokenClientError(f"header {name} contains a line break; check the value")

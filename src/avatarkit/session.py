@@ -75,8 +75,10 @@ class AvatarSession:
     ``close()`` on exit.
     """
 
-    # Slots: a process may hold a thousand sessions; no per-instance dict.
+    # Slots: a process may hold a thousand sessions; the instance dict exists
+    # only once something (a test's mock, a subclass) sets an attribute.
     __slots__ = (
+        "__dict__",  # made on first use only: lets tests patch methods on a session
         "__weakref__",
         "_cb_animation",
         "_cb_close",
@@ -171,7 +173,7 @@ class AvatarSession:
             logger.exception("avatarkit: %s callback raised; the session goes on", name)
             return
         if result is not None and inspect.isawaitable(result):
-            self._enqueue(_await_result, (result,))
+            self._enqueue(_await_result, (result, name))
 
     def _enqueue(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Run ``func(*args)`` on the dispatcher task, after what is queued."""
@@ -194,24 +196,33 @@ class AvatarSession:
         queue = self._dispatch_queue
         wakeup = self._dispatch_wakeup
         assert queue is not None and wakeup is not None
-        while True:
+        try:
+            while True:
+                while queue:
+                    func, args = queue[0]
+                    try:
+                        result = func(*args)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        name = args[1] if func is _await_result else _name(func)
+                        logger.exception(
+                            "avatarkit: %s callback raised; the session goes on", name
+                        )
+                    finally:
+                        queue.popleft()
+                if self._closed:
+                    return
+                wakeup.clear()
+                await wakeup.wait()
+        finally:
+            # Cancelled (the loop is shutting down): coroutines of async
+            # callbacks that never got their turn are closed, not left to
+            # warn "never awaited".
             while queue:
-                func, args = queue[0]
-                try:
-                    result = func(*args)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    logger.exception(
-                        "avatarkit: %s callback raised; the session goes on",
-                        getattr(func, "__name__", "a"),
-                    )
-                finally:
-                    queue.popleft()
-            if self._closed:
-                return
-            wakeup.clear()
-            await wakeup.wait()
+                func, args = queue.popleft()
+                if func is _await_result and inspect.iscoroutine(args[0]):
+                    args[0].close()
 
     # -- public properties ---------------------------------------------------
 
@@ -592,7 +603,7 @@ class AvatarSession:
                         )
                     else:
                         if result is not None and inspect.isawaitable(result):
-                            self._enqueue(_await_result, (result,))
+                            self._enqueue(_await_result, (result, "transport_frames"))
             if self._wants_events:
                 self._on_animation(anim, data)
             return
@@ -782,7 +793,12 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-async def _await_result(result: Awaitable[Any]) -> None:
+def _name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__name__", type(func).__name__)
+
+
+async def _await_result(result: Awaitable[Any], name: str) -> None:
+    """Await what an async callback ``name`` returned (on the dispatcher task)."""
     await result
 
 

@@ -70,6 +70,11 @@ _BINARY = picows.WSMsgType.BINARY
 _HEADROOM = 14  # the largest client frame header picows writes in front
 
 
+def _redact(text: str) -> str:
+    """``text`` with session tokens (query or header form) masked."""
+    return _SECRET_IN_LOG.sub(r"\1***", text)
+
+
 def _use_aiofastnet(loop: asyncio.AbstractEventLoop) -> bool | None:
     """``False`` on uvloop (its transports are as fast and lighter), else picows's default."""
     return False if type(loop).__module__.startswith("uvloop") else None
@@ -185,7 +190,7 @@ class PicowsTransport:
                 self._ws.disconnect(graceful=False)  # type: ignore[attr-defined]
             raise
         except (OSError, picows.WSError) as exc:
-            raise _connect_error(f"cannot connect: {exc}", url) from None
+            raise _connect_error(f"cannot connect: {_redact(str(exc))}", url) from None
         self._ws = ws
         self._ws_listener = ws_listener
         # picows keeps the upgrade request and response for the connection's
@@ -196,6 +201,10 @@ class PicowsTransport:
             upgrade_headers = getattr(message, "headers", None)
             if upgrade_headers is not None:
                 upgrade_headers.clear()
+        request = ws.request
+        if request is not None and b"?" in request.path:
+            # With query auth the path holds the token: keep only the route.
+            request.path = request.path.partition(b"?")[0]
 
     @property
     def is_open(self) -> bool:
@@ -378,7 +387,8 @@ class AiohttpTransport:
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise _connect_error(f"cannot connect: {exc}", url) from None
+            # aiohttp's text can hold the URL (redirect and URL errors).
+            raise _connect_error(f"cannot connect: {_redact(str(exc))}", url) from None
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
@@ -393,15 +403,27 @@ class AiohttpTransport:
         try:
             while True:
                 msg = await ws.receive()
-                if msg.type is aiohttp.WSMsgType.BINARY:
+                kind = msg.type
+                if kind is aiohttp.WSMsgType.BINARY:
                     listener.on_message(msg.data)
-                elif msg.type is aiohttp.WSMsgType.TEXT:
+                elif kind is aiohttp.WSMsgType.TEXT:
                     listener.on_text()
-                elif msg.type is aiohttp.WSMsgType.CLOSE:
-                    self._close_code = int(msg.data)
+                elif kind is aiohttp.WSMsgType.CLOSE:  # aiohttp has answered it
+                    self._close_code = int(msg.data) if msg.data else 1005  # 1005: no code
                     self._close_reason = msg.extra or None
-                elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                elif kind is aiohttp.WSMsgType.CLOSING:
+                    break  # our close() runs the handshake from here
+                elif kind is aiohttp.WSMsgType.ERROR:
+                    logger.debug("WebSocket error: %r", msg.data)
+                    self._close_reason = f"WebSocket error: {msg.data}"
                     break
+                elif kind is aiohttp.WSMsgType.CLOSED:
+                    break
+        except asyncio.CancelledError:
+            # The event loop is shutting down with this connection open: end
+            # it as "going away", not as a lost connection.
+            self._close_code, self._close_reason = 1001, "event loop shutting down"
+            raise
         finally:
             self._finish()
 
@@ -425,6 +447,11 @@ class AiohttpTransport:
                     await ws.send_bytes(outbox[0])
                 except (ConnectionError, RuntimeError):
                     outbox.clear()  # the reader reports the end of the connection
+                    break
+                except Exception:
+                    logger.exception("avatarkit: sending on the WebSocket failed; dropping it")
+                    outbox.clear()
+                    self.abort()
                     break
                 outbox.popleft()
             if self._drained is not None:
@@ -454,15 +481,28 @@ class AiohttpTransport:
             await self._drained.wait()
 
     async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
-        """Send a close frame, wait up to ``timeout`` for the peer, then drop."""
+        """Send what is queued and a close frame, wait up to ``timeout`` in all
+        for the peer, then drop the connection."""
         ws = self._ws
         if ws is None:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            await self.drain()
+            try:  # what send() queued goes out before the close frame
+                await asyncio.wait_for(self.drain(), timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                logger.warning(
+                    "avatarkit: %d queued message(s) not sent within %.1f s of close()",
+                    len(self._outbox),
+                    timeout,
+                )
             if not ws.closed:
                 try:
-                    await asyncio.wait_for(ws.close(code=code, message=reason.encode()), timeout)
+                    await asyncio.wait_for(
+                        ws.close(code=code, message=reason.encode()),
+                        max(0.0, deadline - loop.time()),
+                    )
                 except (asyncio.TimeoutError, TimeoutError):
                     logger.debug("peer did not answer the close frame in %.1f s", timeout)
         finally:
