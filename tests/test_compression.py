@@ -3,8 +3,9 @@ permessage-deflate, against the local avatar service over loopback (whose
 aiohttp server accepts the extension when offered).
 
 The same behaviours as the default picows transport are checked here: frames,
-order, interrupt, close codes, dropped connections, refused upgrades, one
-``on_close``, and nothing left running when a session is forgotten.
+order, interrupt, refused upgrades, one ``on_close``, and nothing left running
+when a session is forgotten (close codes and dropped connections run over both
+transports in test_session_integration.py).
 """
 
 from __future__ import annotations
@@ -93,39 +94,6 @@ async def test_interrupt(avatar_server: DevServer) -> None:
             await asyncio.sleep(0.01)
     assert rec.closes == 1 and not rec.errors
     assert any(st.state.value == "interrupted" and st.req_id == req for st in rec.states)
-
-
-async def test_runtime_close_code(avatar_server: DevServer) -> None:
-    rec = Recorder()
-    session = make_session(avatar_server, rec, websocket_compression=True)
-    await session.init()
-    await session.start()
-    avatar_server.faults.close(4002, "session duration limit reached", after_frames=3)
-    await session.send_audio(SPEECH_16K[:32000], end=True)
-    await asyncio.wait_for(rec.closed.wait(), 5)
-    err = rec.errors[0]
-    assert isinstance(err, AvatarSDKError)
-    assert err.code is AvatarSDKErrorCode.connectionClosed
-    assert (err.close_code, err.retryable) == (4002, True)
-    assert err.close_reason == "session duration limit reached"
-    with pytest.raises(AvatarSDKError) as info:
-        await session.send_audio(b"\x00\x00")
-    assert info.value.phase == "websocket_send"
-    await session.close()
-    assert rec.closes == 1 and len(rec.errors) == 1
-
-
-async def test_dropped_connection(avatar_server: DevServer) -> None:
-    rec = Recorder()
-    async with make_session(avatar_server, rec, websocket_compression=True) as session:
-        avatar_server.faults.drop_connection(after_frames=2)
-        await session.send_audio(SPEECH_16K[:32000], end=True)
-        await asyncio.wait_for(rec.closed.wait(), 5)
-    err = rec.errors[0]
-    assert isinstance(err, AvatarSDKError)
-    assert err.code is AvatarSDKErrorCode.connectionClosed
-    assert err.close_code is None and err.retryable
-    assert rec.closes == 1
 
 
 @pytest.mark.parametrize(

@@ -403,9 +403,16 @@ async def test_runtime_server_error_is_not_fatal(avatar_server: DevServer) -> No
     assert rec.closes == 1
 
 
-async def test_runtime_close_code_reaches_on_error_once(avatar_server: DevServer) -> None:
+# Both transports: picows (the default) and aiohttp (websocket_compression).
+TRANSPORTS = pytest.mark.parametrize("compression", [False, True], ids=["picows", "aiohttp"])
+
+
+@TRANSPORTS
+async def test_runtime_close_code_reaches_on_error_once(
+    avatar_server: DevServer, compression: bool
+) -> None:
     rec = Recorder()
-    session = make_session(avatar_server, rec)
+    session = make_session(avatar_server, rec, websocket_compression=compression)
     await session.init()
     await session.start()
     avatar_server.faults.close(4002, "session duration limit reached", after_frames=3)
@@ -427,9 +434,10 @@ async def test_runtime_close_code_reaches_on_error_once(avatar_server: DevServer
     assert rec.closes == 1 and len(rec.errors) == 1
 
 
-async def test_dropped_connection_is_retryable(avatar_server: DevServer) -> None:
+@TRANSPORTS
+async def test_dropped_connection_is_retryable(avatar_server: DevServer, compression: bool) -> None:
     rec = Recorder()
-    async with make_session(avatar_server, rec) as session:
+    async with make_session(avatar_server, rec, websocket_compression=compression) as session:
         avatar_server.faults.drop_connection(after_frames=2)
         await session.send_audio(SPEECH_16K[:32000], end=True)
         await asyncio.wait_for(rec.closed.wait(), 5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -21,19 +20,8 @@ from avatarkit import AvatarSession, SessionConfig, new_avatar_session
 from avatarkit.devserver import DevServer
 
 
-def _kwargs(server: DevServer) -> dict[str, Any]:
-    return dict(
-        api_key=server.api_key,
-        app_id=server.app_id,
-        avatar_id=server.avatar_id,
-        console_endpoint_url=server.console_url,
-        ingress_endpoint_url=server.ingress_url,
-        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
-    )
-
-
-def make(server: DevServer) -> AvatarSession:
-    return new_avatar_session(**_kwargs(server))
+def make(server: DevServer, **overrides: Any) -> AvatarSession:
+    return new_avatar_session(**server.session_kwargs(**overrides))
 
 
 def _picows_transport(session: AvatarSession) -> Any:
@@ -61,7 +49,7 @@ async def test_upgrade_messages_are_emptied_after_the_handshake(
 async def test_query_auth_token_is_not_kept_in_the_request_path(
     avatar_server: DevServer,
 ) -> None:
-    session = new_avatar_session(**{**_kwargs(avatar_server), "use_query_auth": True})
+    session = make(avatar_server, use_query_auth=True)
     await session.init()
     token = session._token
     assert token
