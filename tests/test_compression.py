@@ -11,6 +11,7 @@ transports in test_session_integration.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -131,6 +132,25 @@ async def test_unreachable_ingress_is_a_connect_error(avatar_server: DevServer) 
     await session.close()
     assert info.value.code is AvatarSDKErrorCode.connectionFailed
     assert "cannot connect" in str(info.value)
+
+
+async def test_reader_cancelled_first_drops_the_connection(avatar_server: DevServer) -> None:
+    # At loop shutdown asyncio cancels every task in no set order; when the
+    # reader goes first, the connection must still be closed (no "Unclosed
+    # response" later) and the session must end without an error.
+    rec = Recorder()
+    session = make_session(avatar_server, rec, websocket_compression=True)
+    await session.init()
+    await session.start()
+    transport = _transport(session)
+    reader = transport._reader  # type: ignore[attr-defined]
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    assert transport._ws._response.closed  # type: ignore[attr-defined]
+    assert rec.closes == 1 and not rec.errors
+    await session.close()
+    assert rec.closes == 1
 
 
 def test_builder_sets_the_option() -> None:

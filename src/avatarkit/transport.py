@@ -420,9 +420,11 @@ class AiohttpTransport:
                 elif kind is aiohttp.WSMsgType.CLOSED:
                     break
         except asyncio.CancelledError:
-            # The event loop is shutting down with this connection open: end
-            # it as "going away", not as a lost connection.
+            # The event loop is shutting down with this connection open: drop
+            # it (this task may be cancelled before the loop guard gets to the
+            # session) and end it as "going away", not as a lost connection.
             self._close_code, self._close_reason = 1001, "event loop shutting down"
+            self.abort()
             raise
         finally:
             self._finish()
