@@ -819,24 +819,27 @@ def run_opus(argv: list[str]) -> dict[str, Any] | None:
     )
     env = base_env()
     env["PYTHONPATH"] = str(ROOT / "src")
+    res = _run_script([sys.executable, "-c", code, str(BENCH), *argv], env, "opus")
+    if res.get("returncode") == 3:
+        return None
+    res["argv"] = argv
+    return res
+
+
+def _run_script(cmd: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
+    """Run a benchmark script whose stdout is its report; keep the output."""
     t0 = time.monotonic()
     try:
         r = subprocess.run(
-            [sys.executable, "-c", code, str(BENCH), *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=600,
-            cwd=str(ROOT),
+            cmd, capture_output=True, text=True, env=env, timeout=600, cwd=str(ROOT)
         )
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": "timed out"}
-    if r.returncode == 3:
-        return None
-    log("  [opus] " + "\n  [opus] ".join(r.stdout.strip().splitlines()))
+    if r.returncode != 3:
+        log(f"  [{label}] " + f"\n  [{label}] ".join(r.stdout.strip().splitlines()))
     return {
         "ok": r.returncode == 0,
-        "argv": argv,
+        "returncode": r.returncode,
         "output": r.stdout,
         "stderr_tail": r.stderr.strip().splitlines()[-5:] if r.returncode else [],
         "wall_s": round(time.monotonic() - t0, 2),
@@ -845,26 +848,10 @@ def run_opus(argv: list[str]) -> dict[str, Any] | None:
 
 def run_membreak(sessions: int) -> dict[str, Any]:
     """benchmarks/mem_breakdown.py: where our memory per session goes."""
-    t0 = time.monotonic()
-    try:
-        r = subprocess.run(
-            [sys.executable, str(BENCH / "mem_breakdown.py"), "--sessions", str(sessions)],
-            capture_output=True,
-            text=True,
-            env=base_env(),
-            timeout=600,
-            cwd=str(ROOT),
-        )
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": "timed out"}
-    log("  [memory] " + "\n  [memory] ".join(r.stdout.strip().splitlines()[:10]))
-    return {
-        "ok": r.returncode == 0,
-        "sessions": sessions,
-        "output": r.stdout,
-        "stderr_tail": r.stderr.strip().splitlines()[-5:] if r.returncode else [],
-        "wall_s": round(time.monotonic() - t0, 2),
-    }
+    cmd = [sys.executable, str(BENCH / "mem_breakdown.py"), "--sessions", str(sessions)]
+    res = _run_script(cmd, base_env(), "memory")
+    res["sessions"] = sessions
+    return res
 
 
 # --------------------------------------------------------------------------
