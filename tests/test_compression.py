@@ -153,6 +153,31 @@ async def test_reader_cancelled_first_drops_the_connection(avatar_server: DevSer
     assert rec.closes == 1
 
 
+async def test_shared_aiohttp_client_has_no_connection_limit_or_cookie_jar() -> None:
+    # Each WebSocket holds its connection for the session's life: aiohttp's
+    # default limit (100) would make the 101st session wait; a shared cookie
+    # jar would carry one session's cookies into another's upgrade.
+    import aiohttp
+
+    from avatarkit import _loopguard
+
+    client = _loopguard.ws_client()
+    assert client.connector is not None and client.connector.limit == 0
+    assert isinstance(client.cookie_jar, aiohttp.DummyCookieJar)
+    assert _loopguard.ws_client() is client
+    await _loopguard.aclose()
+    assert client.closed
+
+
+def test_connect_error_text_is_redacted() -> None:
+    from avatarkit.transport import _redact
+
+    text = "Cannot connect to ws://h/v2/driveningress/websocket?appId=a&sessionKey=tok-123&id=x"
+    assert "tok-123" not in _redact(text)
+    assert "sessionKey=***" in _redact(text)
+    assert "tok-9" not in _redact("X-Session-Key: tok-9")
+
+
 def test_builder_sets_the_option() -> None:
     cfg = SessionConfigBuilder().with_websocket_compression().build()
     assert cfg.websocket_compression is True
