@@ -77,16 +77,7 @@ class Recorder:
 
 
 def make_session(server: DevServer, rec: Recorder | None = None, **overrides: Any) -> AvatarSession:
-    kwargs: dict[str, Any] = dict(
-        api_key=server.api_key,
-        app_id=server.app_id,
-        avatar_id=server.avatar_id,
-        console_endpoint_url=server.console_url,
-        ingress_endpoint_url=server.ingress_url,
-        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
-    )
-    if rec is not None:
-        kwargs.update(rec.kwargs())
+    kwargs = server.session_kwargs(**(rec.kwargs() if rec is not None else {}))
     kwargs.update(overrides)
     return new_avatar_session(**kwargs)
 

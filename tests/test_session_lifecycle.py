@@ -28,16 +28,7 @@ from avatarkit.devserver import DevServer
 
 
 def make(server: DevServer, **overrides: Any) -> AvatarSession:
-    kwargs: dict[str, Any] = dict(
-        api_key=server.api_key,
-        app_id=server.app_id,
-        avatar_id=server.avatar_id,
-        console_endpoint_url=server.console_url,
-        ingress_endpoint_url=server.ingress_url,
-        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
-    )
-    kwargs.update(overrides)
-    return new_avatar_session(**kwargs)
+    return new_avatar_session(**server.session_kwargs(**overrides))
 
 
 async def settle(server: DevServer) -> None:

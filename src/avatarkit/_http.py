@@ -32,7 +32,7 @@ async def request_session_token(
     for index, url in enumerate(urls):
         try:
             status, payload = await http_client().post(url, headers, body)
-        except (TokenClientError, OSError, asyncio.TimeoutError, UnicodeError) as exc:
+        except (TokenClientError, OSError, asyncio.TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,

@@ -287,12 +287,15 @@ class TokenClient:
         loop = asyncio.get_running_loop()
         timeout = min(self.connect_timeout, max(0.0, deadline - loop.time()))
         ssl_context = _default_ssl_context() if tls else None
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                _Connection, host, port, ssl=ssl_context, server_hostname=host if tls else None
-            ),
-            timeout,
-        )
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    _Connection, host, port, ssl=ssl_context, server_hostname=host if tls else None
+                ),
+                timeout,
+            )
+        except UnicodeError:  # a host name IDNA cannot encode
+            raise TokenClientError(f"host name {host!r} cannot be encoded") from None
         return conn
 
     async def _exchange(

@@ -61,7 +61,7 @@ class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused
         if not self.isEnabledFor(level):
             return
         text = str(msg) % args if args else str(msg)
-        self.logger.log(level, _SECRET_IN_LOG.sub(r"\1***", text), **kwargs)
+        self.logger.log(level, _redact(text), **kwargs)
 
 
 #: picows writes its records for our connections here (logger ``avatarkit.picows``).
@@ -124,7 +124,7 @@ TransportFactory = Callable[[], Transport]
 def _connect_error(message: str, url: str) -> AvatarSDKError:
     return AvatarSDKError(
         AvatarSDKErrorCode.connectionFailed,
-        f"{message} ({redact_url(url)}); check ingress_endpoint_url and the network",
+        f"{_redact(message)} ({redact_url(url)}); check ingress_endpoint_url and the network",
         phase=ErrorPhase.WEBSOCKET_CONNECT.value,
     )
 
@@ -190,7 +190,7 @@ class PicowsTransport:
                 self._ws.disconnect(graceful=False)  # type: ignore[attr-defined]
             raise
         except (OSError, picows.WSError) as exc:
-            raise _connect_error(f"cannot connect: {_redact(str(exc))}", url) from None
+            raise _connect_error(f"cannot connect: {exc}", url) from None
         self._ws = ws
         self._ws_listener = ws_listener
         # picows keeps the upgrade request and response for the connection's
@@ -387,8 +387,8 @@ class AiohttpTransport:
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
         except (aiohttp.ClientError, OSError) as exc:
-            # aiohttp's text can hold the URL (redirect and URL errors).
-            raise _connect_error(f"cannot connect: {_redact(str(exc))}", url) from None
+            # aiohttp's text can hold the URL; _connect_error masks the token.
+            raise _connect_error(f"cannot connect: {exc}", url) from None
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
