@@ -13,7 +13,6 @@ on both sides), not as an absolute figure.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import time

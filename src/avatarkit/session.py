@@ -393,7 +393,10 @@ class AvatarSession:
         """Close the WebSocket politely and end the session.
 
         Idempotent, and safe to call from inside a callback. ``on_close``
-        fires exactly once.
+        fires exactly once. Bounded: it waits at most 2 s for queued audio
+        and the server's answer to the close frame, then drops the socket (a
+        server that stopped reading cannot hold it). A ``send_audio()``
+        blocked on backpressure then raises ``connectionClosed``.
         """
         if self._closed or self._closing:
             if not self._closed:
@@ -568,9 +571,9 @@ class AvatarSession:
             raise self._close_error_for_send(action, req_id)
         try:
             transport.send(message)
+            await transport.drain()  # raises when the connection ends while blocked
         except ConnectionError:
             raise self._close_error_for_send(action, req_id) from None
-        await transport.drain()
 
     # -- receiving (TransportListener) -----------------------------------------
 

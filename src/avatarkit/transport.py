@@ -105,10 +105,19 @@ class Transport(Protocol):
         """Queue one binary message; raise ``ConnectionError`` when closed."""
 
     async def drain(self) -> None:
-        """Wait while the socket's write buffer is over its high-water mark."""
+        """Wait while the socket's write buffer is over its high-water mark.
+
+        Raise ``ConnectionError`` when the connection ends while waiting (what
+        was queued may not have been sent).
+        """
 
     async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
-        """Close politely (close frame, wait for the peer), then drop the socket."""
+        """Close politely (close frame, wait for the peer), then drop the socket.
+
+        Returns within about ``timeout`` seconds whatever the peer does: a
+        peer that stopped reading (so the close frame cannot even be written)
+        gets its connection dropped without a handshake.
+        """
 
     def abort(self) -> None:
         """Drop the connection at once."""
@@ -228,13 +237,24 @@ class PicowsTransport:
         ws.send_reuse_external_bytearray(_BINARY, framed, _HEADROOM)  # type: ignore[attr-defined]
 
     async def drain(self) -> None:
-        """Wait while the write buffer is over its high-water mark."""
+        """Wait while the write buffer is over its high-water mark.
+
+        Raise ``ConnectionError`` when the connection ended meanwhile.
+        """
         drained = self._drained
         if drained is not None:
             await drained.wait()
+            if self._closed:
+                raise ConnectionError("WebSocket closed before the message was sent")
 
     async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
-        """Send a close frame, wait up to ``timeout`` for the peer, then drop."""
+        """Send a close frame, wait up to ``timeout`` for the peer, then drop.
+
+        When the peer answers, the connection is already closed by then;
+        otherwise (silence, or a peer that stopped reading, so even the close
+        frame sits in the write buffer) the socket is aborted: a graceful
+        close would wait for that buffer to drain, i.e. forever.
+        """
         ws = self._ws
         if ws is None or self._closed:
             return
@@ -247,7 +267,8 @@ class PicowsTransport:
             except (asyncio.TimeoutError, TimeoutError):
                 logger.debug("peer did not answer the close frame in %.1f s", timeout)
         finally:
-            ws.disconnect()  # type: ignore[attr-defined]
+            if not self._closed:
+                ws.disconnect(graceful=False)  # type: ignore[attr-defined]
             await ws.wait_disconnected()  # type: ignore[attr-defined]
 
     def abort(self) -> None:
@@ -443,21 +464,23 @@ class AiohttpTransport:
     async def _write(self) -> None:
         ws, outbox, wake = self._ws, self._outbox, self._wake_writer
         assert ws is not None and wake is not None
-        while not self._closed:
-            while outbox:
+        while True:
+            while outbox and not self._closed:
                 try:
                     await ws.send_bytes(outbox[0])
                 except (ConnectionError, RuntimeError):
-                    outbox.clear()  # the reader reports the end of the connection
+                    # The reader reports the end of the connection; what is
+                    # left in the outbox was not sent (drain() raises).
                     break
                 except Exception:
                     logger.exception("avatarkit: sending on the WebSocket failed; dropping it")
-                    outbox.clear()
                     self.abort()
                     break
                 outbox.popleft()
             if self._drained is not None:
                 self._drained.set()
+            if self._closed:  # checked after every send: the end may come during one
+                return
             wake.clear()
             await wake.wait()
 
@@ -475,12 +498,17 @@ class AiohttpTransport:
         self._wake_writer.set()
 
     async def drain(self) -> None:
-        """Wait until the writer task has handed every queued message to aiohttp."""
+        """Wait until the writer task has handed every queued message to aiohttp.
+
+        Raise ``ConnectionError`` when the connection ended with messages unsent.
+        """
         while self._outbox and not self._closed:
             if self._drained is None:
                 self._drained = asyncio.Event()
             self._drained.clear()
             await self._drained.wait()
+        if self._closed and self._outbox:
+            raise ConnectionError("WebSocket closed before the message was sent")
 
     async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
         """Send what is queued and a close frame, wait up to ``timeout`` in all
@@ -493,6 +521,8 @@ class AiohttpTransport:
         try:
             try:  # what send() queued goes out before the close frame
                 await asyncio.wait_for(self.drain(), timeout)
+            except ConnectionError:
+                pass  # already gone; the reader reports how
             except (asyncio.TimeoutError, TimeoutError):
                 logger.warning(
                     "avatarkit: %d queued message(s) not sent within %.1f s of close()",
@@ -513,10 +543,18 @@ class AiohttpTransport:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def abort(self) -> None:
-        """Drop the connection at once; the reader then reports the end."""
+        """Drop the connection at once; the reader then reports the end.
+
+        The socket is aborted, not closed: a close waits for the write
+        buffer to drain, which never happens when the peer stopped reading.
+        """
         ws = self._ws
         if ws is None:
             return
-        ws._response.close()  # aiohttp's own way to drop a WebSocket's connection
+        conn = ws._conn  # aiohttp's connection of this WebSocket
+        sock = conn.transport if conn is not None else None
+        if sock is not None:
+            sock.abort()
+        ws._response.close()  # aiohttp's own way to release a WebSocket's connection
         if self._wake_writer is not None:
             self._wake_writer.set()

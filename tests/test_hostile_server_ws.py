@@ -1,0 +1,198 @@
+"""The session's WebSocket against hostile servers, over real loopback sockets.
+
+Each server here is a raw asyncio server written for the test: it speaks
+just enough HTTP and WebSocket framing to misbehave in one precise way (stop
+reading, redirect, reset mid-upgrade, never confirm, send odd close frames,
+flood). Every case runs on both transports: picows (the default) and
+aiohttp (``websocket_compression=True``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from avatarkit import AvatarSDKError, AvatarSDKErrorCode, new_avatar_session
+from avatarkit.protocol import encode_confirm
+
+TOKEN = "hostile-secret-token"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+TRANSPORTS = [
+    pytest.param(False, id="picows"),
+    pytest.param(True, id="aiohttp"),
+]
+
+
+class RawWsServer:
+    """A loopback server running ``script(reader, writer)`` per connection."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.server: asyncio.base_events.Server | None = None
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self.script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            writer.transport.abort()
+
+    async def start(self) -> RawWsServer:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(script: Script) -> AsyncIterator[RawWsServer]:
+    server = await RawWsServer(script).start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def upgrade_answer(head: bytes, extra: bytes = b"") -> bytes:
+    key = b""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            key = value.strip()
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n" + extra + b"\r\n"
+    )
+
+
+def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
+    """A server (unmasked) frame."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", first, 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 127, n)
+    return head + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One client (masked) frame: ``(opcode, payload)``."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", await reader.readexactly(2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", await reader.readexactly(8))
+    mask = await reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
+    data = bytearray(await reader.readexactly(n))
+    for i in range(n):
+        data[i] ^= mask[i % 4]
+    return b0 & 0x0F, bytes(data)
+
+
+async def accept_and_confirm(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Upgrade, read the client's configure message, confirm the session."""
+    writer.write(upgrade_answer(await read_head(reader)))
+    await read_frame(reader)
+    writer.write(frame(0x2, encode_confirm("conn-hostile")))
+    await writer.drain()
+
+
+def session_for(port: int, compression: bool, **overrides: Any) -> Any:
+    kwargs: dict[str, Any] = {
+        "avatar_id": "avatar-1",
+        "api_key": "key-1",
+        "app_id": "app-1",
+        "console_endpoint_url": f"http://127.0.0.1:{port}/v1/console",
+        "ingress_endpoint_url": f"ws://127.0.0.1:{port}",
+        "websocket_compression": compression,
+    }
+    kwargs.update(overrides)
+    session = new_avatar_session(**kwargs)
+    session.use_session_token(TOKEN)
+    return session
+
+
+# -- 1. close() while the server stopped reading ------------------------------------------
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_close_is_bounded_when_server_stops_reading(compression: bool) -> None:
+    """A send blocked on backpressure does not hold close() past its bound,
+    and that send then fails with connectionClosed."""
+    stop = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accept_and_confirm(reader, writer)
+        await stop.wait()  # never reads again
+
+    async with raw_server(script) as server:
+        session = session_for(server.port, compression)
+        await session.start()
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            chunk = bytes(1 << 20)
+            while True:
+                await session.send_audio(chunk)
+                sent += 1
+
+        sender = asyncio.get_running_loop().create_task(flood())
+        # Wait until the sender is stuck (no progress for a while).
+        last = -1
+        for _ in range(200):
+            await asyncio.sleep(0.1)
+            if sent == last:
+                break
+            last = sent
+        assert not sender.done()
+        stuck_at = sent
+        # The documented close bound is 2 s; 8 s proves "does not hang".
+        await asyncio.wait_for(session.close(), 8)
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(sender, 8)
+        assert info.value.code is AvatarSDKErrorCode.connectionClosed
+        assert sent == stuck_at  # the blocked call itself failed, not a later one
+        stop.set()
