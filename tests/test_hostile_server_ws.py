@@ -196,3 +196,45 @@ async def test_close_is_bounded_when_server_stops_reading(compression: bool) -> 
         assert info.value.code is AvatarSDKErrorCode.connectionClosed
         assert sent == stuck_at  # the blocked call itself failed, not a later one
         stop.set()
+
+
+# -- 2. redirects on the upgrade ------------------------------------------------------
+
+
+@pytest.mark.parametrize("query_auth", [False, True], ids=["header-auth", "query-auth"])
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("status", [302, 307])
+async def test_upgrade_redirect_is_not_followed(
+    compression: bool, query_auth: bool, status: int
+) -> None:
+    """A 3xx to another port: nothing reaches the other port, and the error
+    says redirects are not followed (without the token)."""
+    heads: list[bytes] = []
+
+    async def elsewhere(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await read_head(reader))
+        await accept_and_confirm(reader, writer)
+
+    async with raw_server(elsewhere) as other:
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_head(reader)
+            writer.write(
+                f"HTTP/1.1 {status} Moved\r\nLocation: ws://127.0.0.1:{other.port}/websocket\r\n"
+                "Content-Length: 0\r\n\r\n".encode()
+            )
+            await writer.drain()
+            await reader.read()
+
+        async with raw_server(redirect) as server:
+            session = session_for(server.port, compression, use_query_auth=query_auth)
+            with pytest.raises(AvatarSDKError) as info:
+                await asyncio.wait_for(session.start(), 8)
+            await session.close()
+        err = info.value
+        assert err.code is AvatarSDKErrorCode.connectionFailed
+        assert err.phase == "websocket_connect"
+        assert err.http_status == status
+        assert "redirects are not followed" in err.message
+        assert TOKEN not in str(err) and TOKEN not in repr(err)
+        assert other.connections == 0 and heads == []

@@ -92,10 +92,18 @@ def ws_client() -> aiohttp.ClientSession:
     resources = _resources()
     client = resources.ws_client
     if client is None or client.closed:
+        from .transport import _refuse_redirect
+
         # No connection limit (each WebSocket holds its connection for the
         # session's life) and no cookie jar shared between sessions.
+        # ws_connect() has no allow_redirects: a trace hook refuses every
+        # redirect (the upgrade carries the session token).
+        trace = aiohttp.TraceConfig()
+        trace.on_request_redirect.append(_refuse_redirect)
         client = resources.ws_client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar()
+            connector=aiohttp.TCPConnector(limit=0),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[trace],
         )
     return client
 

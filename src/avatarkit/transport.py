@@ -138,6 +138,36 @@ def _connect_error(message: str, url: str) -> AvatarSDKError:
     )
 
 
+def _redirect_error(status: int, url: str) -> AvatarSDKError:
+    """A 3xx answer to the upgrade: never followed.
+
+    Following it would send the session token (header or query) to whatever
+    address the answer names; the configured endpoint must be the final one.
+    """
+    return AvatarSDKError(
+        AvatarSDKErrorCode.connectionFailed,
+        f"the server answered the WebSocket upgrade with a redirect (HTTP {status}) "
+        f"({redact_url(url)}); redirects are not followed, so the session token never "
+        "goes to another address: set ingress_endpoint_url to the final address",
+        phase=ErrorPhase.WEBSOCKET_CONNECT.value,
+        http_status=status,
+    )
+
+
+class _RedirectRefused(Exception):
+    """Raised from aiohttp's redirect hook to stop it following a 3xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def _refuse_redirect(session: Any, context: Any, params: Any) -> None:
+    """aiohttp ``on_request_redirect`` hook: release the answer, stop there."""
+    params.response.close()
+    raise _RedirectRefused(int(params.response.status))
+
+
 class PicowsTransport:
     """:class:`Transport` on picows."""
 
@@ -174,7 +204,7 @@ class PicowsTransport:
                 websocket_handshake_timeout=timeout,
                 extra_headers=headers,
                 max_frame_size=64 * 1024 * 1024,
-                max_redirects=5,
+                max_redirects=0,  # a 3xx is an error: the token stays with this host
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
                 read_buffer_init_size=2048,
@@ -186,6 +216,8 @@ class PicowsTransport:
             status = int(response.status) if response is not None else None
             if status is None:
                 raise _connect_error(f"WebSocket handshake failed: {exc}", url) from None
+            if 300 <= status < 400:
+                raise _redirect_error(status, url) from None
             raise classify_http_rejection(
                 status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT.value
             ) from None
@@ -399,7 +431,11 @@ class AiohttpTransport:
                 ),
                 timeout,
             )
+        except _RedirectRefused as exc:
+            raise _redirect_error(exc.status, url) from None
         except aiohttp.WSServerHandshakeError as exc:
+            if 300 <= exc.status < 400:
+                raise _redirect_error(exc.status, url) from None
             if not exc.status or exc.status == 101:
                 raise _connect_error(f"WebSocket handshake failed: {exc.message}", url) from None
             raise classify_http_rejection(
