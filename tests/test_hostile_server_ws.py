@@ -238,3 +238,70 @@ async def test_upgrade_redirect_is_not_followed(
         assert "redirects are not followed" in err.message
         assert TOKEN not in str(err) and TOKEN not in repr(err)
         assert other.connections == 0 and heads == []
+
+
+# -- 3. a server that breaks the upgrade or never confirms --------------------------------
+
+PARTIAL_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: webso"
+
+
+async def partial_then_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_head(reader)
+    writer.write(PARTIAL_101)
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.transport.abort()
+
+
+async def partial_then_silence(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await read_head(reader)
+    writer.write(PARTIAL_101)
+    await reader.read()
+
+
+async def never_confirms(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(upgrade_answer(await read_head(reader)))
+    await read_frame(reader)  # the configure message; no answer ever
+    await reader.read()
+
+
+async def reset_before_confirm(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    writer.write(upgrade_answer(await read_head(reader)))
+    await read_frame(reader)
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("script", "code", "phase"),
+    [
+        pytest.param(
+            partial_then_reset, "connectionFailed", "websocket_connect", id="partial-101-reset"
+        ),
+        pytest.param(
+            partial_then_silence, "connectionFailed", "websocket_connect", id="partial-101-silent"
+        ),
+        pytest.param(never_confirms, "connectionFailed", "websocket_handshake", id="no-confirm"),
+        pytest.param(
+            reset_before_confirm, "connectionClosed", "websocket_handshake", id="reset-101"
+        ),
+    ],
+)
+async def test_start_fails_within_open_timeout(
+    compression: bool, script: Script, code: str, phase: str
+) -> None:
+    """start() gives up within open_timeout (0.5 s here; the 2 s bound
+    proves no close timeout is added on top), with the phase and code the
+    failure belongs to, and leaves nothing open."""
+    async with raw_server(script) as server:
+        session = session_for(server.port, compression, open_timeout=0.5)
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 2.0)
+        assert info.value.code.value == code
+        assert info.value.phase == phase
+        assert TOKEN not in str(info.value)
+        assert not session.is_open

@@ -360,7 +360,7 @@ class AvatarSession:
         except ConnectionError:
             failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
         except BaseException:
-            await self.close()
+            await self._close(max(0.0, deadline - loop.time()))
             raise
         else:
             self._confirm = None  # done with; not kept for the session's life
@@ -368,7 +368,9 @@ class AvatarSession:
             # (a token can be a ~1 KB JWT; a process may hold a thousand).
             self._token = None
             return confirmed.connection_id
-        await self.close()
+        # What is left of open_timeout bounds the close handshake: start()
+        # never takes longer than open_timeout (a silent server is dropped).
+        await self._close(max(0.0, deadline - loop.time()))
         raise failure
 
     def _make_encoder(self) -> Any:
@@ -398,6 +400,10 @@ class AvatarSession:
         server that stopped reading cannot hold it). A ``send_audio()``
         blocked on backpressure then raises ``connectionClosed``.
         """
+        await self._close(_CLOSE_TIMEOUT)
+
+    async def _close(self, timeout: float) -> None:
+        """:meth:`close`, waiting at most ``timeout`` for the close handshake."""
         if self._closed or self._closing:
             if not self._closed:
                 await self._wait_disconnected()
@@ -406,7 +412,7 @@ class AvatarSession:
         transport = self._transport
         try:
             if transport is not None:
-                await transport.close()
+                await transport.close(timeout=timeout)
         finally:
             self._finish()
         task = self._dispatch_task
@@ -789,6 +795,10 @@ class _FrameBuffer:
     async def wait(self) -> None:
         self.waiter = asyncio.get_running_loop().create_future()
         await self.waiter
+
+
+#: Seconds close() waits for queued messages and the server's close frame.
+_CLOSE_TIMEOUT = 2.0
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

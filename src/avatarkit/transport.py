@@ -232,6 +232,10 @@ class PicowsTransport:
             raise
         except (OSError, picows.WSError) as exc:
             raise _connect_error(f"cannot connect: {exc}", url) from None
+        if self._ws is None:
+            # picows returns normally when the connection is lost before the
+            # upgrade answer is complete; our listener was never connected.
+            raise _connect_error("connection lost during the WebSocket upgrade", url)
         self._ws = ws
         self._ws_listener = ws_listener
         # picows keeps the upgrade request and response for the connection's
@@ -556,7 +560,8 @@ class AiohttpTransport:
         deadline = loop.time() + timeout
         try:
             try:  # what send() queued goes out before the close frame
-                await asyncio.wait_for(self.drain(), timeout)
+                if self._outbox:
+                    await asyncio.wait_for(self.drain(), timeout)
             except ConnectionError:
                 pass  # already gone; the reader reports how
             except (asyncio.TimeoutError, TimeoutError):
