@@ -305,3 +305,54 @@ async def test_start_fails_within_open_timeout(
         assert info.value.phase == phase
         assert TOKEN not in str(info.value)
         assert not session.is_open
+
+
+# -- 4. close frames without a code, or with an invalid reason --------------------------
+
+
+def close_then_wait(payload: bytes) -> Script:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accept_and_confirm(reader, writer)
+        writer.write(frame(0x8, payload))
+        await writer.drain()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(), 5)
+
+    return script
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("payload", "code", "reported"),
+    [
+        pytest.param(b"", 1005, False, id="no-code"),
+        pytest.param(struct.pack("!H", 4001), 4001, True, id="code-only"),
+        pytest.param(struct.pack("!H", 4001) + "ünïcode".encode(), 4001, True, id="utf8-reason"),
+        # Malformed: RFC 6455 says fail the connection, which both libraries
+        # do before handing the frame over (1002 protocol error, 1007
+        # invalid payload); the code reported is that one, never none or 0.
+        pytest.param(b"\x03", 1002, True, id="one-byte"),
+        pytest.param(struct.pack("!H", 4001) + b"\xff\xfe bad", 1007, True, id="bad-utf8"),
+        pytest.param(struct.pack("!H", 4003) + b"\xc3", 1007, True, id="truncated-utf8"),
+    ],
+)
+async def test_close_code_survives_odd_close_frames(
+    compression: bool, payload: bytes, code: int, reported: bool
+) -> None:
+    """No code is 1005 (never 0 or a missing value); a malformed close frame
+    still ends with a code. A code-less close is a normal end (as 0.1.7's
+    websockets treats 1005), not an error for on_error."""
+    errors: list[AvatarSDKError] = []
+    async with raw_server(close_then_wait(payload)) as server:
+        session = session_for(server.port, compression, on_error=errors.append)
+        await session.start()
+        await asyncio.wait_for(session.wait_closed(), 5)
+        with pytest.raises(AvatarSDKError) as info:
+            await session.send_audio(b"\0\0")
+        await session.close()
+    assert info.value.code is AvatarSDKErrorCode.connectionClosed
+    assert info.value.close_code == code
+    if reported:
+        assert len(errors) == 1 and errors[0].close_code == code
+    else:
+        assert errors == []

@@ -693,8 +693,10 @@ class AvatarSession:
 
         An unexpected close is kept for later send errors and reported to
         ``on_error`` once the session was confirmed (before that, ``start()``
-        raises it). A normal close by the server (1000 or 1001) only ends the
-        session, as in avatarkit 0.1.7.
+        raises it). A normal close by the server (1000, 1001, or a close frame
+        without a code, reported as 1005) only ends the session, as in
+        avatarkit 0.1.7. ``close_code`` is ``None`` only when no close frame
+        came at all (the connection dropped).
         """
         self._open = False
         if not self._closing:
@@ -709,7 +711,7 @@ class AvatarSession:
             self._close_error = err
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_exception(err)
-            elif self._protocol.state is ClientState.OPEN and close_code not in (1000, 1001):
+            elif self._protocol.state is ClientState.OPEN and close_code not in _NORMAL_CLOSES:
                 if self._cb_error is not None:
                     self._call(self._cb_error, "on_error", err)
                 else:
@@ -796,6 +798,9 @@ class _FrameBuffer:
         self.waiter = asyncio.get_running_loop().create_future()
         await self.waiter
 
+
+#: Close codes that end a session normally (1005: a close frame without a code).
+_NORMAL_CLOSES = frozenset({1000, 1001, 1005})
 
 #: Seconds close() waits for queued messages and the server's close frame.
 _CLOSE_TIMEOUT = 2.0

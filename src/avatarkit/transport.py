@@ -75,6 +75,26 @@ def _redact(text: str) -> str:
     return _SECRET_IN_LOG.sub(r"\1***", text)
 
 
+#: Close codes that say "no code" or "no close frame"; never sent in a frame.
+_NOT_ON_WIRE = frozenset({1005, 1006, 1015})
+#: Reported as the close code when the server's close frame carried none (RFC 6455).
+NO_STATUS_CODE = 1005
+
+
+def _parse_close(payload: bytes) -> tuple[int, str | None]:
+    """``(code, reason)`` of a close frame's payload, however malformed.
+
+    No code (an empty payload, or a single byte, which cannot hold one) is
+    :data:`NO_STATUS_CODE`; a reason that is not UTF-8 is decoded with
+    replacement characters rather than losing the code with it.
+    """
+    if len(payload) < 2:
+        return NO_STATUS_CODE, None
+    code = int.from_bytes(payload[:2], "big")
+    reason = payload[2:].decode("utf-8", "replace") or None
+    return code, reason
+
+
 def _use_aiofastnet(loop: asyncio.AbstractEventLoop) -> bool | None:
     """``False`` on uvloop (its transports are as fast and lighter), else picows's default."""
     return False if type(loop).__module__.startswith("uvloop") else None
@@ -173,6 +193,7 @@ class PicowsTransport:
 
     __slots__ = (
         "_abandoned",
+        "_close_called",
         "_closed",
         "_closed_waiter",
         "_drained",
@@ -189,6 +210,7 @@ class PicowsTransport:
         self._closed_waiter: asyncio.Future[None] | None = None  # made by close()
         self._drained: asyncio.Event | None = None
         self._abandoned = False
+        self._close_called = False
 
     async def connect(
         self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
@@ -294,6 +316,7 @@ class PicowsTransport:
         ws = self._ws
         if ws is None or self._closed:
             return
+        self._close_called = True
         try:
             if not ws.is_close_frame_sent:  # type: ignore[attr-defined]
                 ws.send_close(picows.WSCloseCode(code), reason.encode())  # type: ignore[attr-defined]
@@ -317,10 +340,11 @@ class PicowsTransport:
 class _PicowsListener(picows.WSListener):
     """Feeds frames straight into the session; reassembles fragments."""
 
-    __slots__ = ("fragments", "listener", "on_message", "owner")
+    __slots__ = ("close_info", "fragments", "listener", "on_message", "owner")
 
     def __init__(self, owner: PicowsTransport, listener: TransportListener) -> None:
         self.owner = owner
+        self.close_info: tuple[int, str | None] | None = None  # the peer's close frame
         self.listener = listener
         self.on_message = listener.on_message  # bound once: called per frame
         self.fragments: bytearray | None = None
@@ -346,7 +370,12 @@ class _PicowsListener(picows.WSListener):
                 data, self.fragments = bytes(self.fragments), None
                 self.on_message(data)
         elif msg_type is picows.WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            code, reason = _parse_close(frame.get_payload_as_bytes())
+            self.close_info = (code, reason)
+            # Echo the code (1000 for a code-less close: picows always writes
+            # two code bytes, and 0 or 1005 must not go on the wire).
+            echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+            transport.send_close(picows.WSCloseCode(echo))
             transport.disconnect()
         elif msg_type is picows.WSMsgType.TEXT:
             self.listener.on_text()
@@ -354,14 +383,24 @@ class _PicowsListener(picows.WSListener):
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if self.owner._abandoned:
             return
+        # None when no close frame came (the connection dropped); our own
+        # parse of the close frame otherwise (picows's drops the code when
+        # the reason is not UTF-8).
         code: int | None = None
         reason: str | None = None
-        handshake = transport.close_handshake
-        if handshake is not None and handshake.recv is not None:
-            raw = handshake.recv.code
-            code = raw.value if isinstance(raw, picows.WSCloseCode) else int(raw)
-            reason = handshake.recv.reason or None
         owner = self.owner
+        if self.close_info is not None:
+            code, reason = self.close_info
+        elif not owner._close_called:
+            # picows failed the connection on a malformed frame (a close
+            # frame with a 1-byte payload or a reason that is not UTF-8,
+            # RFC 6455 7.1.7) before handing it over: report the code it
+            # closed with (1002/1007) rather than no code at all.
+            handshake = transport.close_handshake
+            sent = handshake.sent if handshake is not None else None
+            if sent is not None:
+                code = int(sent.code.value)
+                reason = f"invalid frame from the server: {sent.reason}"
         owner._closed = True
         waiter = owner._closed_waiter
         if waiter is not None and not waiter.done():
@@ -430,7 +469,7 @@ class AiohttpTransport:
                     headers=headers,
                     compress=self._compress,
                     max_msg_size=64 * 1024 * 1024,
-                    autoclose=True,
+                    autoclose=False,  # _answer_close() does it (bounded)
                     autoping=True,
                 ),
                 timeout,
@@ -469,14 +508,23 @@ class AiohttpTransport:
                     listener.on_message(msg.data)
                 elif kind is aiohttp.WSMsgType.TEXT:
                     listener.on_text()
-                elif kind is aiohttp.WSMsgType.CLOSE:  # aiohttp has answered it
-                    self._close_code = int(msg.data) if msg.data else 1005  # 1005: no code
+                elif kind is aiohttp.WSMsgType.CLOSE:
+                    self._close_code = int(msg.data) if msg.data else NO_STATUS_CODE
                     self._close_reason = msg.extra or None
+                    await self._answer_close(ws, self._close_code)
+                    break
                 elif kind is aiohttp.WSMsgType.CLOSING:
                     break  # our close() runs the handshake from here
                 elif kind is aiohttp.WSMsgType.ERROR:
+                    # A malformed frame (e.g. a close frame with a 1-byte
+                    # payload or a reason that is not UTF-8): aiohttp fails
+                    # the connection with 1002/1007 and drops the frame;
+                    # report that code rather than none.
                     logger.debug("WebSocket error: %r", msg.data)
-                    self._close_reason = f"WebSocket error: {msg.data}"
+                    error_code = getattr(msg.data, "code", None)
+                    if isinstance(error_code, int) and self._close_code is None:
+                        self._close_code = error_code
+                    self._close_reason = f"invalid frame from the server: {msg.data}"
                     break
                 elif kind is aiohttp.WSMsgType.CLOSED:
                     break
@@ -489,6 +537,24 @@ class AiohttpTransport:
             raise
         finally:
             self._finish()
+
+    async def _answer_close(self, ws: Any, code: int) -> None:
+        """Echo the server's close frame and drop the connection.
+
+        Done here rather than by aiohttp's autoclose: for a close frame
+        without a code aiohttp (which notes it as code 0) would wait up to
+        10 s for a second close frame before dropping the connection.
+        """
+        if ws.closed:
+            return
+        # aiohttp's close() drops the connection right after the echo when
+        # it knows the peer's code; "no code" (0) would make it wait.
+        ws._close_code = code
+        echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+        try:
+            await ws.close(code=echo)
+        except (ConnectionError, RuntimeError, OSError):  # gone already: nothing to answer
+            logger.debug("could not answer the server's close frame", exc_info=True)
 
     def _finish(self) -> None:
         if self._closed:
