@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from ..protocol import encode_server_error
-from ._jsonapi import error_response
+from ._jsonapi import error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
@@ -56,6 +56,7 @@ log = logging.getLogger("avatarkit.devserver")
 CLOSE_CONCURRENCY_LIMIT = 4003
 _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
+_MAX_BODY = 1024 * 1024  # token request bodies: bigger ones get 413 (JSON:API)
 
 
 def _reject(rej: Rejection) -> web.Response:
@@ -349,7 +350,7 @@ class DevServer:
         """Bind and serve; returns ``self``."""
         if self._runner is not None:
             raise RuntimeError("DevServer is already started")
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[jsonapi_errors])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
@@ -423,7 +424,7 @@ class DevServer:
             return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
         try:
             body = json.loads(await request.read() or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
             body = None
         if not isinstance(body, dict):
             return error_response(
