@@ -128,7 +128,14 @@ class DevServer:
     * ``pause_timeout``: a request paused that long is interrupted with reason
       ``pause_timeout``;
     * ``max_message_size``: bigger client messages get a ``ServerError`` and
-      close 1009. Messages the server sends stay far below 1 MiB.
+      close 1009. Messages the server sends stay far below 1 MiB;
+    * ``read_timeout`` (default 10 s): a connection must deliver a whole
+      request head within that long of being accepted (or of its previous
+      response), and a token request its body within that long again;
+      otherwise it is closed (408 JSON:API when the head had arrived). Idle
+      keep-alive connections are closed after it too. It does not apply to
+      an upgraded WebSocket (``idle_timeout`` does);
+    * token request bodies over 1 MiB get 413.
 
     Errors: protocol violations get a ``ServerError`` with the hosted
     service's text, then a close (1003 text frame, 1008 otherwise); an
@@ -161,6 +168,7 @@ class DevServer:
         max_message_size: int = 16 * 1024 * 1024,
         max_token_ttl: float = 24 * 3600,
         close_timeout: float = 2.0,
+        read_timeout: float = 10.0,
         compress: bool = False,
         secret: bytes | None = None,
     ) -> None:
@@ -170,6 +178,7 @@ class DevServer:
             ("idle_timeout", idle_timeout),
             ("pause_timeout", pause_timeout),
             ("max_session_seconds", max_session_seconds),
+            ("read_timeout", read_timeout),
         ):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 seconds (or None for no limit)")
@@ -189,6 +198,7 @@ class DevServer:
         )
         self.max_sessions_per_app = max_sessions_per_app
         self.max_token_ttl = max_token_ttl
+        self.read_timeout = read_timeout
         self.compress = compress
         self.credentials = Credentials()
         if dev_credentials:
@@ -356,7 +366,19 @@ class DevServer:
         app.router.add_post("/v1/auth/session-token", self._token)
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        # keepalive_timeout also runs from the moment a connection is accepted
+        # until a whole request head arrived: a client that sends half a
+        # request line, or nothing, is closed after read_timeout. Bodies are
+        # bounded in _read_body; an unread rest is drained for at most
+        # read_timeout too (lingering_time) before the connection is closed.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            keepalive_timeout=self.read_timeout,
+            lingering_time=self.read_timeout,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._requested_port)
@@ -423,7 +445,18 @@ class DevServer:
         if app_id is None:
             return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
         try:
-            body = json.loads(await request.read() or b"null")
+            raw = await asyncio.wait_for(request.read(), self.read_timeout)
+        except asyncio.TimeoutError:
+            resp = error_response(
+                408,
+                "requestTimeout",
+                "Request timeout",
+                f"the request body did not arrive within {self.read_timeout:g} seconds",
+            )
+            resp.force_close()
+            return resp
+        try:
+            body = json.loads(raw or b"null")
         except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
             body = None
         if not isinstance(body, dict):
