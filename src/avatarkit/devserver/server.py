@@ -135,7 +135,17 @@ class DevServer:
       otherwise it is closed (408 JSON:API when the head had arrived). Idle
       keep-alive connections are closed after it too. It does not apply to
       an upgraded WebSocket (``idle_timeout`` does);
-    * token request bodies over 1 MiB get 413.
+    * token request bodies over 1 MiB get 413;
+    * ``req_id`` (audio and controls): at most 128 UTF-8 bytes, longer ones
+      get ``ServerError`` code 3 and the message is ignored (the session goes
+      on); the last 256 requests, errors and 3000 egress frames of a session
+      are remembered, no more;
+    * ``max_request_audio_bytes`` (64 MiB, about 11 minutes at 48 kHz) and
+      ``max_connection_audio_bytes`` (128 MiB): decoded audio waiting to be
+      played, per request and summed over a connection's requests. Audio
+      that would go over fails its request: ``ServerError`` code 3 (an
+      invalid request for both published clients), ``INTERRUPTED`` reason
+      ``error`` if it had started; the session and other sessions go on.
 
     Errors: protocol violations get a ``ServerError`` with the hosted
     service's text, then a close (1003 text frame, 1008 otherwise); an
@@ -166,6 +176,8 @@ class DevServer:
         max_session_seconds: float | None = None,
         max_sessions_per_app: int | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        max_request_audio_bytes: int = 64 * 1024 * 1024,
+        max_connection_audio_bytes: int = 128 * 1024 * 1024,
         max_token_ttl: float = 24 * 3600,
         close_timeout: float = 2.0,
         read_timeout: float = 10.0,
@@ -186,6 +198,12 @@ class DevServer:
             raise ValueError("max_sessions_per_app must be >= 0 (or None for no limit)")
         if max_message_size < 1024:
             raise ValueError("max_message_size must be at least 1024 bytes")
+        for name, size in (
+            ("max_request_audio_bytes", max_request_audio_bytes),
+            ("max_connection_audio_bytes", max_connection_audio_bytes),
+        ):
+            if size <= 0:
+                raise ValueError(f"{name} must be > 0 bytes")
         self.host = host
         self._requested_port = port
         self._settings = ServiceSettings(
@@ -195,6 +213,8 @@ class DevServer:
             max_session_seconds=max_session_seconds,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            max_request_audio_bytes=max_request_audio_bytes,
+            max_connection_audio_bytes=max_connection_audio_bytes,
         )
         self.max_sessions_per_app = max_sessions_per_app
         self.max_token_ttl = max_token_ttl
