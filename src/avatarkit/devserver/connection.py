@@ -677,6 +677,11 @@ class Connection:
     def _decode(self, req: _Request, data: bytes, end: bool) -> np.ndarray[Any, np.dtype[np.int16]]:
         """PCM samples of one audio message (Ogg Opus decoded incrementally)."""
         if self._decoder_cls is not None:
+            if not data and req.decoder is None:
+                # Nothing of the stream arrived (e.g. an encoder that completed no
+                # Opus frame): an empty end ends the request like PCM does, with
+                # one empty end frame, instead of "stream ended before its OpusHead".
+                return _EMPTY
             decoder = req.decoder
             if decoder is None:
                 decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
