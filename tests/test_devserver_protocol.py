@@ -354,6 +354,24 @@ async def test_end_with_no_audio_gets_one_empty_end_frame(
     await client.close()
 
 
+@pytest.mark.parametrize("rate", [16000, 48000])
+async def test_ogg_end_with_no_audio_gets_one_empty_end_frame(
+    avatar_server: DevServer, http: aiohttp.ClientSession, rate: int
+) -> None:
+    """An Ogg Opus request made only of an empty end=true message ends like PCM."""
+    client = await connect(avatar_server, http)
+    await client.configure(rate, audio_format=pb.AUDIO_FORMAT_OGG_OPUS)
+    await client.audio("empty", b"", end=True)
+    got = await client.collect("empty")
+    assert got.errors == []
+    assert len(got.animations) == 1
+    assert got.animations[0].end and got.animations[0].animation == b""
+    assert got.state_names == ["PLAYING", "ENDED"] and got.states[-1].played_ms == 0
+    request = avatar_server.sessions[client.connection_id].requests["empty"]
+    assert request.error is None and request.end_sent
+    await client.close()
+
+
 async def test_end_arrives_separately_from_the_audio(
     avatar_server: DevServer, http: aiohttp.ClientSession
 ) -> None:

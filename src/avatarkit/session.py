@@ -206,9 +206,7 @@ class AvatarSession:
                             await result
                     except Exception:
                         name = args[1] if func is _await_result else _name(func)
-                        logger.exception(
-                            "avatarkit: %s callback raised; the session goes on", name
-                        )
+                        logger.exception("avatarkit: %s callback raised; the session goes on", name)
                     finally:
                         queue.popleft()
                 if self._closed:
@@ -299,9 +297,7 @@ class AvatarSession:
         if self._starting or self._protocol.state is not ClientState.IDLE:
             raise ValueError("session already started")
         if self._token is None:
-            raise ValueError(
-                "session not initialized: call init() (or use_session_token()) first"
-            )
+            raise ValueError("session not initialized: call init() (or use_session_token()) first")
         cfg.validate_for_connect()
         self._starting = True
         try:
@@ -647,7 +643,7 @@ class AvatarSession:
                     event.connection_id,
                     event.avatar_id,
                     bool(event.animation),
-                )
+                ),
             )
         if self._cb_animation is not None or self._frame_queues:
             frame = AnimationFrameEvent(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["error_body", "error_response"]
+__all__ = ["error_body", "error_response", "jsonapi_errors"]
+
+log = logging.getLogger("avatarkit.devserver")
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_body(status: int, code: str, title: str, detail: str) -> dict[str, object]:
@@ -36,3 +42,44 @@ def error_response(status: int, code: str, title: str, detail: str) -> web.Respo
         body=json.dumps(error_body(status, code, title, detail)).encode(),
         content_type="application/json",
     )
+
+
+_HTTP_CODES = {
+    400: ("invalidRequest", "Invalid request"),
+    404: ("notFound", "Not found"),
+    405: ("methodNotAllowed", "Method not allowed"),
+    413: ("requestTooLarge", "Request body too large"),
+}
+
+
+@web.middleware
+async def jsonapi_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Every refusal as a JSON:API body; a client that hangs up mid-body, quietly.
+
+    aiohttp raises its own HTTP exceptions (404 unknown route, 405, 413 body
+    over ``client_max_size``) with a ``text/plain`` body, which clients
+    following PROTOCOL.md section 5 cannot read: they become JSON:API
+    errors here. A client that closes while its body is being read
+    (``ConnectionError``) is not a service error: it is logged at DEBUG and
+    answered with a 400 nobody will read (aiohttp drops it quietly), instead
+    of aiohttp's ERROR traceback and 500.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code, title = _HTTP_CODES.get(exc.status, ("httpError", exc.reason))
+        if exc.status == 413:
+            detail = (
+                f"the request body is larger than {request.app._client_max_size} bytes; "
+                "send a smaller body"
+            )
+        else:
+            detail = f"{exc.reason}: {request.method} {request.path}"
+        return error_response(exc.status, code, title, detail)
+    except ConnectionError as exc:
+        log.debug("avatarkit devserver: client went away during %s: %r", request.path, exc)
+        return error_response(
+            400, "connectionLost", "Connection lost", "the client closed the connection"
+        )

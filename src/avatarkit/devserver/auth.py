@@ -94,6 +94,8 @@ class TokenSigner:
         invalid = Rejection(
             401, "sessionTokenInvalid", "Invalid session token", "invalid session token"
         )
+        if not token.isascii():  # tokens are base64url text; a non-UTF-8 header cannot be one
+            return invalid
         signed_part, dot, signature = token.rpartition(".")
         if not dot or not signed_part.startswith(_PREFIX):
             return invalid
@@ -137,7 +139,9 @@ class Credentials:
     def app_for_key(self, api_key: str) -> str | None:
         """The app of ``api_key`` (compared in constant time), or ``None``."""
         found: str | None = None
-        given = api_key.encode()
+        # Header values that are not UTF-8 arrive with surrogate escapes:
+        # compare their original bytes (they match no key) instead of failing.
+        given = api_key.encode("utf-8", "surrogateescape")
         for key, app_id in self._api_keys.items():
             if hmac.compare_digest(key.encode(), given):
                 found = app_id

@@ -14,6 +14,7 @@ A ``--config`` TOML file may hold any option (command-line options win)::
     max_sessions_per_app = 0     # 0 = no limit
     max_message_size = 16777216  # bytes
     pause_timeout = 0            # seconds; 0 = no limit
+    read_timeout = 10            # seconds to send a request head (and a body)
     avatars = ["my-avatar"]
 
     [api_keys]                   # API key = app id
@@ -42,6 +43,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_sessions_per_app": 0,
     "max_message_size": 16 * 1024 * 1024,
     "pause_timeout": 0.0,
+    "read_timeout": 10.0,
 }
 
 
@@ -98,6 +100,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="interrupt requests paused this long (default 0 = never)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close HTTP connections whose request head or body takes longer (default 10)",
     )
 
 
@@ -180,6 +188,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "max_sessions_per_app": int(opts["max_sessions_per_app"]) or None,
         "max_message_size": int(opts["max_message_size"]),
         "pause_timeout": float(opts["pause_timeout"]) or None,
+        "read_timeout": float(opts["read_timeout"]),
     }
 
 

@@ -74,6 +74,8 @@ _FAIR_BATCH = 32  # fast pace: yield to other connections after this many frames
 _BATCH_REALTIME = 10  # frames analysed at a time, just ahead of the output
 _BATCH_FAST = 50
 _MAX_TEXT = 1000  # ServerError messages are cut to this many characters
+MAX_REQ_ID_BYTES = 128
+"""Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
 
 # gRPC / HTTP-like ServerError codes the service uses.
 CODE_INVALID_ARGUMENT = 3  # bad request (or egress config, when the text names it)
@@ -104,6 +106,8 @@ class ServiceSettings:
     max_session_seconds: float | None = None
     close_timeout: float = 2.0
     max_message_size: int = 16 * 1024 * 1024
+    max_request_audio_bytes: int = 64 * 1024 * 1024
+    max_connection_audio_bytes: int = 128 * 1024 * 1024
 
 
 class IngressWebSocket(web.WebSocketResponse):
@@ -201,6 +205,7 @@ class _Request:
     __slots__ = (
         "analyzer",
         "batch_samples",
+        "buffered",
         "carry",
         "decoder",
         "delay_checked",
@@ -223,6 +228,7 @@ class _Request:
         self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
         self.carry = b""  # odd trailing byte of PCM split across messages
         self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
+        self.buffered = 0  # bytes of PCM in raw
         self.pending: deque[AnimationFrame | None] = deque()  # None: empty end marker
         self.flushed = False  # the analyzer has returned the request's last frame
         self.t0 = t0  # realtime: time frame 0 is due; fast: not before this time
@@ -272,9 +278,11 @@ class _Request:
                 parts.append(head[:cut])
                 raw[0] = head[cut:]
                 got = n
+        self.buffered -= 2 * got
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def drop(self) -> None:
+        self.buffered = 0
         self.raw.clear()
         self.pending.clear()
 
@@ -583,6 +591,8 @@ class Connection:
         if not req_id:
             await self._send_error(CODE_INVALID_ARGUMENT, "ClientAudioInput.req_id is empty")
             return
+        if not await self._check_req_id("ClientAudioInput", req_id):
+            return
         req = self._active.get(req_id)
         if req is None:
             known = self.state.requests.get(req_id)
@@ -612,15 +622,66 @@ class Connection:
             await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
             return
         if pcm.size:
+            if not await self._check_buffer(req, pcm.nbytes):
+                return
             info.audio_samples += int(pcm.size)
             req.raw.append(pcm)
+            req.buffered += pcm.nbytes
         if audio.end:
             info.end_received = True
         self._wake()
 
+    async def _check_req_id(self, what: str, req_id: str) -> bool:
+        """Whether ``req_id`` is short enough; refuses it (code 3) if not.
+
+        Every request is remembered by its id (up to ``MAX_REQUESTS_KEPT``),
+        so the id's length bounds that memory. The id itself is not echoed.
+        """
+        size = len(req_id.encode())
+        if size <= MAX_REQ_ID_BYTES:
+            return True
+        await self._send_error(
+            CODE_INVALID_ARGUMENT,
+            f"{what}.req_id is {size} bytes long; at most {MAX_REQ_ID_BYTES} bytes are "
+            "accepted: use a shorter id",
+        )
+        return False
+
+    async def _check_buffer(self, req: _Request, incoming: int) -> bool:
+        """Whether ``incoming`` bytes of decoded audio may wait for playback.
+
+        Audio runs ahead of the output (a whole clip may arrive at once); what
+        is not analysed yet is held per request and per connection up to the
+        server's limits. Over one, the request fails (code 3: the client
+        sent too much too early, retrying as is would fail again); the
+        session and its other requests go on.
+        """
+        settings = self._settings
+        limit = settings.max_request_audio_bytes
+        if req.buffered + incoming > limit:
+            where = "for one request"
+        else:
+            limit = settings.max_connection_audio_bytes
+            total = sum(r.buffered for r in self._active.values())
+            if total + incoming <= limit:
+                return True
+            where = "across the requests of this connection"
+        await self._fail_request(
+            req,
+            f"request {req.info.req_id}: more than {limit} bytes of decoded audio would be "
+            f"buffered ahead of playback {where} (this server's limit); send audio closer "
+            "to real time or split it into shorter requests",
+        )
+        return False
+
     def _decode(self, req: _Request, data: bytes, end: bool) -> np.ndarray[Any, np.dtype[np.int16]]:
         """PCM samples of one audio message (Ogg Opus decoded incrementally)."""
         if self._decoder_cls is not None:
+            if not data and req.decoder is None:
+                # Nothing of the stream arrived (e.g. an encoder that completed no
+                # Opus frame): an empty end ends the request like PCM does, with
+                # one empty end frame, instead of "stream ended before its OpusHead".
+                return _EMPTY
             decoder = req.decoder
             if decoder is None:
                 decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
@@ -701,6 +762,8 @@ class Connection:
 
     async def _on_control(self, control: ClientControl) -> None:
         req_id = control.req_id
+        if not await self._check_req_id("control message", req_id):
+            return
         req = self._active.get(req_id)
         info = req.info if req is not None else self.state.requests.get(req_id)
         kind = control.kind

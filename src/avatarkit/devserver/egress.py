@@ -15,13 +15,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from urllib.parse import urlsplit
 
 from ..proto import avatarkit_wire_pb2 as pb
 from .state import EgressState
 
-__all__ = ["EgressConfigError", "validate_egress"]
+__all__ = ["MAX_EGRESS_FIELD_BYTES", "EgressConfigError", "validate_egress"]
+
+MAX_EGRESS_FIELD_BYTES = 8192
+"""Longest egress text field accepted (URL, names, tokens): real ones are far shorter."""
+_MAX_EXTRA_ATTRIBUTES = 64
 
 _EGRESS_UNSPECIFIED = 0
 _EGRESS_LIVEKIT = 1
@@ -38,7 +43,16 @@ class EgressConfigError(ValueError):
 
 
 def _b64json(part: str) -> object:
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    """The JSON value of one base64url JWT part.
+
+    Raises ``ValueError`` for anything that is not base64url JSON, including
+    text that is not ASCII, bytes that are not UTF-8 and JSON nested deeper
+    than the parser's recursion limit.
+    """
+    try:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, RecursionError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 def _decode_jwt_claims(token: str) -> dict[str, object] | None:
@@ -53,13 +67,13 @@ def _decode_jwt_claims(token: str) -> dict[str, object] | None:
         return None
     try:
         header = _b64json(parts[0])
-    except (ValueError, binascii.Error):
+    except ValueError:
         return None
     if not isinstance(header, dict):
         return None
     try:
         claims = _b64json(parts[1])
-    except (ValueError, binascii.Error):
+    except ValueError:  # not base64, not UTF-8, not JSON, or nested too deep
         claims = None
     if not isinstance(claims, dict):
         raise EgressConfigError(
@@ -68,9 +82,45 @@ def _decode_jwt_claims(token: str) -> dict[str, object] | None:
     return claims
 
 
+def _check_lengths(prefix: str, fields: dict[str, str]) -> None:
+    for name, value in fields.items():
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_EGRESS_FIELD_BYTES:
+            raise EgressConfigError(
+                f"{prefix}.{name} is {size} bytes long; at most {MAX_EGRESS_FIELD_BYTES} "
+                "are accepted"
+            )
+
+
+def _url_ok(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:  # e.g. "ws://[": an unterminated IPv6 address
+        return False
+    return parts.scheme.lower() in ("ws", "wss", "http", "https") and bool(parts.hostname)
+
+
 def _validate_livekit(cfg: pb.LiveKitEgressConfig, now: float) -> EgressState:
-    parts = urlsplit(cfg.url)
-    if parts.scheme.lower() not in ("ws", "wss", "http", "https") or not parts.netloc:
+    _check_lengths(
+        "livekit_egress",
+        {
+            "url": cfg.url,
+            "room_name": cfg.room_name,
+            "publisher_id": cfg.publisher_id,
+            "api_token": cfg.api_token,
+            "api_key": cfg.api_key,
+            "api_secret": cfg.api_secret,
+        },
+    )
+    if len(cfg.extra_attributes) > _MAX_EXTRA_ATTRIBUTES:
+        raise EgressConfigError(
+            f"livekit_egress.extra_attributes has {len(cfg.extra_attributes)} entries; "
+            f"at most {_MAX_EXTRA_ATTRIBUTES} are accepted"
+        )
+    for key, value in cfg.extra_attributes.items():
+        _check_lengths("livekit_egress.extra_attributes", {"key": key, key[:100]: value})
+    if not _url_ok(cfg.url):
         raise EgressConfigError(
             f"livekit_egress.url {cfg.url!r} is invalid: it must be a ws://, wss://, "
             "http:// or https:// URL"
@@ -93,13 +143,20 @@ def _validate_livekit(cfg: pb.LiveKitEgressConfig, now: float) -> EgressState:
             video = claims.get("video")
             room = video.get("room") if isinstance(video, dict) else None
             if room != cfg.room_name:
+                shown = (
+                    repr(room[:100]) if isinstance(room, str) else f"a JSON {type(room).__name__}"
+                )
                 raise EgressConfigError(
-                    f"livekit_egress.api_token grants room {room!r}, not room_name "
-                    f"{cfg.room_name!r}"
+                    f"livekit_egress.api_token grants room {shown}, not room_name "
+                    f"{cfg.room_name[:100]!r}"
                 )
             exp = claims.get("exp")
             if not isinstance(exp, (int, float)) or isinstance(exp, bool):
                 raise EgressConfigError("livekit_egress.api_token has no exp claim")
+            if isinstance(exp, float) and not math.isfinite(exp):
+                raise EgressConfigError(
+                    "livekit_egress.api_token exp claim is not a finite number of unix seconds"
+                )
             if exp <= now:
                 raise EgressConfigError("livekit_egress.api_token is expired (exp is in the past)")
     return EgressState(
@@ -114,6 +171,9 @@ def _validate_livekit(cfg: pb.LiveKitEgressConfig, now: float) -> EgressState:
 
 
 def _validate_agora(cfg: pb.AgoraEgressConfig) -> EgressState:
+    _check_lengths(
+        "agora_egress", {"channel_name": cfg.channel_name, "publisher_id": cfg.publisher_id}
+    )
     if not cfg.channel_name:
         raise EgressConfigError("agora_egress.channel_name is required")
     return EgressState(

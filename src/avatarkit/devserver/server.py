@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from ..protocol import encode_server_error
-from ._jsonapi import error_response
+from ._jsonapi import error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
@@ -56,6 +56,7 @@ log = logging.getLogger("avatarkit.devserver")
 CLOSE_CONCURRENCY_LIMIT = 4003
 _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
+_MAX_BODY = 1024 * 1024  # token request bodies: bigger ones get 413 (JSON:API)
 
 
 def _reject(rej: Rejection) -> web.Response:
@@ -127,7 +128,24 @@ class DevServer:
     * ``pause_timeout``: a request paused that long is interrupted with reason
       ``pause_timeout``;
     * ``max_message_size``: bigger client messages get a ``ServerError`` and
-      close 1009. Messages the server sends stay far below 1 MiB.
+      close 1009. Messages the server sends stay far below 1 MiB;
+    * ``read_timeout`` (default 10 s): a connection must deliver a whole
+      request head within that long of being accepted (or of its previous
+      response), and a token request its body within that long again;
+      otherwise it is closed (408 JSON:API when the head had arrived). Idle
+      keep-alive connections are closed after it too. It does not apply to
+      an upgraded WebSocket (``idle_timeout`` does);
+    * token request bodies over 1 MiB get 413;
+    * ``req_id`` (audio and controls): at most 128 UTF-8 bytes, longer ones
+      get ``ServerError`` code 3 and the message is ignored (the session goes
+      on); the last 256 requests, errors and 3000 egress frames of a session
+      are remembered, no more;
+    * ``max_request_audio_bytes`` (64 MiB, about 11 minutes at 48 kHz) and
+      ``max_connection_audio_bytes`` (128 MiB): decoded audio waiting to be
+      played, per request and summed over a connection's requests. Audio
+      that would go over fails its request: ``ServerError`` code 3 (an
+      invalid request for both published clients), ``INTERRUPTED`` reason
+      ``error`` if it had started; the session and other sessions go on.
 
     Errors: protocol violations get a ``ServerError`` with the hosted
     service's text, then a close (1003 text frame, 1008 otherwise); an
@@ -158,8 +176,11 @@ class DevServer:
         max_session_seconds: float | None = None,
         max_sessions_per_app: int | None = None,
         max_message_size: int = 16 * 1024 * 1024,
+        max_request_audio_bytes: int = 64 * 1024 * 1024,
+        max_connection_audio_bytes: int = 128 * 1024 * 1024,
         max_token_ttl: float = 24 * 3600,
         close_timeout: float = 2.0,
+        read_timeout: float = 10.0,
         compress: bool = False,
         secret: bytes | None = None,
     ) -> None:
@@ -169,6 +190,7 @@ class DevServer:
             ("idle_timeout", idle_timeout),
             ("pause_timeout", pause_timeout),
             ("max_session_seconds", max_session_seconds),
+            ("read_timeout", read_timeout),
         ):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0 seconds (or None for no limit)")
@@ -176,6 +198,12 @@ class DevServer:
             raise ValueError("max_sessions_per_app must be >= 0 (or None for no limit)")
         if max_message_size < 1024:
             raise ValueError("max_message_size must be at least 1024 bytes")
+        for name, size in (
+            ("max_request_audio_bytes", max_request_audio_bytes),
+            ("max_connection_audio_bytes", max_connection_audio_bytes),
+        ):
+            if size <= 0:
+                raise ValueError(f"{name} must be > 0 bytes")
         self.host = host
         self._requested_port = port
         self._settings = ServiceSettings(
@@ -185,9 +213,12 @@ class DevServer:
             max_session_seconds=max_session_seconds,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            max_request_audio_bytes=max_request_audio_bytes,
+            max_connection_audio_bytes=max_connection_audio_bytes,
         )
         self.max_sessions_per_app = max_sessions_per_app
         self.max_token_ttl = max_token_ttl
+        self.read_timeout = read_timeout
         self.compress = compress
         self.credentials = Credentials()
         if dev_credentials:
@@ -349,13 +380,25 @@ class DevServer:
         """Bind and serve; returns ``self``."""
         if self._runner is not None:
             raise RuntimeError("DevServer is already started")
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(client_max_size=_MAX_BODY, middlewares=[jsonapi_errors])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        # keepalive_timeout also runs from the moment a connection is accepted
+        # until a whole request head arrived: a client that sends half a
+        # request line, or nothing, is closed after read_timeout. Bodies are
+        # bounded in _read_body; an unread rest is drained for at most
+        # read_timeout too (lingering_time) before the connection is closed.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            keepalive_timeout=self.read_timeout,
+            lingering_time=self.read_timeout,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self._requested_port)
@@ -422,8 +465,19 @@ class DevServer:
         if app_id is None:
             return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
         try:
-            body = json.loads(await request.read() or b"null")
-        except ValueError:
+            raw = await asyncio.wait_for(request.read(), self.read_timeout)
+        except asyncio.TimeoutError:
+            resp = error_response(
+                408,
+                "requestTimeout",
+                "Request timeout",
+                f"the request body did not arrive within {self.read_timeout:g} seconds",
+            )
+            resp.force_close()
+            return resp
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
             body = None
         if not isinstance(body, dict):
             return error_response(
