@@ -12,7 +12,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -149,40 +148,6 @@ def test_install_extras_exist() -> None:
     assert named
     for name in named:
         assert name in extras
-
-
-def test_command_line_block_runs(tmp_path: Path) -> None:
-    """Each line of the command-line block, against the embedded local service."""
-    block = next(b for b in shell_blocks() if b.startswith("avatarkit demo"))
-    shutil.copy(FIXTURES / "speech_16000.wav", tmp_path / "speech.wav")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATARKIT_")}
-    exe = str(Path(sys.executable).with_name("avatarkit"))
-    for command in _commands(block):
-        args = command.split()
-        if args[1] == "demo":
-            args = ["avatarkit", "demo", "--fast", "--out", "frames.jsonl"]  # [--fast] [--out ...]
-        if args[1] == "serve":
-            proc = subprocess.Popen(
-                [exe, *args[1:3], "0"],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            while "127.0.0.1" not in line:
-                line = proc.stdout.readline()
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(10) == 0
-            proc.stdout.close()
-            continue
-        result = subprocess.run(
-            [exe, *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, f"{command}: {result.stderr}"
-    assert (tmp_path / "frames.png").stat().st_size > 1000
 
 
 def test_e2e_block_runs_against_local_service() -> None:
