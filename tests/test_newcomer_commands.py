@@ -26,8 +26,11 @@ SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 NOT_RUNNABLE_HERE: dict[str, str] = {
     # README quick start and test command: CI runs them literally in a fresh
     # venv (.ci/run); test_readme checks .ci/run holds them verbatim.
-    "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]' && avatarkit demo": (
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && avatarkit demo": (
         "creates a venv and installs: .ci/run runs it literally"
+    ),
+    "pip install -e '.[dev]' && python -m pytest": (
+        "installs, then runs this very suite: .ci/run runs it literally"
     ),
     # Installation / development blocks
     "pip install -e .": "installs into the venv running the tests (.ci/run installs it)",
