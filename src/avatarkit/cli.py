@@ -1006,12 +1006,45 @@ class FramesFile:
     other_messages: int = 0
 
 
+class NotAFramesFileError(ValueError):
+    """The file given to ``inspect`` is not a frames file ``send``/``demo`` write.
+
+    A ``ValueError``; its text is one line naming the file and why it was
+    refused (empty, audio, JSON of another shape, bytes that are not
+    length-prefixed ``Message`` records).
+    """
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"{path} is not an avatarkit frames file ({why}); inspect reads the .jsonl or "
+            ".bin files that 'avatarkit send' and 'avatarkit demo' write"
+        )
+
+
+_AUDIO_MAGIC = (
+    (b"RIFF", "a WAV file"),
+    (b"OggS", "an Ogg file"),
+    (b"fLaC", "a FLAC file"),
+    (b"ID3", "an MP3 file"),
+)
+
+
 def read_frames_file(path: str | os.PathLike[str]) -> FramesFile:
-    """Read a ``.jsonl`` or ``.bin`` frames file (the suffix decides; else its first byte)."""
+    """Read a ``.jsonl`` or ``.bin`` frames file (the suffix decides; else its first byte).
+
+    Raises :class:`NotAFramesFileError` for a file of another kind (empty,
+    audio, other JSON, random bytes) and ``ValueError`` naming the line or
+    byte for a frames file that is damaged further in.
+    """
     file = Path(path)
     data = file.read_bytes()
+    if not data.strip():
+        raise NotAFramesFileError(file, "it is empty")
+    for magic, what in _AUDIO_MAGIC:
+        if data.startswith(magic):
+            raise NotAFramesFileError(file, f"it is {what}; send it with 'avatarkit send'")
     suffix = file.suffix.lower()
-    if suffix == ".jsonl" or (suffix != ".bin" and data[:1] == b"{"):
+    if suffix == ".jsonl" or (suffix != ".bin" and data.lstrip()[:1] in (b"{", b"[")):
         return _read_jsonl(file, data)
     return _read_bin(file, data)
 
@@ -1022,16 +1055,33 @@ def _read_jsonl(path: Path, data: bytes) -> FramesFile:
     import json
 
     result = FramesFile(path=path, kind="jsonl", header=None)
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotAFramesFileError(path, "it is not UTF-8 text") from None
+    first = True
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except ValueError as exc:
+            if first:
+                raise NotAFramesFileError(path, f"line {lineno} is not JSON") from None
             raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
+            if first:
+                raise NotAFramesFileError(path, f"line {lineno} is JSON but not an object")
             raise ValueError(f"{path}:{lineno}: expected a JSON object")
-        kind = obj.get("type", "frame")
+        kind = obj.get("type")
+        if first:
+            first = False
+            if kind not in ("header", "frame"):
+                raise NotAFramesFileError(
+                    path, f'line {lineno} is a JSON object with no "type" of header or frame'
+                )
+            if kind == "header" and obj.get("format", JSONL_FORMAT) != JSONL_FORMAT:
+                raise NotAFramesFileError(path, f"its header says format {obj.get('format')!r}")
         if kind == "header":
             result.header = obj
             continue
@@ -1066,18 +1116,18 @@ def _read_bin(path: Path, data: bytes) -> FramesFile:
     pos = 0
     while pos < len(data):
         if pos + 4 > len(data):
-            raise ValueError(f"{path}: truncated length prefix at byte {pos}")
+            raise _bin_error(path, pos, f"truncated length prefix at byte {pos}")
         size = int.from_bytes(data[pos : pos + 4], "big")
         body = data[pos + 4 : pos + 4 + size]
         if len(body) != size:
-            raise ValueError(f"{path}: truncated message at byte {pos} ({size} bytes announced)")
-        pos += 4 + size
+            why = f"truncated message at byte {pos} ({size} bytes announced, {len(body)} there)"
+            raise _bin_error(path, pos, why)
         try:
             msg = pb.Message.FromString(body)
         except DecodeError:
-            raise ValueError(
-                f"{path}: message at byte {pos - 4 - size} is not a protobuf Message"
-            ) from None
+            why = f"the record at byte {pos} is not a protobuf Message"
+            raise _bin_error(path, pos, why) from None
+        pos += 4 + size
         if not msg.HasField("server_response_animation"):
             result.other_messages += 1
             continue
@@ -1101,7 +1151,14 @@ def _read_bin(path: Path, data: bytes) -> FramesFile:
                 animation=animation,
             )
         )
+    if not result.frames:
+        raise NotAFramesFileError(path, "it holds no animation message")
     return result
+
+
+def _bin_error(path: Path, pos: int, why: str) -> ValueError:
+    """A damaged first record: the file is something else; a later one: a damaged file."""
+    return NotAFramesFileError(path, why) if pos == 0 else ValueError(f"{path}: {why}")
 
 
 def summarize(frames_file: FramesFile) -> dict[str, Any]:
