@@ -122,6 +122,20 @@ _HINTS: dict[str, str] = {
 }
 
 
+# connectionFailed names the endpoint that failed: the token call's or the WebSocket's.
+_PHASE_HINTS: dict[tuple[str, str], str] = {
+    ("connectionFailed", "session_token"): (
+        "check --console-endpoint / AVATARKIT_CONSOLE_ENDPOINT and the network"
+    ),
+    ("connectionFailed", "websocket_connect"): (
+        "check --ingress-endpoint / AVATARKIT_INGRESS_ENDPOINT and the network"
+    ),
+    ("connectionFailed", "websocket_handshake"): (
+        "check --ingress-endpoint / AVATARKIT_INGRESS_ENDPOINT and the network"
+    ),
+}
+
+
 class CLIError(Exception):
     """A failure of the command itself, with what to do about it."""
 
@@ -385,12 +399,11 @@ def error_line(exc: BaseException) -> str:
     elif isinstance(exc, AvatarSDKError):
         code = exc.code.value
         message = exc.message
-        hint = _HINTS.get(code)
-        generic = _generic_advice(exc)
+        hint = _PHASE_HINTS.get((code, exc.phase or "")) or _HINTS.get(code)
         if hint is None:
             hint = "add --debug for details"
-        elif generic and message.endswith(generic):  # ours says the same, with the flag names
-            message = message[: -len(generic)]
+        else:  # ours says the same in terms of flags: drop the SDK's advice
+            message = _without_sdk_advice(message, exc)
         text = f"error: {code}: {message} — {hint}"
     elif isinstance(exc, FileNotFoundError):
         text = f"error: file not found: {exc.filename if exc.filename is not None else exc}"
@@ -406,6 +419,28 @@ def error_line(exc: BaseException) -> str:
     else:
         text = f"error: {type(exc).__name__}: {exc} — add --debug for the traceback"
     return " ".join(text.split())
+
+
+def _without_sdk_advice(message: str, exc: Any) -> str:
+    """``message`` without the advice the SDK appends (in Python API terms).
+
+    Two forms: `` (advice)`` from the error catalogue, and ``; check
+    <parameter> and the network`` from the token call and the WebSocket
+    connect. The command prints its own hint instead, naming flags.
+    """
+    generic = _generic_advice(exc)
+    if generic and message.endswith(generic):
+        message = message[: -len(generic)]
+    for advice in _SDK_CONNECT_ADVICE:
+        if message.endswith(advice):
+            message = message[: -len(advice)]
+    return message
+
+
+_SDK_CONNECT_ADVICE = (
+    "; check console_endpoint_url and the network",
+    "; check ingress_endpoint_url and the network",
+)
 
 
 def _generic_advice(exc: Any) -> str:
