@@ -564,6 +564,12 @@ class StreamResult:
         return self.first_frame_at - self.first_audio_at
 
     @property
+    def receive_s(self) -> float | None:
+        """From the first audio sent to the end frame (or the last frame), in seconds."""
+        end = self.end_at or self.last_frame_at
+        return None if end is None else end - self.first_audio_at
+
+    @property
     def frames_per_second(self) -> float | None:
         end = self.end_at or self.last_frame_at
         if end is None or end <= self.first_audio_at:
@@ -922,7 +928,7 @@ async def _run_stream(
             if target.local
             else f"configured ({_base_url(target.ingress_endpoint)})"
         )
-    pace = "real-time pace" if realtime else "no pacing"
+    pace = "sent at real-time pace" if realtime else "sent unpaced"
     print_summary(
         title,
         result,
@@ -934,6 +940,30 @@ async def _run_stream(
         plot_hint=target.local and out.suffix.lower() == ".jsonl",
     )
     return 0
+
+
+PACED_FRACTION = 0.8
+"""Frames received over at least this share of the audio's duration were paced."""
+
+
+def pacing_label(result: StreamResult, audio_s: float) -> str:
+    """How the frames were paced, from the measured receive time (not from flags).
+
+    A hosted service paces its answer to the audio whatever the client does,
+    so ``--fast`` alone does not make a run unpaced. Rule: the frames took at
+    least :data:`PACED_FRACTION` of the audio's duration to arrive (from the
+    first audio sent to the end frame) -> real time; less -> faster than real
+    time. Who paced is said when known: the client when it sent in real time,
+    else the service.
+    """
+    span = result.receive_s
+    if span is None or audio_s <= 0:
+        return "n/a (no frames)"
+    figures = f"received over {span:.2f} s for {audio_s:.2f} s of audio"
+    if span >= PACED_FRACTION * audio_s:
+        who = "audio sent in real time" if result.paced else "paced by the service"
+        return f"real time, {who} ({figures})"
+    return f"faster than real time, {audio_s / max(span, 1e-6):.1f}x ({figures})"
 
 
 def print_summary(
@@ -960,12 +990,8 @@ def print_summary(
         ("service", service),
         ("request", result.req_id),
         ("frames received", f"{result.frames} (end marker: {ends})"),
-        (
-            "frames per second",
-            (f"{fps:.1f}" + ("" if result.paced else " (received; no pacing)"))
-            if fps is not None
-            else "n/a",
-        ),
+        ("frames per second", f"{fps:.1f}" if fps is not None else "n/a"),
+        ("pacing", pacing_label(result, clip.duration_s)),
         ("time to first frame", f"{ttff * 1000:.0f} ms" if ttff is not None else "n/a"),
         ("audio duration", f"{clip.duration_s:.2f} s ({detail})"),
         ("wall time", f"{result.finished_at - result.started_at:.2f} s"),
