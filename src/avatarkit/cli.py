@@ -5,6 +5,7 @@
     avatarkit demo [--fast] [--out FRAMES.jsonl]
     avatarkit send AUDIO [--sample-rate N] [--format pcm|ogg_opus] [--chunk-ms 40]
                          [--realtime] [--bitrate BPS] [--out FRAMES.jsonl|FRAMES.bin]
+                         [--force]
     avatarkit inspect FRAMES [--plot OUT.png] [--audio FILE] [--json]
     avatarkit serve [...]          (the local avatar service, see ``avatarkit serve -h``)
 
@@ -260,8 +261,9 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         default="frames.jsonl",
         metavar="PATH",
         help="frames file: .jsonl (one JSON object per frame) or .bin (length-prefixed "
-        "Message bytes); default ./frames.jsonl",
+        "Message bytes); default ./frames.jsonl; an existing file is kept unless --force",
     )
+    send.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     send.add_argument(
         "--timeout",
         type=float,
@@ -1004,6 +1006,7 @@ def print_summary(
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
+    check_out_path(Path(args.out), overwrite=True)
     clip = _demo_clip()
     return await _run_stream(
         args,
@@ -1018,13 +1021,40 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-async def _cmd_send(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def check_out_path(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output path that cannot work, before anything starts.
+
+    Checked: the suffix (``.jsonl``/``.bin``), that it is not a directory,
+    that its directory exists and is writable, and (unless ``overwrite``)
+    that no file is there already. ``send`` keeps an existing file unless
+    given ``--force``; ``demo`` rewrites its own output (it is a demo).
+    """
     if out.suffix.lower() not in (".jsonl", ".bin"):
         raise CLIError(
             f"--out {out}: unknown frames file type {out.suffix or '(none)'!r}",
             "name it *.jsonl (JSON lines) or *.bin (length-prefixed Message bytes)",
         )
+    if out.is_dir():
+        raise CLIError(
+            f"--out {out} is a directory", f"give a file name, e.g. {out / 'frames.jsonl'}"
+        )
+    parent = out.parent
+    if not parent.exists():
+        raise CLIError(f"--out {out}: directory {parent} does not exist", "create it first")
+    if not parent.is_dir():
+        raise CLIError(f"--out {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: directory {parent} is not writable")
+    if out.exists() and not overwrite:
+        raise CLIError(
+            f"--out {out} already exists",
+            "pass --force to overwrite it, or choose another --out",
+        )
+
+
+async def _cmd_send(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    check_out_path(out, overwrite=args.force)
     clip = load_clip(args.audio, sample_rate=args.sample_rate, audio_format=args.format)
     local_pace = args.local_pace or ("realtime" if args.realtime else "fast")
     return await _run_stream(
