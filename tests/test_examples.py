@@ -173,6 +173,37 @@ async def test_http_service() -> None:
         assert resp.status == 400
 
 
+async def test_http_service_refuses_malformed_requests() -> None:
+    """Malformed JSON and a POST without audio get 400 with a JSON error, not the bundled clip."""
+    example = load_example("http_service")
+    app = example.create_app(pace="fast")
+    async with (
+        TestServer(app, host="127.0.0.1", port=0) as server,
+        TestClient(server) as client,
+    ):
+        cases: list[tuple[str, dict[str, Any]]] = [
+            (
+                "not valid JSON",
+                {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            ),
+            ("not valid JSON", {"data": b"", "headers": {"Content-Type": "application/json"}}),
+            ("no audio", {"json": {"sample_rate": 16000}}),
+            ("no audio", {"json": {"sample_rate": 16000, "audio": ""}}),
+            ("no audio", {"data": b"", "headers": {"Content-Type": "application/octet-stream"}}),
+            ("no audio", {"data": b""}),
+        ]
+        for fragment, kwargs in cases:
+            resp = await client.post("/animate", params={"sample_rate": "16000"}, **kwargs)
+            assert resp.status == 400, (kwargs, await resp.text())
+            assert resp.content_type == "application/json"
+            body = await resp.json()
+            assert body["error"] == "badRequest", body
+            assert fragment in body["message"], body
+        # GET still means "the bundled clip"
+        resp = await client.get("/animate", params={"sample_rate": "16000"})
+        assert resp.status == 200
+
+
 # ---------------------------------------------------------------------------
 # connection_pool
 # ---------------------------------------------------------------------------

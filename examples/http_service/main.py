@@ -4,13 +4,14 @@
 
     curl 'http://127.0.0.1:8000/animate?sample_rate=24000'
     curl -X POST 'http://127.0.0.1:8000/animate?sample_rate=16000' \\
-         --data-binary @speech_16000.pcm -H 'Content-Type: application/octet-stream'
+         --data-binary @tests/fixtures/speech_16000.pcm -H 'Content-Type: application/octet-stream'
     curl -X POST http://127.0.0.1:8000/animate -H 'Content-Type: application/json' \\
          -d '{"sample_rate": 16000, "audio": "<base64 s16le PCM>"}'
 
 ``GET /animate?sample_rate=N`` animates the speech clip bundled with avatarkit,
 resampled to N Hz; ``POST`` animates the mono s16le PCM in the body (raw, or
-base64 in a JSON ``audio`` field; an empty body means the bundled clip). N is
+base64 in a JSON ``audio`` field). A POST with no audio or with JSON that does
+not parse is answered 400 with ``{"error": "badRequest", "message": ...}``. N is
 one of the PCM rates the service takes (8000 ... 48000). The answer::
 
     {"sample_rate": 24000, "duration_s": 13.61, "req_id": "...",
@@ -124,19 +125,26 @@ async def handle_animate(request: web.Request) -> web.Response:
     query_rate = request.query.get("sample_rate")
     pcm = b""
     if request.method == "POST" and request.content_type == "application/json":
-        body = await request.json()
+        try:
+            body = json.loads(await request.text())
+        except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+            raise _bad_request("the body is not valid JSON") from None
         if not isinstance(body, dict):
             raise _bad_request("the JSON body must be an object")
         rate = _sample_rate(body.get("sample_rate", query_rate))
         try:
             pcm = base64.b64decode(body.get("audio") or "", validate=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             raise _bad_request("audio must be base64 of s16le PCM") from None
-    else:
+        if not pcm:
+            raise _bad_request('no audio: put base64 s16le PCM in "audio"')
+    elif request.method == "POST":
         rate = _sample_rate(query_rate)
-        if request.method == "POST":
-            pcm = await request.read()
-    if not pcm:
+        pcm = await request.read()
+        if not pcm:
+            raise _bad_request("no audio: the body is empty (GET /animate for the bundled clip)")
+    else:  # GET: the bundled clip
+        rate = _sample_rate(query_rate)
         pcm = bundled_clip(rate)
     if len(pcm) % 2:
         raise _bad_request("PCM must hold whole 16-bit samples (odd byte count)")

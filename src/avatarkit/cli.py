@@ -5,6 +5,7 @@
     avatarkit demo [--fast] [--out FRAMES.jsonl]
     avatarkit send AUDIO [--sample-rate N] [--format pcm|ogg_opus] [--chunk-ms 40]
                          [--realtime] [--bitrate BPS] [--out FRAMES.jsonl|FRAMES.bin]
+                         [--force]
     avatarkit inspect FRAMES [--plot OUT.png] [--audio FILE] [--json]
     avatarkit serve [...]          (the local avatar service, see ``avatarkit serve -h``)
 
@@ -119,6 +120,20 @@ _HINTS: dict[str, str] = {
     "serverError": "retry; add --debug for details",
     "upstreamError": "retry in a moment",
     "protocolError": "the service spoke an unexpected protocol: check --ingress-endpoint",
+}
+
+
+# connectionFailed names the endpoint that failed: the token call's or the WebSocket's.
+_PHASE_HINTS: dict[tuple[str, str], str] = {
+    ("connectionFailed", "session_token"): (
+        "check --console-endpoint / AVATARKIT_CONSOLE_ENDPOINT and the network"
+    ),
+    ("connectionFailed", "websocket_connect"): (
+        "check --ingress-endpoint / AVATARKIT_INGRESS_ENDPOINT and the network"
+    ),
+    ("connectionFailed", "websocket_handshake"): (
+        "check --ingress-endpoint / AVATARKIT_INGRESS_ENDPOINT and the network"
+    ),
 }
 
 
@@ -246,8 +261,9 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         default="frames.jsonl",
         metavar="PATH",
         help="frames file: .jsonl (one JSON object per frame) or .bin (length-prefixed "
-        "Message bytes); default ./frames.jsonl",
+        "Message bytes); default ./frames.jsonl; an existing file is kept unless --force",
     )
+    send.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     send.add_argument(
         "--timeout",
         type=float,
@@ -385,12 +401,11 @@ def error_line(exc: BaseException) -> str:
     elif isinstance(exc, AvatarSDKError):
         code = exc.code.value
         message = exc.message
-        hint = _HINTS.get(code)
-        generic = _generic_advice(exc)
+        hint = _PHASE_HINTS.get((code, exc.phase or "")) or _HINTS.get(code)
         if hint is None:
             hint = "add --debug for details"
-        elif generic and message.endswith(generic):  # ours says the same, with the flag names
-            message = message[: -len(generic)]
+        else:  # ours says the same in terms of flags: drop the SDK's advice
+            message = _without_sdk_advice(message, exc)
         text = f"error: {code}: {message} — {hint}"
     elif isinstance(exc, FileNotFoundError):
         text = f"error: file not found: {exc.filename if exc.filename is not None else exc}"
@@ -406,6 +421,28 @@ def error_line(exc: BaseException) -> str:
     else:
         text = f"error: {type(exc).__name__}: {exc} — add --debug for the traceback"
     return " ".join(text.split())
+
+
+def _without_sdk_advice(message: str, exc: Any) -> str:
+    """``message`` without the advice the SDK appends (in Python API terms).
+
+    Two forms: `` (advice)`` from the error catalogue, and ``; check
+    <parameter> and the network`` from the token call and the WebSocket
+    connect. The command prints its own hint instead, naming flags.
+    """
+    generic = _generic_advice(exc)
+    if generic and message.endswith(generic):
+        message = message[: -len(generic)]
+    for advice in _SDK_CONNECT_ADVICE:
+        if message.endswith(advice):
+            message = message[: -len(advice)]
+    return message
+
+
+_SDK_CONNECT_ADVICE = (
+    "; check console_endpoint_url and the network",
+    "; check ingress_endpoint_url and the network",
+)
 
 
 def _generic_advice(exc: Any) -> str:
@@ -527,6 +564,12 @@ class StreamResult:
         if self.first_frame_at is None:
             return None
         return self.first_frame_at - self.first_audio_at
+
+    @property
+    def receive_s(self) -> float | None:
+        """From the first audio sent to the end frame (or the last frame), in seconds."""
+        end = self.end_at or self.last_frame_at
+        return None if end is None else end - self.first_audio_at
 
     @property
     def frames_per_second(self) -> float | None:
@@ -887,7 +930,7 @@ async def _run_stream(
             if target.local
             else f"configured ({_base_url(target.ingress_endpoint)})"
         )
-    pace = "real-time pace" if realtime else "no pacing"
+    pace = "sent at real-time pace" if realtime else "sent unpaced"
     print_summary(
         title,
         result,
@@ -899,6 +942,30 @@ async def _run_stream(
         plot_hint=target.local and out.suffix.lower() == ".jsonl",
     )
     return 0
+
+
+PACED_FRACTION = 0.8
+"""Frames received over at least this share of the audio's duration were paced."""
+
+
+def pacing_label(result: StreamResult, audio_s: float) -> str:
+    """How the frames were paced, from the measured receive time (not from flags).
+
+    A hosted service paces its answer to the audio whatever the client does,
+    so ``--fast`` alone does not make a run unpaced. Rule: the frames took at
+    least :data:`PACED_FRACTION` of the audio's duration to arrive (from the
+    first audio sent to the end frame) -> real time; less -> faster than real
+    time. Who paced is said when known: the client when it sent in real time,
+    else the service.
+    """
+    span = result.receive_s
+    if span is None or audio_s <= 0:
+        return "n/a (no frames)"
+    figures = f"received over {span:.2f} s for {audio_s:.2f} s of audio"
+    if span >= PACED_FRACTION * audio_s:
+        who = "audio sent in real time" if result.paced else "paced by the service"
+        return f"real time, {who} ({figures})"
+    return f"faster than real time, {audio_s / max(span, 1e-6):.1f}x ({figures})"
 
 
 def print_summary(
@@ -925,12 +992,8 @@ def print_summary(
         ("service", service),
         ("request", result.req_id),
         ("frames received", f"{result.frames} (end marker: {ends})"),
-        (
-            "frames per second",
-            (f"{fps:.1f}" + ("" if result.paced else " (received; no pacing)"))
-            if fps is not None
-            else "n/a",
-        ),
+        ("frames per second", f"{fps:.1f}" if fps is not None else "n/a"),
+        ("pacing", pacing_label(result, clip.duration_s)),
         ("time to first frame", f"{ttff * 1000:.0f} ms" if ttff is not None else "n/a"),
         ("audio duration", f"{clip.duration_s:.2f} s ({detail})"),
         ("wall time", f"{result.finished_at - result.started_at:.2f} s"),
@@ -943,6 +1006,7 @@ def print_summary(
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
+    check_out_path(Path(args.out), overwrite=True)
     clip = _demo_clip()
     return await _run_stream(
         args,
@@ -957,13 +1021,40 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-async def _cmd_send(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def check_out_path(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output path that cannot work, before anything starts.
+
+    Checked: the suffix (``.jsonl``/``.bin``), that it is not a directory,
+    that its directory exists and is writable, and (unless ``overwrite``)
+    that no file is there already. ``send`` keeps an existing file unless
+    given ``--force``; ``demo`` rewrites its own output (it is a demo).
+    """
     if out.suffix.lower() not in (".jsonl", ".bin"):
         raise CLIError(
             f"--out {out}: unknown frames file type {out.suffix or '(none)'!r}",
             "name it *.jsonl (JSON lines) or *.bin (length-prefixed Message bytes)",
         )
+    if out.is_dir():
+        raise CLIError(
+            f"--out {out} is a directory", f"give a file name, e.g. {out / 'frames.jsonl'}"
+        )
+    parent = out.parent
+    if not parent.exists():
+        raise CLIError(f"--out {out}: directory {parent} does not exist", "create it first")
+    if not parent.is_dir():
+        raise CLIError(f"--out {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: directory {parent} is not writable")
+    if out.exists() and not overwrite:
+        raise CLIError(
+            f"--out {out} already exists",
+            "pass --force to overwrite it, or choose another --out",
+        )
+
+
+async def _cmd_send(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    check_out_path(out, overwrite=args.force)
     clip = load_clip(args.audio, sample_rate=args.sample_rate, audio_format=args.format)
     local_pace = args.local_pace or ("realtime" if args.realtime else "fast")
     return await _run_stream(
@@ -1006,12 +1097,45 @@ class FramesFile:
     other_messages: int = 0
 
 
+class NotAFramesFileError(ValueError):
+    """The file given to ``inspect`` is not a frames file ``send``/``demo`` write.
+
+    A ``ValueError``; its text is one line naming the file and why it was
+    refused (empty, audio, JSON of another shape, bytes that are not
+    length-prefixed ``Message`` records).
+    """
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"{path} is not an avatarkit frames file ({why}); inspect reads the .jsonl or "
+            ".bin files that 'avatarkit send' and 'avatarkit demo' write"
+        )
+
+
+_AUDIO_MAGIC = (
+    (b"RIFF", "a WAV file"),
+    (b"OggS", "an Ogg file"),
+    (b"fLaC", "a FLAC file"),
+    (b"ID3", "an MP3 file"),
+)
+
+
 def read_frames_file(path: str | os.PathLike[str]) -> FramesFile:
-    """Read a ``.jsonl`` or ``.bin`` frames file (the suffix decides; else its first byte)."""
+    """Read a ``.jsonl`` or ``.bin`` frames file (the suffix decides; else its first byte).
+
+    Raises :class:`NotAFramesFileError` for a file of another kind (empty,
+    audio, other JSON, random bytes) and ``ValueError`` naming the line or
+    byte for a frames file that is damaged further in.
+    """
     file = Path(path)
     data = file.read_bytes()
+    if not data.strip():
+        raise NotAFramesFileError(file, "it is empty")
+    for magic, what in _AUDIO_MAGIC:
+        if data.startswith(magic):
+            raise NotAFramesFileError(file, f"it is {what}; send it with 'avatarkit send'")
     suffix = file.suffix.lower()
-    if suffix == ".jsonl" or (suffix != ".bin" and data[:1] == b"{"):
+    if suffix == ".jsonl" or (suffix != ".bin" and data.lstrip()[:1] in (b"{", b"[")):
         return _read_jsonl(file, data)
     return _read_bin(file, data)
 
@@ -1022,16 +1146,33 @@ def _read_jsonl(path: Path, data: bytes) -> FramesFile:
     import json
 
     result = FramesFile(path=path, kind="jsonl", header=None)
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotAFramesFileError(path, "it is not UTF-8 text") from None
+    first = True
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except ValueError as exc:
+            if first:
+                raise NotAFramesFileError(path, f"line {lineno} is not JSON") from None
             raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
+            if first:
+                raise NotAFramesFileError(path, f"line {lineno} is JSON but not an object")
             raise ValueError(f"{path}:{lineno}: expected a JSON object")
-        kind = obj.get("type", "frame")
+        kind = obj.get("type")
+        if first:
+            first = False
+            if kind not in ("header", "frame"):
+                raise NotAFramesFileError(
+                    path, f'line {lineno} is a JSON object with no "type" of header or frame'
+                )
+            if kind == "header" and obj.get("format", JSONL_FORMAT) != JSONL_FORMAT:
+                raise NotAFramesFileError(path, f"its header says format {obj.get('format')!r}")
         if kind == "header":
             result.header = obj
             continue
@@ -1066,18 +1207,18 @@ def _read_bin(path: Path, data: bytes) -> FramesFile:
     pos = 0
     while pos < len(data):
         if pos + 4 > len(data):
-            raise ValueError(f"{path}: truncated length prefix at byte {pos}")
+            raise _bin_error(path, pos, f"truncated length prefix at byte {pos}")
         size = int.from_bytes(data[pos : pos + 4], "big")
         body = data[pos + 4 : pos + 4 + size]
         if len(body) != size:
-            raise ValueError(f"{path}: truncated message at byte {pos} ({size} bytes announced)")
-        pos += 4 + size
+            why = f"truncated message at byte {pos} ({size} bytes announced, {len(body)} there)"
+            raise _bin_error(path, pos, why)
         try:
             msg = pb.Message.FromString(body)
         except DecodeError:
-            raise ValueError(
-                f"{path}: message at byte {pos - 4 - size} is not a protobuf Message"
-            ) from None
+            why = f"the record at byte {pos} is not a protobuf Message"
+            raise _bin_error(path, pos, why) from None
+        pos += 4 + size
         if not msg.HasField("server_response_animation"):
             result.other_messages += 1
             continue
@@ -1101,7 +1242,14 @@ def _read_bin(path: Path, data: bytes) -> FramesFile:
                 animation=animation,
             )
         )
+    if not result.frames:
+        raise NotAFramesFileError(path, "it holds no animation message")
     return result
+
+
+def _bin_error(path: Path, pos: int, why: str) -> ValueError:
+    """A damaged first record: the file is something else; a later one: a damaged file."""
+    return NotAFramesFileError(path, why) if pos == 0 else ValueError(f"{path}: {why}")
 
 
 def summarize(frames_file: FramesFile) -> dict[str, Any]:
