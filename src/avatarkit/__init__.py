@@ -23,6 +23,7 @@ from .errors import (
     AvatarSDKErrorCode,
     CloseCode,
     OptionalDependencyError,
+    SessionClosedError,
     SessionTokenError,
 )
 from .events import (
@@ -55,6 +56,7 @@ __all__ = [
     "PlaybackStateEvent",
     "PoolClosedError",
     "PoolStats",
+    "SessionClosedError",
     "SessionConfig",
     "SessionConfigBuilder",
     "SessionLease",

@@ -11,6 +11,9 @@ Compatibility notes (see PROTOCOL.md sections 5 and 6):
 * What the successor contract knows is added in extra fields: ``close_code``,
   ``close_reason`` and :attr:`AvatarSDKError.retryable`.
 * :class:`AvatarSDKError` derives from :class:`Exception` only, as in 0.1.7.
+* Where 0.1.7 raises a builtin exception and ours knows more, ours raises a
+  class that is both (an instance of more classes, never fewer): see
+  :class:`SessionClosedError`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "CloseCode",
     "ErrorPhase",
     "OptionalDependencyError",
+    "SessionClosedError",
     "SessionTokenError",
     "classify_close",
     "classify_http_rejection",
@@ -226,6 +230,17 @@ class SessionTokenError(AvatarSDKError):
         else:  # SessionTokenError(code, message)
             resolved = AvatarSDKErrorCode(code_or_message)
         super().__init__(resolved, message, phase=phase, **fields)
+
+
+class SessionClosedError(AvatarSDKError, ValueError):
+    """``send_audio``/``interrupt``/``pause``/``resume`` on a session that has ended.
+
+    avatarkit 0.1.7 raises a plain ``ValueError`` there, so this is a
+    ``ValueError`` too (code written for 0.1.7 still catches it) and an
+    :class:`AvatarSDKError` with code ``connectionClosed``, phase
+    ``websocket_send`` and, when the server closed the socket, its
+    ``close_code``, ``close_reason`` and :attr:`~AvatarSDKError.retryable`.
+    """
 
 
 class OptionalDependencyError(ImportError):
