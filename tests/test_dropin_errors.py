@@ -40,6 +40,14 @@ SCENARIOS = [
     "interrupt_after_server_close",
     "bad_api_key",
     "unknown_avatar",
+    # The service decides which rates it takes (PROTOCOL.md 3): the client sends them.
+    "pcm_rate_11025",
+    "pcm_rate_12000",
+    "opus_rate_11025",
+    "opus_rate_22050",
+    # The built-in encoder can only take Opus's rates: refused locally, as in 0.1.7.
+    "encoder_rate_11025",
+    "encoder_rate_22050",
 ]
 SERVER_CLOSES = {"send_after_server_close", "interrupt_after_server_close"}
 
@@ -131,3 +139,78 @@ async def test_every_send_after_a_server_close_is_a_value_error_with_the_close_d
             assert err.retryable is False
     finally:
         await session.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"sample_rate": 16000.0}, TypeError),
+        ({"sample_rate": "16000"}, TypeError),
+        ({"sample_rate": True}, TypeError),
+        ({"bitrate": 1.5}, TypeError),
+        ({"bitrate": 2**31}, ValueError),
+    ],
+)
+def test_sample_rate_and_bitrate_types_are_checked_locally(
+    overrides: dict[str, object], error: type[Exception]
+) -> None:
+    from avatarkit import SessionConfig
+
+    cfg = SessionConfig(avatar_id="a", app_id="b", **overrides)  # type: ignore[arg-type]
+    with pytest.raises(error, match=r"sample_rate|bitrate"):
+        cfg.validate_audio()
+
+
+@pytest.mark.parametrize("rate", [11025, 12000, 96000])
+def test_rates_the_protocol_does_not_list_are_left_to_the_service(rate: int) -> None:
+    from avatarkit import SessionConfig
+
+    SessionConfig(avatar_id="a", app_id="b", sample_rate=rate).validate_audio()
+
+
+@pytest.mark.parametrize("rate", [11025, 96000])
+async def test_an_unlisted_pcm_rate_is_refused_by_the_service_in_start(
+    avatar_server: DevServer, rate: int
+) -> None:
+    from avatarkit import AvatarSDKError, AvatarSDKErrorCode, new_avatar_session
+
+    session = new_avatar_session(**avatar_server.session_kwargs(sample_rate=rate))
+    try:
+        await session.init()
+        with pytest.raises(AvatarSDKError) as info:
+            await session.start()
+    finally:
+        await session.close()
+    assert info.value.code is AvatarSDKErrorCode.unsupportedSampleRate
+    assert info.value.phase == "websocket_handshake"
+    assert info.value.server_code == "400"  # not 3 (PROTOCOL.md 6)
+    assert str(rate) in (info.value.server_detail or "")
+
+
+def test_an_encoder_rate_error_is_what_0_1_7_reports_and_a_value_error() -> None:
+    import pickle
+
+    from avatarkit import (
+        AudioFormat,
+        AvatarSDKErrorCode,
+        OggOpusEncoderConfig,
+        SessionConfig,
+        UnsupportedSampleRateError,
+    )
+
+    cfg = SessionConfig(
+        avatar_id="a",
+        app_id="b",
+        sample_rate=11025,
+        audio_format=AudioFormat.OGG_OPUS,
+        ogg_opus_encoder=OggOpusEncoderConfig(),
+    )
+    with pytest.raises(ValueError, match="resample") as info:
+        cfg.validate_audio()
+    err = info.value
+    assert isinstance(err, UnsupportedSampleRateError)
+    assert err.code is AvatarSDKErrorCode.unsupportedSampleRate
+    assert err.phase == "websocket_handshake" and err.retryable is False
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is UnsupportedSampleRateError and clone.code is err.code
+    assert str(clone) == str(err)

@@ -25,6 +25,7 @@ from .errors import (
     OptionalDependencyError,
     SessionClosedError,
     SessionTokenError,
+    UnsupportedSampleRateError,
 )
 from .events import (
     AnimationFrameEvent,
@@ -62,6 +63,7 @@ __all__ = [
     "SessionLease",
     "SessionPool",
     "SessionTokenError",
+    "UnsupportedSampleRateError",
     "__version__",
     "aclose_shared_resources",
     "generate_log_id",

@@ -30,6 +30,7 @@ __all__ = [
     "OptionalDependencyError",
     "SessionClosedError",
     "SessionTokenError",
+    "UnsupportedSampleRateError",
     "classify_close",
     "classify_http_rejection",
     "classify_server_error",
@@ -202,7 +203,9 @@ class AvatarSDKError(Exception):
 def _rebuild_error(
     cls: type[AvatarSDKError], code: AvatarSDKErrorCode, message: str, state: dict[str, Any]
 ) -> AvatarSDKError:
-    err = cls(code, message)
+    # Not cls(...): subclasses have their own constructor signatures.
+    err = cls.__new__(cls)
+    BaseException.__init__(err, message)
     err.__dict__.update(state)
     return err
 
@@ -241,6 +244,24 @@ class SessionClosedError(AvatarSDKError, ValueError):
     ``websocket_send`` and, when the server closed the socket, its
     ``close_code``, ``close_reason`` and :attr:`~AvatarSDKError.retryable`.
     """
+
+
+class UnsupportedSampleRateError(AvatarSDKError, ValueError):
+    """A sample rate the built-in Ogg Opus encoder cannot encode, refused locally.
+
+    avatarkit 0.1.7 sends such a configuration and ``start()`` fails with the
+    service's ``unsupportedSampleRate`` (phase ``websocket_handshake``); ours
+    knows before any network call and raises the same code and phase, as a
+    ``ValueError`` too (a configuration error, like ours raise elsewhere).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            AvatarSDKErrorCode.unsupportedSampleRate,
+            message,
+            phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+            retryable=False,
+        )
 
 
 class OptionalDependencyError(ImportError):

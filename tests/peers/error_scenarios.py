@@ -14,7 +14,7 @@ import json
 import sys
 from datetime import datetime, timedelta, timezone
 
-from avatarkit import new_avatar_session
+from avatarkit import AudioFormat, OggOpusEncoderConfig, new_avatar_session
 
 PCM = b"\x00\x00" * 1600  # 100 ms of silence at 16 kHz
 
@@ -46,8 +46,12 @@ async def main() -> None:
         kwargs["api_key"] = "not-the-key"
     if scenario == "unknown_avatar":
         kwargs["avatar_id"] = "no-such-avatar"
-    if scenario == "sample_rate_11025":
-        kwargs["sample_rate"] = 11025
+    if scenario.startswith(("pcm_rate_", "opus_rate_", "encoder_rate_")):
+        kwargs["sample_rate"] = int(scenario.rsplit("_", 1)[1])
+    if scenario.startswith(("opus_rate_", "encoder_rate_")):
+        kwargs["audio_format"] = AudioFormat.OGG_OPUS
+    if scenario.startswith("encoder_rate_"):
+        kwargs["ogg_opus_encoder"] = OggOpusEncoderConfig()
     session = new_avatar_session(**kwargs)
     raised = None
     try:
@@ -64,6 +68,8 @@ async def main() -> None:
             await session.start()
             if scenario == "start_twice":
                 await session.start()
+            elif scenario.startswith(("pcm_rate_", "opus_rate_", "encoder_rate_")):
+                await session.send_audio(PCM, end=True)
             elif scenario == "interrupt_before_request":
                 await session.interrupt()
             elif scenario in ("send_after_server_close", "interrupt_after_server_close"):
