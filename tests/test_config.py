@@ -122,10 +122,16 @@ def test_livekit_key_secret_deprecated() -> None:
         ({"app_id": ""}, "app_id is required"),
         ({"ingress_endpoint_url": ""}, "ingress_endpoint_url is required"),
         ({"ingress_endpoint_url": "gopher://x"}, "ingress_endpoint_url"),
-        ({"sample_rate": 12000}, "not supported for PCM_S16LE"),
+        ({"sample_rate": 0}, "positive"),
+        ({"sample_rate": -16000}, "positive"),
+        ({"sample_rate": 2**31}, "positive"),
         (
-            {"sample_rate": 22050, "audio_format": AudioFormat.OGG_OPUS},
-            "not supported for OGG_OPUS",
+            {
+                "sample_rate": 22050,
+                "audio_format": AudioFormat.OGG_OPUS,
+                "ogg_opus_encoder": OggOpusEncoderConfig(),
+            },
+            "built-in Ogg Opus encoder",
         ),
         ({"ogg_opus_encoder": OggOpusEncoderConfig()}, "audio_format is PCM_S16LE"),
         (

@@ -705,7 +705,7 @@ async def test_bad_arguments_fail_before_any_network_call(
     with pytest.raises(TypeError, match="not both"):
         SessionPool(2, session_factory=lambda **h: new_avatar_session(**kwargs, **h), **kwargs)
     with pytest.raises(ValueError, match="sample_rate"):
-        SessionPool(2, **{**kwargs, "sample_rate": 11025})
+        SessionPool(2, **{**kwargs, "sample_rate": 0})
     assert avatar_server.connection_count == 0 and avatar_server.last_session is None
 
 

@@ -23,7 +23,9 @@ from .errors import (
     AvatarSDKErrorCode,
     CloseCode,
     OptionalDependencyError,
+    SessionClosedError,
     SessionTokenError,
+    UnsupportedSampleRateError,
 )
 from .events import (
     AnimationFrameEvent,
@@ -55,11 +57,13 @@ __all__ = [
     "PlaybackStateEvent",
     "PoolClosedError",
     "PoolStats",
+    "SessionClosedError",
     "SessionConfig",
     "SessionConfigBuilder",
     "SessionLease",
     "SessionPool",
     "SessionTokenError",
+    "UnsupportedSampleRateError",
     "__version__",
     "aclose_shared_resources",
     "generate_log_id",

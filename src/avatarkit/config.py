@@ -30,10 +30,15 @@ __all__ = [
     "SessionConfigBuilder",
 ]
 
-#: Sample rates the service accepts for raw PCM input.
+#: Sample rates the protocol lists for raw PCM input. The client does not
+#: enforce them: the service decides (it refuses others with
+#: ``unsupportedSampleRate`` in ``start()``, as with avatarkit 0.1.7).
 PCM_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-#: Sample rates the service accepts for Ogg Opus input (Opus's own rates).
+#: Sample rates the protocol lists for Ogg Opus input (Opus's own rates). The
+#: built-in encoder can only encode these, so that one is checked locally.
 OGG_OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)
+#: Largest sample rate / bitrate the wire can carry (``int32`` fields).
+_INT32_MAX = 2**31 - 1
 
 _OPUS_FRAME_DURATIONS_MS = (10, 20, 40, 60)
 _OPUS_APPLICATIONS = ("audio", "voip", "restricted_lowdelay")
@@ -47,7 +52,7 @@ class AudioFormat(str, Enum):
 
     @property
     def sample_rates(self) -> tuple[int, ...]:
-        """The sample rates this format may be configured with."""
+        """The sample rates the protocol lists for this format (the service decides)."""
         return PCM_SAMPLE_RATES if self is AudioFormat.PCM_S16LE else OGG_OPUS_SAMPLE_RATES
 
 
@@ -249,12 +254,15 @@ class SessionConfig:
             raise ValueError(
                 f"audio_format must be an AudioFormat (PCM_S16LE or OGG_OPUS), not {fmt!r}"
             )
-        if self.sample_rate not in fmt.sample_rates:
-            raise ValueError(
-                f"sample_rate={self.sample_rate!r} is not supported for {fmt.name}; "
-                f"use one of {fmt.sample_rates}"
-            )
-        if self.bitrate < 0:
+        rate = self.sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int):
+            raise TypeError(f"sample_rate must be an int (Hz), not {type(rate).__name__}")
+        if not 0 < rate <= _INT32_MAX:
+            raise ValueError(f"sample_rate must be a positive number of Hz, got {rate}")
+        bitrate = self.bitrate
+        if isinstance(bitrate, bool) or not isinstance(bitrate, int):
+            raise TypeError(f"bitrate must be an int (bit/s), not {type(bitrate).__name__}")
+        if not 0 <= bitrate <= _INT32_MAX:
             raise ValueError("bitrate must be >= 0 (0 = encoder default)")
         if self.ogg_opus_encoder is not None:
             if fmt is not AudioFormat.OGG_OPUS:
@@ -263,6 +271,16 @@ class SessionConfig:
                     "audio_format=AudioFormat.OGG_OPUS or drop ogg_opus_encoder"
                 )
             self.ogg_opus_encoder.validate()
+            if rate not in OGG_OPUS_SAMPLE_RATES:
+                # Certain locally: Opus encodes only these. The same code and
+                # phase as 0.1.7 reports (the service refuses the rate there).
+                from .errors import UnsupportedSampleRateError
+
+                raise UnsupportedSampleRateError(
+                    f"sample_rate={rate} cannot be encoded by the built-in Ogg Opus encoder; "
+                    f"use one of {OGG_OPUS_SAMPLE_RATES}, or resample the PCM"
+                )
+        # Any other rate goes to the service, which decides (PROTOCOL.md 3, 6).
 
     def validate_egress(self) -> None:
         """At most one egress kind, each complete."""

@@ -11,6 +11,9 @@ Compatibility notes (see PROTOCOL.md sections 5 and 6):
 * What the successor contract knows is added in extra fields: ``close_code``,
   ``close_reason`` and :attr:`AvatarSDKError.retryable`.
 * :class:`AvatarSDKError` derives from :class:`Exception` only, as in 0.1.7.
+* Where 0.1.7 raises a builtin exception and ours knows more, ours raises a
+  class that is both (an instance of more classes, never fewer): see
+  :class:`SessionClosedError`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ __all__ = [
     "CloseCode",
     "ErrorPhase",
     "OptionalDependencyError",
+    "SessionClosedError",
     "SessionTokenError",
+    "UnsupportedSampleRateError",
     "classify_close",
     "classify_http_rejection",
     "classify_server_error",
@@ -198,7 +203,9 @@ class AvatarSDKError(Exception):
 def _rebuild_error(
     cls: type[AvatarSDKError], code: AvatarSDKErrorCode, message: str, state: dict[str, Any]
 ) -> AvatarSDKError:
-    err = cls(code, message)
+    # Not cls(...): subclasses have their own constructor signatures.
+    err = cls.__new__(cls)
+    BaseException.__init__(err, message)
     err.__dict__.update(state)
     return err
 
@@ -226,6 +233,35 @@ class SessionTokenError(AvatarSDKError):
         else:  # SessionTokenError(code, message)
             resolved = AvatarSDKErrorCode(code_or_message)
         super().__init__(resolved, message, phase=phase, **fields)
+
+
+class SessionClosedError(AvatarSDKError, ValueError):
+    """``send_audio``/``interrupt``/``pause``/``resume`` on a session that has ended.
+
+    avatarkit 0.1.7 raises a plain ``ValueError`` there, so this is a
+    ``ValueError`` too (code written for 0.1.7 still catches it) and an
+    :class:`AvatarSDKError` with code ``connectionClosed``, phase
+    ``websocket_send`` and, when the server closed the socket, its
+    ``close_code``, ``close_reason`` and :attr:`~AvatarSDKError.retryable`.
+    """
+
+
+class UnsupportedSampleRateError(AvatarSDKError, ValueError):
+    """A sample rate the built-in Ogg Opus encoder cannot encode, refused locally.
+
+    avatarkit 0.1.7 sends such a configuration and ``start()`` fails with the
+    service's ``unsupportedSampleRate`` (phase ``websocket_handshake``); ours
+    knows before any network call and raises the same code and phase, as a
+    ``ValueError`` too (a configuration error, like ours raise elsewhere).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            AvatarSDKErrorCode.unsupportedSampleRate,
+            message,
+            phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+            retryable=False,
+        )
 
 
 class OptionalDependencyError(ImportError):

@@ -804,13 +804,14 @@ class SessionPool:
         assert session is not None
         try:
             req_id = await asyncio.wait_for(session.interrupt(), _RELEASE_TIMEOUT)
-        except ValueError:
-            return  # nothing was ever sent on this session
         except (AvatarSDKError, OSError, asyncio.TimeoutError) as error:
+            # Before ValueError: SessionClosedError is both (0.1.7 compatibility).
             logger.info("avatarkit: pool: interrupt on release failed (%s); replacing", error)
             if member.live:
                 self._close_member(member)
             return
+        except ValueError:
+            return  # nothing was ever sent on this session
         member.retire(req_id)
 
     # -- internals: opening and replacing ---------------------------------------------

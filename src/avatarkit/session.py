@@ -38,6 +38,7 @@ from .errors import (
     AvatarSDKError,
     AvatarSDKErrorCode,
     ErrorPhase,
+    SessionClosedError,
     classify_close,
 )
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -553,9 +554,12 @@ class AvatarSession:
             raise self._close_error_for_send(action)
         raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
 
-    def _close_error_for_send(self, action: str, req_id: str | None = None) -> AvatarSDKError:
+    def _close_error_for_send(
+        self, action: str, req_id: str | None = None
+    ) -> SessionClosedError:
+        # A ValueError too: what 0.1.7 raises once its connection is gone.
         base = self._close_error
-        return AvatarSDKError(
+        return SessionClosedError(
             AvatarSDKErrorCode.connectionClosed,
             f"cannot {action.replace('_', ' ')}: the session is closed"
             + (f" ({base.message})" if base is not None else "")
