@@ -251,7 +251,7 @@ RUN_HERE_HTTP = [
     "-H 'Content-Type: application/octet-stream' --data-binary @tests/fixtures/speech_16000.pcm",
     "curl -X POST http://127.0.0.1:8000/animate -H 'Content-Type: application/json' "
     '-d "{\\"sample_rate\\": 16000, \\"audio\\": '
-    "\\\"$(base64 < tests/fixtures/silence_1s_16000.pcm | tr -d '\\n')\\\"}\"",
+    '\\"$(base64 < tests/fixtures/silence_1s_16000.pcm | tr -d \'\\n\')\\"}"',
 ]
 RUN_HERE = [
     *RUN_HERE_README_CLI,

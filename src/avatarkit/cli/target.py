@@ -1,0 +1,79 @@
+"""Which service a command talks to: the configured hosted one or the embedded local one."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ._common import CLIError, _note
+
+# (attribute, flag, environment variable, what it is)
+_CONNECTION = (
+    ("api_key", "--api-key", "AVATARKIT_API_KEY", "API key"),
+    ("app_id", "--app-id", "AVATARKIT_APP_ID", "app id"),
+    ("avatar_id", "--avatar-id", "AVATARKIT_AVATAR_ID", "avatar id"),
+    ("console_endpoint", "--console-endpoint", "AVATARKIT_CONSOLE_ENDPOINT", "console URL"),
+    ("ingress_endpoint", "--ingress-endpoint", "AVATARKIT_INGRESS_ENDPOINT", "ingress URL"),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Endpoint and credentials of the service a command talks to."""
+
+    api_key: str
+    app_id: str
+    avatar_id: str
+    console_endpoint: str
+    ingress_endpoint: str
+    local: bool
+    """True for the embedded local avatar service."""
+
+
+def _configured(args: argparse.Namespace) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for attr, _flag, env, _what in _CONNECTION:
+        value = getattr(args, attr, None) or os.environ.get(env, "")
+        if value:
+            values[attr] = value
+    return values
+
+
+@contextlib.asynccontextmanager
+async def connect_target(args: argparse.Namespace, *, local_pace: str) -> AsyncIterator[Target]:
+    """The hosted service when configured, else the embedded local service for the block."""
+    values = _configured(args)
+    if values:
+        missing = [f"{flag} (or {env})" for attr, flag, env, _ in _CONNECTION if attr not in values]
+        if missing:
+            raise CLIError(
+                "incomplete service settings: missing " + ", ".join(missing),
+                "set all five to use the hosted service, or none to use the local service",
+            )
+        yield Target(local=False, **values)
+        return
+    from ..devserver import DevServer
+
+    async with DevServer(host="127.0.0.1", port=0, pace=local_pace) as server:
+        _note(
+            f"embedded local avatar service at {_base_url(server.console_url)} "
+            f"(no AVATARKIT_* settings; {local_pace} pace)"
+        )
+        yield Target(
+            api_key=server.api_key,
+            app_id=server.app_id,
+            avatar_id=server.avatar_id,
+            console_endpoint=server.console_url,
+            ingress_endpoint=server.ingress_url,
+            local=True,
+        )
+
+
+def _base_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
