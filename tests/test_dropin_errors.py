@@ -40,6 +40,15 @@ SCENARIOS = [
     "interrupt_after_server_close",
     "bad_api_key",
     "unknown_avatar",
+    "send_text_audio",
+    "bad_ingress_scheme",
+    "handshake_credits",
+    "handshake_invalid_request",
+    "token_402",
+    "token_200_without_token",
+    "upgrade_401",
+    "upgrade_500",
+    "handshake_drop",
     # The service decides which rates it takes (PROTOCOL.md 3): the client sends them.
     "pcm_rate_11025",
     "pcm_rate_12000",
@@ -58,9 +67,24 @@ def peer_python() -> Path:
 
 
 async def _run(python: Path | str, server: DevServer, scenario: str) -> dict[str, Any] | None:
+    faults = server.faults
     if scenario in SERVER_CLOSES:
         # The service closes this connection (code 4001) right after confirming it.
-        server.faults.close(4001, "credits exhausted")
+        faults.close(4001, "credits exhausted")
+    elif scenario == "handshake_credits":
+        faults.send_error(4001, "credits exhausted", phase="handshake")
+    elif scenario == "handshake_invalid_request":
+        faults.send_error(3, "invalid configuration", phase="handshake")
+    elif scenario == "token_402":
+        faults.reject_token(402)
+    elif scenario == "token_200_without_token":
+        faults.reject_token(200, "{}")
+    elif scenario == "upgrade_401":
+        faults.reject_upgrade(401, {"errors": [{"status": "401", "detail": "token is expired"}]})
+    elif scenario == "upgrade_500":
+        faults.reject_upgrade(500)
+    elif scenario == "handshake_drop":
+        faults.drop_connection(phase="handshake")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = await asyncio.create_subprocess_exec(
         str(python),

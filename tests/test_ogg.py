@@ -163,7 +163,7 @@ def test_headers_written_automatically_with_first_packet() -> None:
     assert pages[0].packets[0].startswith(b"OpusHead")
 
 
-def test_granules_follow_rfc7845_and_end_trims_to_input_length() -> None:
+def test_granules_include_pre_skip_and_end_trims_to_input_length() -> None:
     rate = 16000
     writer = OggOpusWriter(rate, pre_skip=312)
     stream = writer.header_pages()
@@ -175,8 +175,8 @@ def test_granules_follow_rfc7845_and_end_trims_to_input_length() -> None:
     pages = OggPageReader().feed(stream)[2:]
     granules = [p.granule_position for p in pages]
     total = 5 * 320 + 300
-    # intermediate pages: 48 kHz samples decoded so far (pre-skip included)
-    assert granules[:-1] == [960 * k for k in range(1, 7)]
+    # every page: pre-skip + input so far at 48 kHz (RFC 7845 4; what 0.1.7 writes)
+    assert granules[:-1] == [312 + 960 * k for k in range(1, 6)] + [6012]
     # the end: pre-skip + unpadded input length at 48 kHz
     assert granules[-1] == 312 + total * 48000 // rate == 6012
     assert [p.eos for p in pages] == [False] * 6 + [True]
@@ -207,7 +207,7 @@ def test_finish_flags_the_held_packet() -> None:
     pages = OggPageReader().feed(out)
     assert len(pages) == 4  # no extra empty EOS page
     assert pages[-1].eos and pages[-1].packets == (bytes([TOC_20MS, 2]),)
-    assert pages[-1].granule_position == min(2 * 960, 312 + 1460)
+    assert pages[-1].granule_position == 312 + 1460
 
 
 def test_finish_without_packets_writes_an_eos_page() -> None:

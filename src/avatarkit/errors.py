@@ -19,10 +19,14 @@ Compatibility notes (see PROTOCOL.md sections 5 and 6):
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum, IntEnum
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
+    "MAX_JSON_BODY",
+    "MAX_JSON_DEPTH",
     "AvatarSDKError",
     "AvatarSDKErrorCode",
     "CloseCode",
@@ -278,6 +282,45 @@ class OptionalDependencyError(ImportError):
 # Parsing rejection bodies
 # --------------------------------------------------------------------------
 
+#: Largest body (bytes, or characters for text) parsed as JSON; a larger one
+#: is taken as plain text (a rejection) or refused (a token answer). Real
+#: answers are well under 4 KB; this keeps a hostile one from costing memory.
+MAX_JSON_BODY = 256 * 1024
+#: Deepest nesting of ``[``/``{`` parsed; deeper bodies are not parsed at all
+#: (they would reach Python's recursion limit). Real answers nest 3 levels.
+MAX_JSON_DEPTH = 32
+_MAX_FIELD = 4096  # characters kept of a code/title/detail from a body
+_MAX_SUMMARY = 500  # characters of the body's detail/title quoted in a message
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def load_json_body(raw: str | bytes | bytearray | memoryview) -> tuple[Any, str | None]:
+    """``(value, None)`` for a JSON body within the limits, else ``(None, why)``.
+
+    Never raises: bodies larger than :data:`MAX_JSON_BODY`, nested deeper
+    than :data:`MAX_JSON_DEPTH`, not UTF-8 or not JSON come back with the
+    reason, so callers turn them into the SDK's own errors.
+    """
+    if len(raw) > MAX_JSON_BODY:
+        return None, f"larger than {MAX_JSON_BODY} bytes"
+    if isinstance(raw, str):
+        text = raw
+    else:
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not valid UTF-8"
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+        depth = max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+        if depth > MAX_JSON_DEPTH:
+            return None, f"nested deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError):  # RecursionError: belt and braces
+        return None, "not valid JSON"
+
 
 class ParsedBody:
     """The first error of a JSON:API, flat JSON or plain-text error body."""
@@ -300,31 +343,41 @@ class ParsedBody:
 def _as_str(value: object) -> str | None:
     if value is None or value == "":
         return None
-    return str(value)
+    # str() as 0.1.7 does; safe here: the depth is capped, so is the size.
+    return str(value)[:_MAX_FIELD]
 
 
 def _as_status(value: object) -> int | None:
-    try:
-        return int(str(value)) if value not in (None, "") else None
-    except ValueError:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 401.0, as 0.1.7 reads it
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None  # lists, objects, NaN, Infinity are no status
+    text = value.strip() if isinstance(value, str) else str(value)
+    if not text or len(text) > 9 or not text.isdigit():
         return None
+    return int(text)
 
 
 def parse_error_body(raw: str | bytes | None) -> ParsedBody:
     """Read ``status``, ``code`` (or ``id``), ``title``, ``detail`` (or ``message``).
 
     Accepts ``{"errors": [{...}]}`` (JSON:API), a flat ``{"code", "message"}``
-    or ``{"error": ...}`` object, or plain text (taken as the detail).
+    or ``{"error": ...}`` object, or plain text (taken as the detail). Never
+    raises: a body that is not JSON within :data:`MAX_JSON_BODY` and
+    :data:`MAX_JSON_DEPTH`, or of unexpected shape, counts as plain text
+    (its first 500 characters); each field is cut to 4096 characters.
     """
     if raw is None:
         return ParsedBody()
-    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    if isinstance(raw, (bytes, bytearray)):
+        text = bytes(raw[: MAX_JSON_BODY + 1]).decode("utf-8", "replace")
+    else:
+        text = raw[: MAX_JSON_BODY + 1]
     text = text.strip()
     if not text:
         return ParsedBody()
-    try:
-        data = json.loads(text)
-    except ValueError:
+    data, problem = load_json_body(text)
+    if problem is not None:
         return ParsedBody(detail=text[:500])
     item: Any = data
     flat = True
@@ -481,8 +534,10 @@ def classify_http_rejection(
     ``websocket_connect``. A token answer of 200 with an ``errors`` list is
     reported with the first error's ``status`` as ``http_status``.
     """
-    raw = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
-    parsed = parse_error_body(raw)
+    if isinstance(body, (bytes, bytearray)):
+        body = bytes(body[: MAX_JSON_BODY + 1]).decode("utf-8", "replace")
+    parsed = parse_error_body(body)
+    raw = body[:MAX_JSON_BODY] if body is not None else None  # kept for diagnosis, capped
     http_status = status
     if (status is None or status == 200) and parsed.status is not None:
         http_status = parsed.status
@@ -495,6 +550,8 @@ def classify_http_rejection(
     )
     what = "session token request" if phase == ErrorPhase.SESSION_TOKEN.value else "connection"
     summary = parsed.detail or parsed.title or (f"HTTP {http_status}" if http_status else "")
+    if len(summary) > _MAX_SUMMARY:
+        summary = summary[:_MAX_SUMMARY] + "..."
     message = f"{what} rejected: {summary}" if summary else f"{what} rejected"
     message += _advice(code)
     cls = SessionTokenError if phase == ErrorPhase.SESSION_TOKEN.value else AvatarSDKError

@@ -27,12 +27,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from google.protobuf.message import DecodeError
 
 from .errors import (
+    MAX_JSON_BODY,
     AvatarSDKError,
     AvatarSDKErrorCode,
     ErrorPhase,
     SessionTokenError,
     classify_http_rejection,
     classify_server_error,
+    load_json_body,
 )
 from .events import PlaybackState, PlaybackStateEvent
 from .ids import generate_log_id
@@ -633,28 +635,26 @@ def parse_token_response(status: int, body: bytes) -> str:
     """The token from a token-call answer, or a :class:`SessionTokenError`.
 
     Reads ``sessionToken`` (legacy route) or ``session_token`` (successor).
+    Never raises anything but :class:`SessionTokenError`: an answer larger
+    than :data:`~avatarkit.errors.MAX_JSON_BODY`, nested deeper than
+    :data:`~avatarkit.errors.MAX_JSON_DEPTH`, not UTF-8, not JSON or not a
+    JSON object is ``protocolError`` (as 0.1.7 reports an undecodable answer).
     """
     phase = ErrorPhase.SESSION_TOKEN.value
     if status != 200:
         raise classify_http_rejection(status, body, phase=phase)
-    try:
-        data = json.loads(body)
-    except ValueError:
+    data, problem = load_json_body(body)
+    if problem is None and not isinstance(data, Mapping):
+        problem = "not a JSON object"
+    if problem is not None:
         raise SessionTokenError(
             AvatarSDKErrorCode.protocolError,
-            "session token response is not JSON",
+            f"session token response is {problem}",
             phase=phase,
             http_status=status,
-            raw_body=body.decode("utf-8", "replace"),
-        ) from None
-    if not isinstance(data, Mapping):
-        raise SessionTokenError(
-            AvatarSDKErrorCode.protocolError,
-            "session token response is not a JSON object",
-            phase=phase,
-            http_status=status,
-            raw_body=body.decode("utf-8", "replace"),
+            raw_body=bytes(body[:MAX_JSON_BODY]).decode("utf-8", "replace"),
         )
+    assert isinstance(data, Mapping)
     if data.get("errors"):
         raise classify_http_rejection(status, body, phase=phase)
     token = data.get("sessionToken") or data.get("session_token")

@@ -44,6 +44,8 @@ async def main() -> None:
     )
     if scenario == "bad_api_key":
         kwargs["api_key"] = "not-the-key"
+    if scenario == "bad_ingress_scheme":
+        kwargs["ingress_endpoint_url"] = "ftp://127.0.0.1:9/v2/driveningress"
     if scenario == "unknown_avatar":
         kwargs["avatar_id"] = "no-such-avatar"
     if scenario.startswith(("pcm_rate_", "opus_rate_", "encoder_rate_")):
@@ -70,6 +72,8 @@ async def main() -> None:
                 await session.start()
             elif scenario.startswith(("pcm_rate_", "opus_rate_", "encoder_rate_")):
                 await session.send_audio(PCM, end=True)
+            elif scenario == "send_text_audio":
+                await session.send_audio("not bytes")
             elif scenario == "interrupt_before_request":
                 await session.interrupt()
             elif scenario in ("send_after_server_close", "interrupt_after_server_close"):

@@ -9,12 +9,11 @@ checked, so a broken stream fails loudly instead of decoding to noise).
 
 Nothing here needs a codec; the codec lives in :mod:`avatarkit.audio.opus`.
 
-Granule positions follow RFC 7845 section 4: the granule position of a page is
-the number of 48 kHz samples the decoder has produced once it has decoded every
-packet completed on that page, pre-skip included. The end-of-stream page carries
-``pre_skip + input_samples * 48000 / rate`` (the unpadded input length, which is
-what avatarkit 0.1.7 writes there) so decoders trim the padding of the last
-frame; :meth:`OggOpusWriter.add_packet` explains how the two meet.
+Granule positions include the pre-skip (RFC 7845 section 4): every audio page
+carries ``pre_skip + input samples so far * 48000 / rate``, what avatarkit
+0.1.7 writes (PROTOCOL.md 6), for every stream alike. On the end-of-stream page
+that is the unpadded input length, so decoders trim the padding of the last
+frame; see :meth:`OggOpusWriter.add_packet`.
 """
 
 from __future__ import annotations
@@ -368,7 +367,6 @@ class OggOpusWriter:
         self._headers_written = False
         self._held: bytes | None = None
         self._held_granule = 0
-        self._decoded_48k = 0  # samples the decoder yields for every packet so far
         self._input_samples = 0  # unpadded input samples at sample_rate
         self._finished = False
 
@@ -406,16 +404,12 @@ class OggOpusWriter:
         packet, fewer for a zero-padded last frame, 0 for packets that only
         flush the encoder's lookahead. The page granule position is
 
-            min(48 kHz samples decoded through this packet,
-                pre_skip + total input samples * 48000 / sample_rate)
+            pre_skip + total input samples * 48000 / sample_rate
 
-        The first term is the RFC 7845 definition; it is the smaller one on
-        every page but the last as long as the caller sends no packet beyond
-        what covers the lookahead and the input (:class:`OggOpusEncoder`
-        never does). On the last page the second term trims the padding, so
-        the stream decodes to exactly the input length; it is avatarkit
-        0.1.7's ``pre_skip + samples * 48000 / rate``. Taking the minimum
-        keeps granule positions from ever decreasing.
+        (pre-skip included, RFC 7845 section 4), the value avatarkit 0.1.7
+        writes on every page: 1272, 2232, ... for 20 ms frames at 16 kHz.
+        On the last page it trims the padding, so the stream decodes to
+        exactly the input length. It never decreases (flush packets add 0).
 
         The packet is held back until the next call (pages lag one packet);
         ``last=True`` writes it at once with the end-of-stream flag.
@@ -427,11 +421,9 @@ class OggOpusWriter:
         out = b"" if self._headers_written else self.header_pages()
         if self._held is not None:
             out += self._write_held(eos=False)
-        self._decoded_48k += opus_packet_duration(packet)
         self._input_samples += samples_at_rate
-        end = self.pre_skip + self._input_samples * OPUS_RATE // self.sample_rate
         self._held = bytes(packet)
-        self._held_granule = min(self._decoded_48k, end)
+        self._held_granule = self.pre_skip + self._input_samples * OPUS_RATE // self.sample_rate
         if last:
             out += self._write_held(eos=True)
             self._finished = True

@@ -39,6 +39,12 @@ Two FFmpeg details shape the encoder:
 - FFmpeg flushes the encoder's lookahead at the end of the stream (extra
   packets), so the final ``pre_skip`` samples of input are really in the
   stream; the end-of-stream granule position then trims the padding exactly.
+- Every page's granule position is ``pre_skip + input samples so far * 48000 /
+  rate`` (pre-skip included, RFC 7845 section 4), byte-compatible with 0.1.7
+  on every request of a session. FFmpeg's own Ogg demuxer reads such a
+  stream's end trimming against the page before, so it plays ``pre_skip``
+  samples less at the end (as it does with 0.1.7's streams); our
+  :class:`OggOpusDecoder` (the local service's) decodes exactly the input.
   The pre-skip written to OpusHead is the encoder's real lookahead as FFmpeg
   reports it: 312 (6.5 ms, what avatarkit 0.1.7 always wrote) for the default
   ``audio``/``voip`` modes with 10-60 ms frames, 120 for ``lowdelay`` and for
