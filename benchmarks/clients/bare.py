@@ -7,19 +7,16 @@ an SDK can reach, not a per-call client object.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from _common import SAMPLE_RATE, load_wire_pb2
+
+from benchmarks.common import API_KEY, APP_ID, AVATAR_ID, SAMPLE_RATE, load_wire_pb2
 
 pb = load_wire_pb2()
 
-APP_ID = "bench-app"
-AVATAR_ID = "bench-avatar"
-API_KEY = "bench-key"
 REQ_ID = "20250101000000_benchBENCH01"
 
 ANIMATION = pb.MESSAGE_SERVER_RESPONSE_ANIMATION
@@ -77,7 +74,3 @@ class TokenClient:
 
 def auth_headers(token: str) -> dict[str, str]:
     return {"X-App-ID": APP_ID, "X-Session-Key": token}
-
-
-def now() -> float:
-    return time.monotonic()

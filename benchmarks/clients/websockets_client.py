@@ -6,21 +6,20 @@ flood server never accepts it, so both receive the same uncompressed frames),
 one reader task per connection iterating the socket, one protobuf parse per
 message, the envelope handed to the callback with its ``end`` flag.
 
-Run: ``python benchmarks/client_websockets.py --scenario flood --console URL --ingress URL``
+Run: ``python -m benchmarks.clients.websockets_client --scenario flood --console URL --ingress URL``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import websockets
-from _bare import (
+from websockets.asyncio.client import ClientConnection, connect
+
+from benchmarks.clients.bare import (
     ANIMATION,
     CONFIRM,
     ERROR,
@@ -31,9 +30,8 @@ from _bare import (
     pb,
     ws_url,
 )
-from _common import protobuf_backend
-from _scenarios import OnFrame, main
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.clients.measure import OnFrame, main
+from benchmarks.common import protobuf_backend
 
 Message = pb.Message
 

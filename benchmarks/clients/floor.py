@@ -6,22 +6,21 @@ once to ``bytes`` (a user callback needs an object that outlives the frame),
 parsed once with the upb ``Message``, and the envelope goes to the callback
 with its ``end`` flag, which is what avatarkit's ``transport_frames`` gets.
 
-Run: ``python benchmarks/client_floor.py --scenario flood --console URL --ingress URL``
-(see ``_scenarios.py`` for the options; ``python -m benchmarks`` runs it).
+Run: ``python -m benchmarks.clients.floor --scenario flood --console URL --ingress URL``
+(see ``measure.py`` for the options; ``python -m benchmarks`` runs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import picows
-from _bare import (
+from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
+
+from benchmarks.clients.bare import (
     ANIMATION,
     CONFIRM,
     ERROR,
@@ -32,9 +31,8 @@ from _bare import (
     pb,
     ws_url,
 )
-from _common import protobuf_backend
-from _scenarios import OnFrame, main
-from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
+from benchmarks.clients.measure import OnFrame, main
+from benchmarks.common import protobuf_backend
 
 BINARY = WSMsgType.BINARY
 Message = pb.Message
