@@ -106,6 +106,17 @@ def keep_previous(results: dict[str, Any], path: Path) -> None:
     results["wall_s_previous"] = old.get("wall_s_previous") or old.get("wall_s")
 
 
+def _counts(text: str) -> list[int]:
+    """A comma-separated list of positive session counts (an argparse type)."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive whole numbers, e.g. 100,300")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="every client and server once, tiny")
@@ -116,35 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="runs per client (default 3)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop of every client process")  # fmt: skip
-    p.add_argument("--sessions", default=None, help="realtime session counts, e.g. 100,1000")
-    p.add_argument("--capacity-sessions", default=None, help="e.g. 300,400,500")
+    p.add_argument("--sessions", type=_counts, help="realtime session counts, e.g. 100,1000")
+    p.add_argument("--capacity-sessions", type=_counts, help="e.g. 300,400,500")
     p.add_argument("--capacity-seconds", type=float, default=None, help="audio per session")
-    p.add_argument(
-        "--max-retries",
-        type=int,
-        default=2,
-        help="repeat a run disturbed by other processes up to this many times",
-    )
-    p.add_argument(
-        "--disturbed-cores",
-        type=float,
-        default=0.15,
-        help="a run is disturbed when other processes used more cores than this",
-    )
-    p.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=15.0,
-        help="seconds to wait before each run for other processes to go quiet",
-    )
+    p.add_argument("--max-retries", type=int, default=2,
+                   help="repeat a run disturbed by other processes this many times")  # fmt: skip
+    p.add_argument("--disturbed-cores", type=float, default=0.15,
+                   help="disturbed: other processes used more cores than this")  # fmt: skip
+    p.add_argument("--quiet-wait", type=float, default=15.0,
+                   help="wait this long before a run for other processes to quiet")  # fmt: skip
     p.add_argument("--retry-budget", type=int, default=12, help="disturbed runs repeated in all")
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/results)")
-    args = p.parse_args(argv)
+    args = p.parse_args(argv)  # fmt: skip
     out = Path(args.out) if args.out else RESULTS / "raw" / "smoke" if args.smoke else RESULTS
     md_path = ROOT / "BENCHMARKS.md" if out == RESULTS else out / "BENCHMARKS.md"
     if args.render:
-        results = json.loads((out / "latest.json").read_text())
-        md_path.write_text(report.render(results))
+        if not (out / "latest.json").is_file():
+            p.error(f"{out / 'latest.json'} not found: measure first (python -m benchmarks), "
+                    "or give --out the folder that holds latest.json")  # fmt: skip
+        md_path.write_text(report.render(json.loads((out / "latest.json").read_text())))
         log(f"rendered {md_path} from {out / 'latest.json'}")
         return 0
     only = [s for s in args.only.split(",") if s]
@@ -157,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.repeats and "repeats" in c:
             c["repeats"] = args.repeats
     if args.sessions:
-        cfg["realtime"]["sessions"] = [int(x) for x in args.sessions.split(",")]
+        cfg["realtime"]["sessions"] = args.sessions
     if args.capacity_sessions:
-        cfg["capacity"]["sessions"] = [int(x) for x in args.capacity_sessions.split(",")]
+        cfg["capacity"]["sessions"] = args.capacity_sessions
     if args.capacity_seconds:
         cfg["capacity"]["seconds"] = args.capacity_seconds
     out.mkdir(parents=True, exist_ok=True)

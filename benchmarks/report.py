@@ -253,7 +253,10 @@ def _cells(r: dict[str, Any], spec: str) -> list[str]:
 def _rows(s: dict[str, Any]) -> dict[str, str]:
     """Table rows (client names and numbers only) for the template."""
     t: dict[str, list[str]] = {}
-    add = lambda table, *cells: t.setdefault(table, []).append(_row(*cells))  # noqa: E731
+
+    def add(table: str, *cells: Any) -> None:
+        t.setdefault(table, []).append(_row(*cells))
+
     for name, r in s["flood"].items():
         spread = f"{fmt(r['cpu'], 3)} ({fmt(r['min'])}-{fmt(r['max'])})"
         add("flood", NAMES[name], spread, *_cells(r, "x_floor x_017 fps:0 lost"))

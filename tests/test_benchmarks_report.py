@@ -111,3 +111,26 @@ def test_benchmarks_do_not_edit_sys_path() -> None:
         and "sys.path" in path.read_text()
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--render"], "latest.json"),
+        (["--only", "flood,nonsense"], "nonsense"),
+        (["--sessions", "100,many"], "--sessions"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_what_to_do(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *argv, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -83,6 +83,8 @@ class Stats:
 
 
 class Config:
+    """The server's settings (from its command line)."""
+
     def __init__(self, args: argparse.Namespace) -> None:
         self.mode: str = args.mode
         self.frames: int = args.frames
@@ -147,33 +149,6 @@ def has_auth(headers: Any, query: str) -> bool:
 _UNAUTHORIZED = b'{"errors":[{"status":"401","code":"sessionTokenInvalid"}]}'
 
 
-class _Protocol:
-    """Server side of one session, independent of the WebSocket library."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self.state = 0  # 0: wait configure, 1: wait audio, 2: streaming/done
-        self.conn_id = ""
-
-    def handle(self, data: bytes) -> tuple[bytes | None, str | None]:
-        """Returns (reply, req_id_to_stream | None); reply None = nothing."""
-        msg = pb.Message()
-        try:
-            msg.ParseFromString(data)
-        except Exception:
-            return error_bytes(400, "failed to unmarshal initial message"), None
-        if self.state == 0:
-            if msg.type != pb.MESSAGE_CLIENT_CONFIGURE_SESSION:
-                return error_bytes(400, "expected ClientConfigureSession message"), None
-            self.conn_id = f"flood-{next(_conn_ids)}"
-            self.state = 1
-            return confirm_bytes(self.conn_id), None
-        if msg.type == pb.MESSAGE_CLIENT_AUDIO_INPUT:
-            self.state = 2
-            return None, msg.client_audio_input.req_id
-        return None, None
-
-
 def make_picows_factory(cfg: Config) -> Any:
     """picows listener factory: one ``Session`` per accepted connection."""
     from picows import (
@@ -194,7 +169,8 @@ def make_picows_factory(cfg: Config) -> Any:
 
     class Session(WSListener):
         def __init__(self) -> None:
-            self.proto = _Protocol(cfg)
+            self.state = 0  # 0: wait configure, 1: wait audio, 2: streaming/done
+            self.conn_id = ""
             self.t: WSTransport | None = None
             self.timer: asyncio.TimerHandle | None = None
             self.k = 0
@@ -208,19 +184,29 @@ def make_picows_factory(cfg: Config) -> Any:
         def on_ws_frame(self, transport: WSTransport, frame: Any) -> None:
             mt = frame.msg_type
             if mt == BINARY:
-                if self.proto.state == 2:
-                    return
-                reply, req_id = self.proto.handle(frame.get_payload_as_bytes())
-                if reply is not None:
-                    transport.send(BINARY, reply)
-                    if self.proto.state == 0:  # error: close
-                        transport.send_close(WSCloseCode.PROTOCOL_ERROR)
-                        transport.disconnect()
-                if req_id is not None:
-                    self.start(req_id)
+                if self.state < 2:  # later messages are not parsed
+                    self.handle(transport, frame.get_payload_as_bytes())
             elif mt == CLOSE:
                 self.cancel()
                 transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+        def handle(self, transport: WSTransport, data: bytes) -> None:
+            """Configure -> confirm; the first audio starts the stream; anything
+            else before that is answered with ServerError and a close."""
+            msg = pb.Message()
+            with contextlib.suppress(Exception):
+                msg.ParseFromString(data)
+            if self.state == 0 and msg.type == pb.MESSAGE_CLIENT_CONFIGURE_SESSION:
+                self.conn_id = f"flood-{next(_conn_ids)}"
+                self.state = 1
+                transport.send(BINARY, confirm_bytes(self.conn_id))
+            elif self.state == 1 and msg.type == pb.MESSAGE_CLIENT_AUDIO_INPUT:
+                self.state = 2
+                self.start(msg.client_audio_input.req_id)
+            elif self.state == 0:
+                transport.send(BINARY, error_bytes(400, "expected ClientConfigureSession"))
+                transport.send_close(WSCloseCode.PROTOCOL_ERROR)
                 transport.disconnect()
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -234,7 +220,7 @@ def make_picows_factory(cfg: Config) -> Any:
         def start(self, req_id: str) -> None:
             assert self.t is not None
             n = cfg.frames
-            normal, last = animation_templates(cfg, self.proto.conn_id, req_id)
+            normal, last = animation_templates(cfg, self.conn_id, req_id)
             if cfg.mode == "flood":
                 blob = (ws_header(len(normal)) + normal) * (n - 1) + (ws_header(len(last)) + last)
                 self.t.underlying_transport.write(blob)
