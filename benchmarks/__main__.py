@@ -1,19 +1,11 @@
 """Run the benchmarks and render BENCHMARKS.md: ``python -m benchmarks``.
 
-From the repository root:
-
-    python -m benchmarks                 # every scenario (~8 min on 2 cores); writes
-                                         # benchmarks/results/latest.json and BENCHMARKS.md
-    python -m benchmarks --smoke         # every client and server once, tiny sizes (~10 s);
-                                         # writes under benchmarks/results/raw/smoke/
-    python -m benchmarks --only flood,setup   # a subset; the other scenarios' results
-                                         # are kept from latest.json (with their date)
-    python -m benchmarks --render        # re-render BENCHMARKS.md from latest.json
-
-The scenarios are in ``scenarios.py``, the clients in ``clients/``, the servers
-in ``servers/``, the report in ``report.py`` + ``report.md.tmpl``. Nothing
-asserts on time: the command prints figures and each goal's PASS/MISS; it
-exits 1 when a run failed.
+``--smoke``: every client and server once in a tiny configuration (CI, ~10 s,
+written under ``results/raw/smoke/``); ``--only a,b``: a subset, the other
+scenarios kept from ``results/latest.json`` with their date; ``--render``:
+re-render BENCHMARKS.md from ``latest.json`` without measuring. BENCHMARKS.md
+("How to run") lists the rest. Nothing asserts on time: the command prints
+each goal's PASS/MISS and exits 1 only when a run failed (2 for bad options).
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-# Goals: name -> (figure, comparison, limit). A goal without a limit is reported only.
+# Goals: name -> (value from the summary, comparison, limit, the goal as shown).
+# Figures that are only reported have no entry here; their text is in the template.
 Check = Callable[[float, float], bool]
 LE: Check = float.__le__
 LT: Check = float.__lt__

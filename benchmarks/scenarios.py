@@ -20,7 +20,6 @@ undisturbed run of the same slot exists.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import resource
 import subprocess
@@ -239,30 +238,20 @@ def run_client(
 
 
 def describe(res: dict[str, Any]) -> str:
-    """One log line for a client run."""
+    """One log line for a run: its headline figures."""
     name = res.get("client_name", "")
-    if res.get("available") is False:
-        return f"{name}: not available ({res.get('detail', '')})"
-    if not res.get("ok", False):
-        return f"{name}: FAILED {res.get('error', '')} {res.get('stderr_tail', '')}"
-    sc = res.get("scenario")
-    if sc == "flood":
-        return f"{name}: {res['cpu_us_per_frame']:.3f} us CPU/frame, lost {res['frames_lost']}"
-    if sc == "setup":
-        t = res["total"]
-        return f"{name}: set-up p50 {t['p50_ms']:.3f} / p99 {t['p99_ms']:.3f} ms"
-    if sc is None:  # a micro-benchmark
-        return json.dumps({k: v for k, v in res.items() if k != "interference"})[:300]
-    if sc == "endlat":
-        b, c = res["burst"]["end"], res["caught_up"]["end"]
-        return (
-            f"{name}: last chunk -> end p50 burst {b['p50_ms']:.2f}, caught up {c['p50_ms']:.2f} ms"
-        )
-    d = res.get("delay") or res["lateness"]
-    return (
-        f"{name}: {res['sessions']} sessions, p50 {d['p50_ms']:.2f} / p99 {d['p99_ms']:.2f} "
-        f"ms, lost {res['frames_lost']}"
-    )
+    if res.get("available") is False or not res.get("ok", False):
+        return f"{name}: FAILED or not available: {res.get('error') or res.get('detail')}"
+    figures = {
+        "CPU us/frame": res.get("cpu_us_per_frame"),
+        "set-up p50 ms": (res.get("total") or {}).get("p50_ms"),
+        "p99 ms": (res.get("delay") or res.get("lateness") or {}).get("p99_ms"),
+        "end p50 ms (burst)": ((res.get("burst") or {}).get("end") or {}).get("p50_ms"),
+        "lost": res.get("frames_lost"),
+        "us/frame": res.get("total_us_per_frame"),
+        "x real time": [r["per_frame_x_realtime"] for r in res.get("rates", [])] or None,
+    }
+    return f"{name}: " + ", ".join(f"{k} {v}" for k, v in figures.items() if v is not None)
 
 
 def rotated(items: Iterable[str], r: int) -> list[str]:

@@ -134,3 +134,14 @@ def test_bad_command_lines_exit_2_with_what_to_do(
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_smoke_and_the_full_run_cover_every_scenario_and_client() -> None:
+    from benchmarks.__main__ import CONFIG, SMOKE
+    from benchmarks.scenarios import FLOOD_CLIENTS, SCENARIOS, client_command
+
+    assert set(SMOKE) == set(CONFIG) == set(SCENARIOS)
+    assert SMOKE["capacity"]["sessions"] and SMOKE["realtime"]["sessions"]
+    ctx = {"py017": "/0.1.7/bin/python"}
+    modules = {" ".join(client_command(name, ctx)[0][1:]) for name in FLOOD_CLIENTS}  # type: ignore[index]
+    assert len(modules) == len(FLOOD_CLIENTS)  # each client is a distinct command

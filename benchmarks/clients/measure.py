@@ -9,21 +9,12 @@ between the socket and ``on_frame(envelope_bytes, is_last)`` differs.
 Standard library only (the SDK client also runs under avatarkit 0.1.7's
 virtualenv). The result is the last stdout line, ``RESULT <json>``.
 
-Measurements (``--scenario``; BENCHMARKS.md describes each method in full):
-
-``flood``: ``--sessions`` sessions set up, then one audio message each and the
-server floods ``--frames`` frames; client CPU per received frame, frames lost.
-``setup``: ``--setups`` sequential set-ups (token + WebSocket + confirm), each
-closed before the next: latency p50/p99 of the whole and of the two phases.
-``realtime``: ``--sessions`` sessions sending 40 ms PCM chunks at real-time
-pace, the server pacing 25 frames/s; delay from each frame's due time
-(stamped by the server) to the callback, frames lost, memory per session.
-``endlat`` (local service, fast pace): time from the last chunk's
-``send_audio`` to the ``end`` frame, requests sent in a *burst* and
-*caught_up* (last chunk sent once every frame the service could send arrived).
-``capacity`` (local service, real time): ``--sessions`` sessions streaming
-``--audio`` ``--lead-ms`` ahead of playback; lateness of each frame against
-(first chunk's send time + k x 40 ms), frames lost, the service's CPU share.
+Measurements (``--scenario``): ``flood`` (client CPU per received frame),
+``setup`` (sequential set-up latency), ``realtime`` (delay from each frame's
+due time, frames lost, memory per session), against the local service
+``endlat`` (last audio chunk to the ``end`` frame) and ``capacity`` (frame
+lateness under real-time load); each function's code is the method, and
+BENCHMARKS.md (``benchmarks/report.md.tmpl``) describes it in words.
 
 Every wait is bounded by ``--timeout``.
 """

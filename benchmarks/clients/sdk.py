@@ -15,11 +15,9 @@ sample_rate=, transport_frames=, on_error=, on_close=)``, then ``init()``
 ``send_audio(bytes, end=)`` and ``close()``. ``transport_frames(frame, is_last)``
 receives the serialized envelope, as in 0.1.7.
 
-``--api`` (this repository's SDK only) picks how frames reach the
-measurement's callback: ``transport_frames`` (the default, as above),
-``on_animation`` (parsed ``AnimationFrameEvent`` objects, the callback gets
-``event.message`` and ``event.end``) or ``frames`` (one task per session
-iterating ``async for event in session.frames()``).
+``--api`` (ours only): ``on_animation`` (the callback gets ``event.message``
+and ``event.end``) or ``frames`` (a task per session doing ``async for event
+in session.frames()``) instead of ``transport_frames``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 
 from benchmarks.common import (
     DEFAULT_PAYLOAD,
-    FRAME_HZ,
+    FRAME_PERIOD,
     TAIL_BYTES,
     cpu_seconds,
     install_event_loop,
@@ -82,16 +82,6 @@ class Stats:
         }
 
 
-class Config:
-    """The server's settings (from its command line)."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.mode: str = args.mode
-        self.frames: int = args.frames
-        self.payload: int = max(args.payload, TAIL_BYTES)
-        self.period: float = 1.0 / FRAME_HZ
-
-
 STATS = Stats()
 _conn_ids = itertools.count(1)
 _token_ids = itertools.count(1)
@@ -106,10 +96,12 @@ def ws_header(n: int) -> bytes:
     return bytes((0x82, 127)) + n.to_bytes(8, "big")
 
 
-def animation_templates(cfg: Config, conn_id: str, req_id: str) -> tuple[bytearray, bytearray]:
+def animation_templates(
+    cfg: argparse.Namespace, conn_id: str, req_id: str
+) -> tuple[bytearray, bytearray]:
     """Serialized envelopes (normal, last) with the payload as final field."""
-    payload = bytes(range(256)) * (cfg.payload // 256 + 1)
-    payload = payload[: cfg.payload]
+    size = max(cfg.payload, TAIL_BYTES)  # room for the two timestamps
+    payload = (bytes(range(256)) * (size // 256 + 1))[:size]
     out = []
     for end in (False, True):
         msg = pb.Message(type=pb.MESSAGE_SERVER_RESPONSE_ANIMATION)
@@ -149,7 +141,7 @@ def has_auth(headers: Any, query: str) -> bool:
 _UNAUTHORIZED = b'{"errors":[{"status":"401","code":"sessionTokenInvalid"}]}'
 
 
-def make_picows_factory(cfg: Config) -> Any:
+def make_picows_factory(cfg: argparse.Namespace) -> Any:
     """picows listener factory: one ``Session`` per accepted connection."""
     from picows import (
         WSCloseCode,
@@ -236,7 +228,7 @@ def make_picows_factory(cfg: Config) -> Any:
             t = self.t
             if t is None or t.is_disconnected:
                 return
-            due = self.t0 + self.k * cfg.period
+            due = self.t0 + self.k * FRAME_PERIOD
             now = monotonic()
             if due - now > 0.0002:  # timer fired early (1 ms timer resolution)
                 self.timer = loop.call_later(due - now, self.tick)
@@ -254,7 +246,7 @@ def make_picows_factory(cfg: Config) -> Any:
             self.k += 1
             if final:
                 return
-            delay = self.t0 + self.k * cfg.period - monotonic()
+            delay = self.t0 + self.k * FRAME_PERIOD - monotonic()
             self.timer = loop.call_later(delay if delay > 0 else 0, self.tick)
 
     def factory(request: WSUpgradeRequest) -> Any:
@@ -341,7 +333,7 @@ class RawHttp(asyncio.Protocol):
 async def amain(args: argparse.Namespace) -> None:
     from picows import ws_create_server
 
-    cfg = Config(args)
+    cfg = args
     raise_nofile_limit()
     loop = asyncio.get_running_loop()
     http = await loop.create_server(RawHttp, args.host, 0, backlog=4096)
