@@ -93,8 +93,9 @@ def keep_previous(results: dict[str, Any], path: Path) -> None:
             results[name] = old[name]
             results["sections_run"][name] = when
             results["machines"][name] = (old.get("machines") or {}).get(name, old.get("machine"))
-            if name in old.get("config", {}):
-                results["config"][name] = old["config"][name]
+            old_cfg = old.get("config") or {}
+            if isinstance(old_cfg.get(name), dict):  # schema 1 kept "repeats" at the top
+                results["config"][name] = {"repeats": old_cfg.get("repeats"), **old_cfg[name]}
     results["wall_s_previous"] = old.get("wall_s_previous") or old.get("wall_s")
 
 

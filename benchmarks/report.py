@@ -336,16 +336,12 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
     for section, values in cfg.items():
         for k, v in (values if isinstance(values, dict) else {}).items():
             if not isinstance(v, list | dict):
-                f[f"cfg_{section}_{k}"] = fmt(v)
-    for section in ("flood", "setup", "realtime", "endlat"):  # results of schema 1
-        f.setdefault(f"cfg_{section}_repeats", fmt(cfg.get("repeats")))
+                f[f"cfg_{section}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
     f["cfg_capacity_tested"] = ", ".join(map(str, sorted(s["capacity"]["rows"]))) or "n/a"
-    fl, rt, el = s["flood"], s["rt_ours"], _get(s, "endlat", "ours") or {}
+    fl, el = s["flood"], _get(s, "endlat", "ours") or {}
     ak_el = _get(s, "endlat", "avatarkit-0.1.7") or {}
     f.update(
         rt_n=fmt(s["rt_top"]),
-        rt_p99=fmt(rt.get("p99")),
-        rt_lost=fmt(rt.get("lost")),
         frames_us=fmt(_get(fl, "ours-frames", "cpu"), 3),
         frames_x=fmt(_get(fl, "ours-frames", "x_ours")),
         on_animation_x=fmt(_get(fl, "ours-on_animation", "x_ours")),

@@ -67,21 +67,9 @@ def find_avatarkit017(loop: str, smoke: bool) -> dict[str, Any]:
     try:
         if not py.exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV017)], check=True, timeout=300)
-        r = subprocess.run(
-            [
-                str(py),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "avatarkit==0.1.7",
-                "uvloop",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        r = subprocess.run([*pip, "avatarkit==0.1.7", "uvloop"], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
         return {"error": repr(exc)}
     if r.returncode != 0:
@@ -284,6 +272,7 @@ def matrix(
         names = [n for n in rotated(runs, r) if not any(x.get("available") is False
                                                          for x in runs[n])]  # fmt: skip
         if ctx.get("parallel"):  # the smoke run: every client at once, figures meaningless
+            cpu = None  # no preexec_fn (pinning) while other threads run
             with ThreadPoolExecutor(len(names)) as pool:
                 list(pool.map(one, names, [r] * len(names)))
         else:

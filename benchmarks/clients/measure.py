@@ -16,7 +16,8 @@ due time, frames lost, memory per session), against the local service
 lateness under real-time load); each function's code is the method, and
 BENCHMARKS.md (``benchmarks/report.md.tmpl``) describes it in words.
 
-Every wait is bounded by ``--timeout``.
+Waits for frames are bounded by ``--timeout``; the set-up calls by each
+client's own timeouts; the driver bounds each whole process.
 """
 
 from __future__ import annotations
