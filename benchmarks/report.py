@@ -372,6 +372,7 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
     ):
         f[f"anim_{key}"] = fmt(a.get(key))
     f["pyav"] = fmt(_get(results, "opus", "pyav"))
+    f["opus_runs"] = fmt(min((r["runs"] for r in s["opus"].values()), default=None))
     return f
 
 
