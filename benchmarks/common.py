@@ -4,19 +4,14 @@ Every client and the flood server import this module, including the SDK
 client that executes under avatarkit 0.1.7's own virtualenv, so it must not
 import ``avatarkit``, numpy or anything outside the standard library.
 
-Conventions every script follows:
-
-- Human-readable progress goes to stderr.
-- The one machine-readable result is the last stdout line, ``RESULT <json>``;
-  the driver (``python -m benchmarks``) reads only that line.
-- Realtime frames carry two float64 (little endian) ``time.monotonic()``
-  values in the last 16 bytes of their animation payload: the server's send
-  time, then the frame's due time. The payload is the last field of the
-  envelope (``avatar_id`` is left empty), so the due time is also the last 8
-  bytes of the serialized ``Message``: a client reads it the same way from an
-  envelope (what ``transport_frames`` gets) or from a parsed payload.
-  CLOCK_MONOTONIC is system-wide on Linux, so the value compares across
-  processes.
+Conventions: progress goes to stderr; the one machine-readable result is the
+last stdout line, ``RESULT <json>``, which is all the driver reads. Real-time
+frames carry two float64 ``time.monotonic()`` values (little endian) in the
+last 16 bytes of their animation payload, the server's send time then the
+frame's due time; the payload is the envelope's last field (``avatar_id`` is
+left empty), so a client reads them the same way from an envelope (what
+``transport_frames`` gets) or a parsed payload. CLOCK_MONOTONIC is
+system-wide on Linux, so the values compare across processes.
 """
 
 from __future__ import annotations

@@ -1,21 +1,14 @@
 """In-process micro-benchmarks: the Ogg Opus encoder and the animation analysis.
 
-``python -m benchmarks.micro opus [--seconds N] [--repeat R]``: for the 16 kHz
-and 24 kHz speech fixtures, the real-time factor (seconds of audio encoded per
-CPU second) of :class:`avatarkit.audio.opus.OggOpusEncoder` fed one 20 ms
-frame per call and the whole clip in one call, and of PyAV's libopus encoder
-called directly on the same frames (``AudioFrame.from_ndarray`` +
-``CodecContext.encode`` + ``bytes(packet)``, no Ogg); the cost ratio ours /
-direct. Direct and ours are interleaved; medians of the runs.
-
-``python -m benchmarks.micro anim [--repeat N]``: CPU per frame of what the
-local service does for every 40 ms of audio of every real-time session,
-``AnimationAnalyzer.push`` of one 40 ms chunk (one frame) and ``encode_frame``
-of that frame, over the 16 kHz speech fixture with a fresh analyzer per pass;
-for context, the same audio pushed 400 ms at a time. Median of the passes.
-
-CPU time is ``time.process_time`` so other processes disturb the figures
-less. Each prints its result as the last stdout line, ``RESULT <json>``.
+``python -m benchmarks.micro opus [--seconds N] [--repeat R]``: real-time
+factor (audio seconds per CPU second) of ``OggOpusEncoder`` fed 20 ms per call
+and the whole clip at once, and of PyAV's libopus encoder called directly on
+the same frames (no Ogg), interleaved; the cost ratio ours / direct.
+``python -m benchmarks.micro anim [--repeat N]``: CPU per frame of the local
+service's ``AnimationAnalyzer.push`` (one 40 ms chunk) and ``encode_frame``,
+and of ``push`` with 400 ms at a time. Both on the speech fixtures, medians of
+the runs, CPU time (``time.process_time``: other processes disturb it less);
+the result is the last stdout line, ``RESULT <json>``.
 """
 
 from __future__ import annotations

@@ -126,10 +126,6 @@ def run_process(
     return result
 
 
-def _proc_cpu(pid: int | None) -> float:
-    return (process_cpu_seconds(pid) or 0.0) if pid else 0.0
-
-
 def _busy_cores() -> tuple[float, float, float]:
     """(machine CPU seconds, steal seconds, this process tree's CPU seconds)."""
     with open("/proc/stat", encoding="ascii") as f:
@@ -149,14 +145,17 @@ class CpuWatch:
     def __init__(self, server_pid: int | None) -> None:
         self.pid = server_pid
 
+    def _server_cpu(self) -> float:  # a live server is not in RUSAGE_CHILDREN yet
+        return (process_cpu_seconds(self.pid) or 0.0) if self.pid else 0.0
+
     def __enter__(self) -> CpuWatch:
         self.t0 = time.monotonic()
-        self.start = (*_busy_cores(), _proc_cpu(self.pid))
+        self.start = (*_busy_cores(), self._server_cpu())
         return self
 
     def __exit__(self, *exc: object) -> None:
         wall = max(time.monotonic() - self.t0, 1e-6)
-        end = (*_busy_cores(), _proc_cpu(self.pid))
+        end = (*_busy_cores(), self._server_cpu())
         machine, steal, own, srv = (b - a for a, b in zip(self.start, end, strict=True))
         self.result = {
             "wall_s": round(wall, 3),

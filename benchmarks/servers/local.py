@@ -17,9 +17,7 @@ import re
 import sys
 
 from benchmarks.common import API_KEY, APP_ID, AVATAR_ID
-from benchmarks.servers import ROOT, Server, pinned
-
-__all__ = ["LocalService", "pinned", "usable_cpus"]
+from benchmarks.servers import ROOT, Server
 
 _URL = re.compile(r"^\s*(console|ingress) URL:\s*(\S+)\s*$")
 
@@ -39,7 +37,8 @@ class LocalService(Server):
         cmd = [sys.executable, "-m", "avatarkit.devserver", "--port", "0", "--pace", pace,
                "--api-key", f"{API_KEY}:{APP_ID}", "--avatar", AVATAR_ID]  # fmt: skip
         super().__init__(cmd, env, cpu)
-        self.info = {"pace": pace, "command": "avatarkit serve " + " ".join(cmd[3:])}
+        shown = " ".join(cmd[3:]).replace(API_KEY, "***")  # no credential in the results
+        self.info = {"pace": pace, "command": "avatarkit serve " + shown}
 
     def ready(self, line: str) -> bool:
         m = _URL.match(line)
