@@ -6,35 +6,29 @@ once to ``bytes`` (a user callback needs an object that outlives the frame),
 parsed once with the upb ``Message``, and the envelope goes to the callback
 with its ``end`` flag, which is what avatarkit's ``transport_frames`` gets.
 
-Run: ``python benchmarks/client_floor.py --scenario flood --console URL --ingress URL``
-(see ``_scenarios.py`` for the options; ``python -m benchmarks`` runs it).
+Run: ``python -m benchmarks.clients.floor --scenario flood --console URL --ingress URL``
+(see ``measure.py`` for the options; ``python -m benchmarks`` runs it).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import picows
-from _bare import (
+from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
+
+from benchmarks.clients.bare import (
     ANIMATION,
     CONFIRM,
     ERROR,
-    TokenClient,
+    BareAdapter,
     audio_bytes,
     auth_headers,
-    configure_bytes,
     pb,
-    ws_url,
 )
-from _common import protobuf_backend
-from _scenarios import OnFrame, main
-from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
+from benchmarks.clients.measure import OnFrame, main
 
 BINARY = WSMsgType.BINARY
 Message = pb.Message
@@ -67,19 +61,9 @@ class _Listener(WSListener):
             self.confirmed.set_exception(ConnectionError("disconnected before confirm"))
 
 
-class FloorAdapter:
+class FloorAdapter(BareAdapter):
     name = "floor"
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.tokens = TokenClient(args.console)
-        self.url = ws_url(args.ingress)
-        self.configure = configure_bytes()
-
-    async def setup(self) -> None:
-        await self.tokens.start()
-
-    async def open_token(self, on_frame: OnFrame) -> tuple[str, OnFrame]:
-        return await self.tokens.token(), on_frame
+    library = f"picows {getattr(picows, '__version__', '?')}"
 
     async def open_ws(self, token_state: tuple[str, OnFrame]) -> WSTransport:
         token, on_frame = token_state
@@ -107,16 +91,6 @@ class FloorAdapter:
             await asyncio.wait_for(handle.wait_disconnected(), 5)
         except asyncio.TimeoutError:
             handle.disconnect(graceful=False)
-
-    async def teardown(self) -> None:
-        await self.tokens.stop()
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "library": f"picows {getattr(picows, '__version__', '?')}",
-            "protobuf": protobuf_backend(),
-        }
 
 
 if __name__ == "__main__":

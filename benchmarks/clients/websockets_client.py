@@ -6,34 +6,27 @@ flood server never accepts it, so both receive the same uncompressed frames),
 one reader task per connection iterating the socket, one protobuf parse per
 message, the envelope handed to the callback with its ``end`` flag.
 
-Run: ``python benchmarks/client_websockets.py --scenario flood --console URL --ingress URL``
+Run: ``python -m benchmarks.clients.websockets_client --scenario flood --console URL --ingress URL``
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import sys
-from typing import Any
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets
-from _bare import (
+from websockets.asyncio.client import ClientConnection, connect
+
+from benchmarks.clients.bare import (
     ANIMATION,
     CONFIRM,
     ERROR,
-    TokenClient,
+    BareAdapter,
     audio_bytes,
     auth_headers,
-    configure_bytes,
     pb,
-    ws_url,
 )
-from _common import protobuf_backend
-from _scenarios import OnFrame, main
-from websockets.asyncio.client import ClientConnection, connect
+from benchmarks.clients.measure import OnFrame, main
 
 Message = pb.Message
 
@@ -70,19 +63,9 @@ async def _read_loop(
             confirmed.set_exception(ConnectionError("closed before confirm"))
 
 
-class WebsocketsAdapter:
+class WebsocketsAdapter(BareAdapter):
     name = "websockets"
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.tokens = TokenClient(args.console)
-        self.url = ws_url(args.ingress)
-        self.configure = configure_bytes()
-
-    async def setup(self) -> None:
-        await self.tokens.start()
-
-    async def open_token(self, on_frame: OnFrame) -> tuple[str, OnFrame]:
-        return await self.tokens.token(), on_frame
+    library = f"websockets {getattr(websockets, '__version__', '?')} (compression=None)"
 
     async def open_ws(self, token_state: tuple[str, OnFrame]) -> _Handle:
         token, on_frame = token_state
@@ -102,18 +85,8 @@ class WebsocketsAdapter:
         await handle.ws.send(audio_bytes(data, end))
 
     async def close(self, handle: _Handle) -> None:
-        await handle.ws.close()
-        await handle.reader
-
-    async def teardown(self) -> None:
-        await self.tokens.stop()
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "library": f"websockets {getattr(websockets, '__version__', '?')} (compression=None)",
-            "protobuf": protobuf_backend(),
-        }
+        await handle.ws.close()  # bounded by websockets' close_timeout
+        await asyncio.wait_for(handle.reader, 10)
 
 
 if __name__ == "__main__":

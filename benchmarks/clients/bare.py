@@ -7,19 +7,23 @@ an SDK can reach, not a per-call client object.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from _common import SAMPLE_RATE, load_wire_pb2
+
+from benchmarks.common import (
+    API_KEY,
+    APP_ID,
+    AVATAR_ID,
+    SAMPLE_RATE,
+    load_wire_pb2,
+    protobuf_backend,
+)
 
 pb = load_wire_pb2()
 
-APP_ID = "bench-app"
-AVATAR_ID = "bench-avatar"
-API_KEY = "bench-key"
 REQ_ID = "20250101000000_benchBENCH01"
 
 ANIMATION = pb.MESSAGE_SERVER_RESPONSE_ANIMATION
@@ -79,5 +83,26 @@ def auth_headers(token: str) -> dict[str, str]:
     return {"X-App-ID": APP_ID, "X-Session-Key": token}
 
 
-def now() -> float:
-    return time.monotonic()
+class BareAdapter:
+    """What the floor and websockets clients share around their WebSocket:
+    the pooled token call, the URL, the configure message and ``info()``."""
+
+    name = "bare"
+    library = ""
+
+    def __init__(self, args: Any) -> None:
+        self.tokens = TokenClient(args.console)
+        self.url = ws_url(args.ingress)
+        self.configure = configure_bytes()
+
+    async def setup(self) -> None:
+        await self.tokens.start()
+
+    async def open_token(self, on_frame: Any) -> tuple[str, Any]:
+        return await self.tokens.token(), on_frame
+
+    async def teardown(self) -> None:
+        await self.tokens.stop()
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "library": self.library, "protobuf": protobuf_backend()}

@@ -1,51 +1,23 @@
-"""The measured scenarios, written once against a small client interface.
+"""The measurements each client process runs, written once against a small
+client interface.
 
-Each client script (floor, websockets, SDK runner) supplies an adapter with
-``open(on_frame)``, ``send_audio(handle, data, end)`` and ``close(handle)``
-and calls :func:`main`. So every client runs exactly the same measurement
-code; only what sits between the socket and ``on_frame(bytes, is_last)``
-differs. Standard library only (the SDK runner also executes under the
-avatarkit 0.1.7 virtualenv).
+Each client module (``floor``, ``websockets_client``, ``sdk``) supplies an
+adapter with ``open_token(on_frame)``, ``open_ws(state)``,
+``send_audio(handle, data, end)`` and ``close(handle)`` and calls :func:`main`.
+So every client runs exactly the same measurement code; only what sits
+between the socket and ``on_frame(envelope_bytes, is_last)`` differs.
+Standard library only (the SDK client also runs under avatarkit 0.1.7's
+virtualenv). The result is the last stdout line, ``RESULT <json>``.
 
-Scenarios (``--scenario``):
+Measurements (``--scenario``): ``flood`` (client CPU per received frame),
+``setup`` (sequential set-up latency), ``realtime`` (delay from each frame's
+due time, frames lost, memory per session), against the local service
+``endlat`` (last audio chunk to the ``end`` frame) and ``capacity`` (frame
+lateness under real-time load); each function's code is the method, and
+BENCHMARKS.md (``benchmarks/report.md.tmpl``) describes it in words.
 
-``flood``
-    ``--sessions`` sessions are set up (not measured), then each sends one
-    audio message and the server floods ``--frames`` frames on each. Measured
-    from the first send to the last ``end`` frame: client CPU (user+sys,
-    RUSAGE_SELF) per received frame, wall time, frames lost.
-``setup``
-    ``--setups`` sequential set-ups (token call + WebSocket + configure/
-    confirm), each closed before the next, after ``--warmup`` unmeasured
-    ones: latency p50/p99, the two phases, CPU per set-up.
-``realtime``
-    ``--sessions`` sessions set up (``--concurrency`` at a time), then each
-    sends ``--frames`` chunks of 16 kHz PCM (40 ms, 1280 bytes) at real-time
-    pace, start times spread evenly over one 40 ms period; the server answers
-    with frames paced at 25/s. Measured: delay from each frame's due time to
-    the callback (p50/p99/max), frames lost, CPU share, VmRSS growth per
-    session, and how late the audio senders woke (the loop's own lag).
-
-Against the local avatar service (``avatarkit serve``, see ``local_service.py``):
-
-``endlat``
-    One session, fast pace: ``--requests`` requests of ``--request-chunks``
-    40 ms chunks of ``--audio`` each, one after another, in two modes. *burst*:
-    all chunks sent back to back (what a TTS that is ahead does); *caught_up*:
-    the last chunk (``end=true``) is sent only once every frame the service
-    could already send has arrived, so the figure is the service's reaction
-    to the end alone. Measured: time from the moment the last chunk's
-    ``send_audio`` is called to the callback of the ``end`` frame (p50/p99),
-    after ``--warmup`` unmeasured requests per mode.
-``capacity``
-    ``--sessions`` sessions, each streaming ``--seconds`` of ``--audio`` in
-    40 ms chunks at real-time pace, ``--lead-ms`` ahead of playback (chunk
-    ``k`` is sent at ``start + k * 40 ms - lead``, never before ``start``),
-    start phases spread evenly over one 40 ms period and start times over
-    ``--ramp-s``. Frame ``k`` of a session
-    is due at (send time of its first chunk) + ``k * 40 ms``; lateness = its
-    callback time - due time (p50/p99/max). Also frames lost, the server's CPU
-    share (``/proc/<--server-pid>/stat`` over the window) and the client's.
+Waits for frames are bounded by ``--timeout``; the set-up calls by each
+client's own timeouts; the driver bounds each whole process.
 """
 
 from __future__ import annotations
@@ -63,7 +35,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from _common import (
+from benchmarks.common import (
     CHUNK_BYTES,
     CHUNK_MS,
     FRAME_PERIOD,
@@ -73,7 +45,6 @@ from _common import (
     install_event_loop,
     load_chunks,
     log,
-    machine_info,
     process_cpu_seconds,
     raise_nofile_limit,
     summarize_ms,
@@ -263,12 +234,6 @@ async def run_flood(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
     live = [(h, s) for h, s in zip(handles, states, strict=True) if h is not None]
     gc.collect()
     _server_stats(args.server_stats, reset=True)
-    profiler = None
-    if args.profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
     await asyncio.gather(*(adapter.send_audio(h, chunk, True) for h, _ in live))
@@ -279,9 +244,6 @@ async def run_flood(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
         timed_out = True
     t1 = time.monotonic()
     cpu1 = cpu_seconds()
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(args.profile)
     server = _server_stats(args.server_stats, reset=False)
     received = sum(s.n for s in states)
     expected = args.sessions * args.frames
@@ -665,49 +627,28 @@ SCENARIOS = {
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
-    p.add_argument("--console", required=True, help="console endpoint URL (ends in /v1/console)")
+    p.add_argument("--console", required=True, help="console endpoint URL")
     p.add_argument("--ingress", required=True, help="ingress endpoint URL")
-    p.add_argument("--sessions", type=int, default=50)
-    p.add_argument("--frames", type=int, default=2000, help="frames per session (server setting)")
-    p.add_argument("--setups", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--timeout", type=float, default=60.0, help="bound on waiting for frames")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    p.add_argument(
-        "--profile",
-        default=None,
-        help="flood: write cProfile stats of the measured window to this file",
-    )
-    p.add_argument(
-        "--audio", default=None, help="16 kHz 16-bit PCM file to send (endlat, capacity)"
-    )
-    p.add_argument("--requests", type=int, default=100, help="endlat: measured requests per mode")
-    p.add_argument("--request-chunks", type=int, default=25, help="endlat: 40 ms chunks a request")
-    p.add_argument("--seconds", type=float, default=10.0, help="capacity: audio per session")
-    p.add_argument(
-        "--lead-ms",
-        type=float,
-        default=60.0,
-        help="capacity: how far ahead of playback each chunk is sent (0 = strictly real time)",
-    )
-    p.add_argument(
-        "--ramp-s", type=float, default=2.0, help="capacity: session starts spread over this long"
-    )
-    p.add_argument(
-        "--server-pid", type=int, default=None, help="capacity: read this process's CPU time"
-    )
-    p.add_argument(
-        "--api",
-        choices=("transport_frames", "on_animation", "frames"),
-        default="transport_frames",
-        help="SDK runner (this repo's SDK): how frames reach the scenario's callback",
-    )
-    p.add_argument(
-        "--server-stats",
-        default=None,
-        help="flood server /stats URL: read its counters for the measured window",
-    )
+    p.add_argument("--audio", default=None, help="16 kHz 16-bit PCM file (endlat, capacity)")
+    p.add_argument("--server-stats", default=None, help="the flood server's /stats URL")
+    apis = ("transport_frames", "on_animation", "frames")
+    p.add_argument("--api", choices=apis, default=apis[0], help="our SDK: how frames arrive")
+    for name, kind, default, what in (
+        ("sessions", int, 50, "sessions (flood, realtime, capacity)"),
+        ("frames", int, 2000, "frames per session (the server's setting)"),
+        ("setups", int, 200, "measured set-ups"),
+        ("warmup", int, 5, "unmeasured set-ups or requests first"),
+        ("concurrency", int, 32, "sessions set up at a time"),
+        ("timeout", float, 60.0, "bound on each wait for frames (s)"),
+        ("requests", int, 100, "endlat: measured requests per mode"),
+        ("request-chunks", int, 25, "endlat: 40 ms chunks per request"),
+        ("seconds", float, 10.0, "capacity: audio per session (s)"),
+        ("lead-ms", float, 60.0, "capacity: chunks sent this far ahead of playback"),
+        ("ramp-s", float, 2.0, "capacity: session starts spread over this long (s)"),
+        ("server-pid", int, None, "capacity: read this process's CPU time"),
+    ):
+        p.add_argument(f"--{name}", type=kind, default=default, help=what)
     return p
 
 
@@ -741,7 +682,6 @@ def main(
         scenario=args.scenario,
         loop=loop_kind,
         client=adapter_info,
-        machine=machine_info(),
         python_executable=sys.executable,
     )
     emit_result(result)

@@ -1,22 +1,17 @@
 """Helpers shared by the benchmark processes (standard library only).
 
-Every client and the flood server import this module, including the runner
-that executes under the separate avatarkit 0.1.7 virtualenv, so it must not
+Every client and the flood server import this module, including the SDK
+client that executes under avatarkit 0.1.7's own virtualenv, so it must not
 import ``avatarkit``, numpy or anything outside the standard library.
 
-Conventions every script follows:
-
-- Human-readable progress goes to stderr.
-- The one machine-readable result is the last stdout line, ``RESULT <json>``;
-  the driver (``python -m benchmarks``) reads only that line.
-- Realtime frames carry two float64 (little endian) ``time.monotonic()``
-  values in the last 16 bytes of their animation payload: the server's send
-  time, then the frame's due time. The payload is the last field of the
-  envelope (``avatar_id`` is left empty), so the due time is also the last 8
-  bytes of the serialized ``Message``: a client reads it the same way from an
-  envelope (what ``transport_frames`` gets) or from a parsed payload.
-  CLOCK_MONOTONIC is system-wide on Linux, so the value compares across
-  processes.
+Conventions: progress goes to stderr; the one machine-readable result is the
+last stdout line, ``RESULT <json>``, which is all the driver reads. Real-time
+frames carry two float64 ``time.monotonic()`` values (little endian) in the
+last 16 bytes of their animation payload, the server's send time then the
+frame's due time; the payload is the envelope's last field (``avatar_id`` is
+left empty), so a client reads them the same way from an envelope (what
+``transport_frames`` gets) or a parsed payload. CLOCK_MONOTONIC is
+system-wide on Linux, so the values compare across processes.
 """
 
 from __future__ import annotations
@@ -27,7 +22,6 @@ import os
 import resource
 import struct
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,10 +33,13 @@ CHUNK_BYTES = SAMPLE_RATE * CHUNK_MS // 1000 * 2  # 16-bit mono PCM: 1280 bytes
 DEFAULT_PAYLOAD = 600
 
 _TAIL = struct.Struct("<dd")  # send time, due time
-_DUE = struct.Struct("<d")
 TAIL_BYTES = _TAIL.size
 
-WS_PATH = "/v2/driveningress/websocket"
+# Credentials every client sends and every server accepts.
+APP_ID = "bench-app"
+AVATAR_ID = "bench-avatar"
+API_KEY = "bench-key"
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIRE_PB2 = os.path.join(REPO_ROOT, "src", "avatarkit", "proto", "avatarkit_wire_pb2.py")
 
@@ -124,11 +121,6 @@ def pack_times(buf: bytearray, send_time: float, due_time: float) -> None:
     _TAIL.pack_into(buf, len(buf) - TAIL_BYTES, send_time, due_time)
 
 
-def due_time_of(buf: bytes | bytearray | memoryview) -> float:
-    """Due time stored in the last 8 bytes of an envelope or payload."""
-    return _DUE.unpack_from(buf, len(buf) - 8)[0]  # type: ignore[no-any-return]
-
-
 def frame_times(buf: bytes | bytearray | memoryview) -> tuple[float, float]:
     """(server send time, due time) from the last 16 bytes."""
     sent, due = _TAIL.unpack_from(buf, len(buf) - TAIL_BYTES)
@@ -177,28 +169,6 @@ def install_event_loop(kind: str) -> str:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         return "uvloop"
     return "asyncio"
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "nproc": len(os.sched_getaffinity(0)),
-        "python": sys.version.split()[0],
-        "platform": sys.platform,
-    }
-
-
-def now() -> float:
-    return time.monotonic()
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,1 @@
+"""Benchmark clients, each a module run as ``python -m benchmarks.clients.NAME``."""

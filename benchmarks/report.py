@@ -1,0 +1,389 @@
+"""The report: numbers from a results file, rendered into ``report.md.tmpl``.
+
+:func:`summarize` reduces the raw runs of ``latest.json`` to medians and
+ratios; :data:`GOALS` are the targets, each verdict (PASS/MISS) computed from
+those numbers; :func:`render` fills the template's ``${name}`` fields (numbers,
+verdicts, and table rows made only of client names and numbers). Every word of
+prose is in the template. A field whose figure was not measured renders as
+``n/a``. Medians skip failed runs, and disturbed runs when an undisturbed run
+of the same client exists.
+"""
+
+from __future__ import annotations
+
+import statistics
+import string
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TEMPLATE = Path(__file__).resolve().parent / "report.md.tmpl"
+NAMES = {
+    "floor": "floor",
+    "websockets": "websockets",
+    "avatarkit-0.1.7": "avatarkit 0.1.7",
+    "ours": "ours",
+    "ours-on_animation": "ours, on_animation",
+    "ours-frames": "ours, frames()",
+}
+Runs = list[dict[str, Any]]
+
+
+def _ok(runs: Runs) -> Runs:
+    ok = [r for r in runs if r.get("ok") and r.get("available") is not False]
+    return [r for r in ok if not r.get("disturbed")] or ok
+
+
+def _med(values: list[Any]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 100:.0f}%"
+
+
+# --------------------------------------------------------------------------
+# numbers
+# --------------------------------------------------------------------------
+
+
+def _flood(runs: Runs) -> dict[str, Any]:
+    ok = _ok(runs)
+    cpu = [r["cpu_us_per_frame"] for r in ok]
+    return {
+        "cpu": _med(cpu),
+        "min": min(cpu, default=None),
+        "max": max(cpu, default=None),
+        "fps": _med([r["frames_per_s"] for r in ok]),
+        "lost": sum(r["frames_lost"] for r in ok) if ok else None,
+        "share": _med([r["cpu_share"] for r in ok]),
+        "srv_share": _med([_get(r, "server", "cpu_share") for r in ok]),
+        "srv_us": _med([_get(r, "server", "cpu_us_per_frame_sent") for r in ok]),
+    }
+
+
+def _setup(runs: Runs) -> dict[str, Any]:
+    ok = _ok(runs)
+    return {
+        "p50": _med([r["total"]["p50_ms"] for r in ok]),
+        "p99": _med([r["total"]["p99_ms"] for r in ok]),
+        "token": _med([r["token"]["p50_ms"] for r in ok]),
+        "ws": _med([r["websocket"]["p50_ms"] for r in ok]),
+        "cpu": _med([r["cpu_ms_per_setup"] for r in ok]),
+        "srv_cpu": _med([_get(r, "server", "cpu_ms_per_setup") for r in ok]),
+    }
+
+
+def _realtime(runs: Runs) -> dict[str, Any]:
+    ok = _ok(runs)
+    failed = sum(1 for r in runs if not r.get("ok") and r.get("available") is not False)
+    return {
+        "p50": _med([r["delay"]["p50_ms"] for r in ok]),
+        "p99": _med([r["delay"]["p99_ms"] for r in ok]),
+        "max": max([r["delay"]["max_ms"] or 0 for r in ok], default=None),
+        "lost": sum(r["frames_lost"] for r in ok) + failed if ok else None,
+        "expected": sum(r["frames_expected"] for r in ok),
+        "share": _med([r["cpu_share"] for r in ok]),
+        "kib": _med([r["rss_kib_per_session"] for r in ok]),
+        "lag": _med([r["send_lag"]["p99_ms"] for r in ok]),
+        "srv_late": _med([_get(r, "server", "lateness", "p99_ms") for r in ok]),
+    }
+
+
+def _endlat(runs: Runs) -> dict[str, Any]:
+    ok = _ok(runs)
+    row: dict[str, Any] = {"runs": len(ok)}
+    for mode in ("burst", "caught_up"):
+        for q in ("p50", "p99"):
+            row[f"{mode}_{q}"] = _med([r[mode]["end"][f"{q}_ms"] for r in ok])
+    row["request"] = _med([r["burst"]["request"]["p50_ms"] for r in ok])
+    return row
+
+
+LATENESS_LIMIT_MS = 40.0
+
+
+def _capacity(runs: Runs) -> dict[str, Any]:
+    ok = _ok(runs)
+    lat = [r["lateness"] for r in ok]
+    p99s = [x["p99_ms"] for x in lat if x["p99_ms"] is not None]
+    expected = sum(r["frames_expected"] for r in ok)
+    lost = sum(r["frames_lost"] for r in ok)
+    failed = sum(1 for r in runs if not r.get("ok"))
+
+    def steady(r: dict[str, Any], key: str) -> Any:
+        return (r.get("steady") or {}).get(key, r.get(key))
+
+    return {
+        "p50": _med([x["p50_ms"] for x in lat]),
+        "p99": _med(p99s),
+        "worst": max(p99s, default=None),
+        "max": max([x["max_ms"] or 0 for x in lat], default=None),
+        "late": sum(r.get("frames_late_40ms", 0) for r in ok) / expected if expected else None,
+        "lost": lost,
+        "expected": expected,
+        "srv_share": _med([steady(r, "server_cpu_share") for r in ok]),
+        "srv_us": _med([steady(r, "server_cpu_us_per_frame") for r in ok]),
+        "share": _med([steady(r, "cpu_share") for r in ok]),
+        "lag": _med([r["send_lag"]["p99_ms"] for r in ok]),
+        "sustained": bool(ok)
+        and not failed
+        and not lost
+        and bool(p99s)
+        and max(p99s) < LATENESS_LIMIT_MS,
+    }
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Medians and ratios of every scenario present in ``results``."""
+    s: dict[str, Any] = {
+        "flood": {n: _flood(r) for n, r in (results.get("flood") or {}).items()},
+        "setup": {n: _setup(r) for n, r in (results.get("setup") or {}).items()},
+        "realtime": {
+            int(n): {c: _realtime(r) for c, r in m.items()}
+            for n, m in (results.get("realtime") or {}).items()
+        },
+        "endlat": {n: _endlat(r) for n, r in (_get(results, "endlat", "runs") or {}).items()},
+    }
+    cap = results.get("capacity") or {}
+    rows = {int(n): _capacity(r) for n, r in (cap.get("runs") or {}).items()}
+    best = None
+    for n in sorted(rows):
+        if not rows[n]["sustained"]:
+            break
+        best = n
+    s["capacity"] = {
+        "rows": rows,
+        "sessions": best,
+        "strict": _capacity(cap["strict"]) if cap.get("strict") else None,
+    }
+    fl = s["flood"]
+    for row in fl.values():
+        row["x_floor"] = _ratio(row["cpu"], _get(fl, "floor", "cpu"))
+        row["x_017"] = _ratio(row["cpu"], _get(fl, "avatarkit-0.1.7", "cpu"))
+        row["x_ours"] = _ratio(row["cpu"], _get(fl, "ours", "cpu"))
+    for row in s["setup"].values():
+        row["x50"] = _ratio(row["p50"], _get(s, "setup", "avatarkit-0.1.7", "p50"))
+        row["x99"] = _ratio(row["p99"], _get(s, "setup", "avatarkit-0.1.7", "p99"))
+    for row in s["endlat"].values():
+        for key in ("caught_up_p50", "caught_up_p99", "burst_p50", "burst_p99"):
+            row["x_" + key] = _ratio(row[key], _get(s, "endlat", "avatarkit-0.1.7", key))
+    top = s["realtime"].get(max(s["realtime"], default=0), {})
+    s["rt_top"] = max(s["realtime"], default=None)
+    s["rt_ours"] = top.get("ours", {})
+    s["rt_mem_x_017"] = _ratio(_get(top, "ours", "kib"), _get(top, "avatarkit-0.1.7", "kib"))
+    opus_rates = _get(results, "opus", "rates") or []
+    s["opus"] = {r["rate"]: r for r in opus_rates}
+    s["opus_min_x_rt"] = min((r["per_frame_x_realtime"] for r in opus_rates), default=None)
+    s["opus_max_x_direct"] = max((r["per_frame_x_direct"] for r in opus_rates), default=None)
+    s["anim"] = results.get("anim") if _get(results, "anim", "ok") else {}
+    return s
+
+
+# Goals: name -> (value from the summary, comparison, limit, the goal as shown).
+# Figures that are only reported have no entry here; their text is in the template.
+Check = Callable[[float, float], bool]
+LE: Check = float.__le__
+LT: Check = float.__lt__
+GE: Check = float.__ge__
+GOALS: dict[str, tuple[Callable[[dict[str, Any]], Any], Check, float, str]] = {
+    "cpu_017": (lambda s: _get(s, "flood", "ours", "x_017"), LE, 0.5, "<= 0.5x"),
+    "cpu_floor": (lambda s: _get(s, "flood", "ours", "x_floor"), LE, 1.3, "<= 1.3x"),
+    "rt_p99": (lambda s: s["rt_ours"].get("p99"), LT, 20.0, "< 20 ms"),
+    "rt_lost": (lambda s: s["rt_ours"].get("lost"), LE, 0.0, "0"),
+    "rt_mem": (lambda s: s["rt_mem_x_017"], LE, 0.5, "<= 0.5x"),
+    "setup_p50": (lambda s: _get(s, "setup", "ours", "x50"), LE, 0.5, "<= 0.5x"),
+    "setup_p99": (lambda s: _get(s, "setup", "ours", "x99"), LE, 0.5, "<= 0.5x"),
+    "capacity": (
+        lambda s: (s["capacity"]["sessions"] or 0) if s["capacity"]["rows"] else None,
+        GE,
+        300.0,
+        ">= 300",
+    ),
+    "opus_rt": (lambda s: s["opus_min_x_rt"], GE, 100.0, ">= 100x"),
+    "opus_cost": (lambda s: s["opus_max_x_direct"], LE, 1.2, "<= 1.2x"),
+}
+
+
+def verdicts(s: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Each goal's measured value and verdict: PASS, MISS or n/a (not measured)."""
+    out = {}
+    for name, (value_of, check, limit, _) in GOALS.items():
+        v = value_of(s)
+        out[name] = (v, "n/a" if v is None else "PASS" if check(float(v), limit) else "MISS")
+    return out
+
+
+# --------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _cells(r: dict[str, Any], spec: str) -> list[str]:
+    """Formatted values of ``r`` by a spec such as ``"p50:3 share:%"``
+    (key:digits, or key:% for a share shown as a percentage)."""
+    out = []
+    for item in spec.split():
+        key, _, digits = item.partition(":")
+        out.append(pct(r.get(key)) if digits == "%" else fmt(r.get(key), int(digits or 2)))
+    return out
+
+
+def _rows(s: dict[str, Any]) -> dict[str, str]:
+    """Table rows (client names and numbers only) for the template."""
+    t: dict[str, list[str]] = {}
+
+    def add(table: str, *cells: Any) -> None:
+        t.setdefault(table, []).append(_row(*cells))
+
+    for name, r in s["flood"].items():
+        spread = f"{fmt(r['cpu'], 3)} ({fmt(r['min'])}-{fmt(r['max'])})"
+        add("flood", NAMES[name], spread, *_cells(r, "x_floor x_017 fps:0 lost"))
+        add("server", NAMES[name], *_cells(r, "share:% srv_share:% srv_us:3"))
+    for name, r in s["setup"].items():
+        add("setup", NAMES[name], *_cells(r, "p50:3 p99:3 x50 x99 token:3 ws:3 cpu:3 srv_cpu:3"))
+    for n, m in sorted(s["realtime"].items()):
+        for name, r in m.items():
+            delay = " / ".join(_cells(r, "p50 p99 max"))
+            lost = f"{fmt(r['lost'])} / {r['expected']}"
+            add("realtime", n, NAMES[name], delay, lost, *_cells(r, "share:% kib:1 lag srv_late"))
+    for name, r in s["endlat"].items():
+        cu, bu = _pair(r, "caught_up"), _pair(r, "burst")
+        if name == "ours":
+            cu += " ({}x / {}x)".format(*_cells(r, "x_caught_up_p50 x_caught_up_p99"))
+            bu += " ({}x / {}x)".format(*_cells(r, "x_burst_p50 x_burst_p99"))
+        add("endlat", NAMES[name], cu, bu, fmt(r["request"]), r["runs"])
+    for n, r in sorted(s["capacity"]["rows"].items()):
+        lateness = "{} / {} (worst {}) / {}".format(*_cells(r, "p50 p99 worst max"))
+        late = "n/a" if r["late"] is None else f"{r['late'] * 100:.2f}%"
+        add("capacity", n, n * 25, *_cells(r, "srv_share:% srv_us:1"), lateness, late,
+            f"{r['lost']} / {r['expected']}", *_cells(r, "share:% lag"),
+            "yes" if r["sustained"] else "**no**")  # fmt: skip
+    for rate, r in sorted(s["opus"].items()):
+        spec = "direct_x_realtime:1 per_frame_x_realtime:1 whole_x_realtime:1 "
+        add("opus", rate, *_cells(r, spec + "per_frame_x_direct:3 whole_x_direct:3 kbit_s:1"))
+    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus")
+    return {f"rows_{k}": "\n".join(t.get(k) or ["| n/a |"]) for k in tables}
+
+
+def _machines(results: dict[str, Any]) -> str:
+    """Each machine the scenarios ran on (a partial run keeps older scenarios)."""
+    groups: dict[str, list[str]] = {}
+    machines = results.get("machines") or dict.fromkeys(results.get("sections_run") or {},
+                                                        results.get("machine"))  # fmt: skip
+    keys = ("cpu_model", "nproc", "memory_gib", "kernel", "python", "loop")
+    for section, m in machines.items():
+        v = {key: (m or {}).get(key, "n/a") for key in keys}
+        libs = ", ".join(f"{k} {n}" for k, n in ((m or {}).get("libraries") or {}).items())
+        text = (f"{v['cpu_model']}, {v['nproc']} cores, {v['memory_gib']} GiB RAM, Linux "
+                f"{v['kernel']}, Python {v['python']}, clients on {v['loop']}; {libs}")  # fmt: skip
+        groups.setdefault(text, []).append(section)
+    return "\n".join(f"- {text} (**{', '.join(names)}**)" for text, names in groups.items())
+
+
+def _pair(row: dict[str, Any], mode: str) -> str:
+    return f"{fmt(row.get(mode + '_p50'))} / {fmt(row.get(mode + '_p99'))}"
+
+
+class _Fields(dict[str, str]):
+    """Template fields; one that was not computed renders as ``n/a``."""
+
+    def __missing__(self, key: str) -> str:
+        return "n/a"
+
+
+def fields(results: dict[str, Any]) -> dict[str, str]:
+    """Every ``${name}`` of the template, from the results."""
+    s = summarize(results)
+    f = _Fields(_rows(s))
+    for name, (value, verdict) in verdicts(s).items():
+        f[f"goal_{name}"] = GOALS[name][3]
+        f[f"value_{name}"] = fmt(value)
+        f[f"verdict_{name}"] = verdict
+    f.update(
+        machines=_machines(results),
+        wall_s=fmt(results.get("wall_s"), 0),
+        wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
+        retries=fmt(results.get("retries_used", 0)),
+        sections_run=", ".join(
+            f"{k} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(v))}"
+            for k, v in (results.get("sections_run") or {}).items()
+        ),
+    )
+    cfg = results.get("config") or {}
+    for section, values in cfg.items():
+        for k, v in (values if isinstance(values, dict) else {}).items():
+            if not isinstance(v, list | dict):
+                f[f"cfg_{section}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
+    f["cfg_capacity_tested"] = ", ".join(map(str, sorted(s["capacity"]["rows"]))) or "n/a"
+    fl, el = s["flood"], _get(s, "endlat", "ours") or {}
+    ak_el = _get(s, "endlat", "avatarkit-0.1.7") or {}
+    f.update(
+        rt_n=fmt(s["rt_top"]),
+        frames_us=fmt(_get(fl, "ours-frames", "cpu"), 3),
+        frames_x=fmt(_get(fl, "ours-frames", "x_ours")),
+        on_animation_x=fmt(_get(fl, "ours-on_animation", "x_ours")),
+        floor_fps=fmt(_get(fl, "floor", "fps"), 0),
+        floor_share=pct(_get(fl, "floor", "share")),
+        endlat_caught_up=_pair(el, "caught_up"),
+        endlat_burst=_pair(el, "burst"),
+        endlat_017_caught_up=_pair(ak_el, "caught_up"),
+        endlat_017_burst=_pair(ak_el, "burst"),
+        capacity=fmt(s["capacity"]["sessions"]),
+    )
+    strict = s["capacity"]["strict"]
+    if strict:
+        f.update(
+            strict_p50=fmt(strict["p50"]),
+            strict_p99=fmt(strict["p99"]),
+            strict_max=fmt(strict["max"]),
+            strict_share=pct(strict["srv_share"]),
+        )
+    a = s["anim"]
+    for key in (
+        "push_us_per_frame",
+        "encode_us_per_frame",
+        "total_us_per_frame",
+        "push_batch10_us_per_frame",
+        "frames_per_pass",
+        "repeat",
+    ):
+        f[f"anim_{key}"] = fmt(a.get(key))
+    f["pyav"] = fmt(_get(results, "opus", "pyav"))
+    f["opus_runs"] = fmt(min((r["runs"] for r in s["opus"].values()), default=None))
+    return f
+
+
+def render(results: dict[str, Any]) -> str:
+    """BENCHMARKS.md for ``results`` (the template with every field filled)."""
+    return string.Template(TEMPLATE.read_text()).substitute(fields(results))
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """The goal verdicts, one line each, for the console."""
+    return [
+        f"[{verdict}] {name}: {fmt(value)} (goal {GOALS[name][3]})"
+        for name, (value, verdict) in verdicts(summarize(results)).items()
+    ]
