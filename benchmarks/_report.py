@@ -820,9 +820,9 @@ def write_markdown(results: dict[str, Any], path: Path, png: Path | None) -> Non
         "",
         "Token call + WebSocket upgrade + ClientConfigureSession/ServerConfirmSession, each "
         "session closed before the next; medians over runs of each run's p50 and p99. The "
-        "bare clients reuse one pooled aiohttp session for the token call; ours reuses its "
-        "own pooled HTTP/1.1 client (`avatarkit._tokenclient`, httptools parser) per event "
-        "loop, and runs picows on uvloop's own transport (see *Transport choice*).",
+        "bare clients reuse one pooled aiohttp session for the token call; ours reuses one "
+        "aiohttp client per event loop too, and runs picows on uvloop's own transport (see "
+        "*Transport choice*).",
         "",
         "| client | p50 (ms) | p99 (ms) | p50 x 0.1.7 | p99 x 0.1.7 | token p50 | WebSocket "
         "p50 | client CPU per set-up (ms) | server CPU per set-up (ms) |",

@@ -44,6 +44,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import avatarkit  # noqa: E402
+from avatarkit import _loopguard  # noqa: E402
 
 CHUNK = bytes(1280)  # 40 ms of 16 kHz PCM
 
@@ -160,13 +161,13 @@ async def measure(urls: dict[str, str], n: int, mode: str) -> dict[str, Any]:
         peak_send = await _stream(sessions, send=True, seconds=3.0)
         out["rss_stream_kib"] = (peak_send - rss0) / n
     await asyncio.gather(*(s.close() for s in sessions))
-    await avatarkit.aclose_shared_resources()
+    await _loopguard.aclose()  # private on purpose: the loop shutdown does it in apps
     return out
 
 
 def _where(filename: str) -> str:
     path = filename.replace("\\", "/")
-    for lib in ("picows", "aiofastnet", "uvloop", "avatarkit", "multidict", "httptools"):
+    for lib in ("picows", "aiofastnet", "uvloop", "avatarkit", "multidict", "aiohttp"):
         if f"/{lib}/" in path:
             return lib
     if path.endswith(("asyncio/runners.py", "uvloop/__init__.py")):
