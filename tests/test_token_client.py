@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -358,3 +359,45 @@ async def test_api_key_that_cannot_be_a_header_is_refused_before_the_network(
     with pytest.raises(ValueError, match="api_key holds characters") as info:
         await session.init()
     assert bad_key not in str(info.value)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (made with openssl)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> None:
+    """A self-signed server certificate is refused: the key never goes out."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed)
+    raw = RawServer(lambda n: answer())
+    raw.server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=context)
+    try:
+        url = raw.url.replace("http://", "https://")
+        async with client() as c:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await post(c, url, HEADERS, b"{}")
+        assert raw.requests == 0
+    finally:
+        raw.server.close()
+        raw.stop.set()
+        for writer in raw.writers:
+            writer.close()
+        await asyncio.gather(*raw.handlers)
+        await raw.server.wait_closed()
