@@ -388,8 +388,9 @@ class _PicowsListener(picows.WSListener):
             self.close_info = (code, reason)
             # Echo the code (1000 for a code-less close: picows always writes
             # two code bytes, and 0 or 1005 must not go on the wire).
-            echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
-            transport.send_close(picows.WSCloseCode(echo))
+            if not transport.is_close_frame_sent:  # else it answers our close()
+                echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+                transport.send_close(picows.WSCloseCode(echo))
             transport.disconnect()
         elif msg_type is picows.WSMsgType.PING:
             # Answered only while the socket takes our writes: a peer that
