@@ -356,3 +356,125 @@ async def test_close_code_survives_odd_close_frames(
         assert len(errors) == 1 and errors[0].close_code == code
     else:
         assert errors == []
+
+
+# -- 5. limits: endless headers, oversized messages, ping floods --------------------------
+
+MAX_MESSAGE = 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("endless", ["one-line", "many-lines"])
+async def test_endless_upgrade_headers_are_refused(compression: bool, endless: str) -> None:
+    """A 101 whose header block never ends: the client gives up after a
+    small bound (16 KiB on picows, 8 KiB a line on aiohttp), long before the
+    server has written its 64 MiB."""
+    written = 0
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        writer.write(upgrade_answer(await read_head(reader))[:-2])  # no blank line
+        chunk = b"X-Filler: " + b"a" * 1000 + (b"\r\n" if endless == "many-lines" else b"")
+        while written < 64 * 1024 * 1024:
+            writer.write(chunk)
+            written += len(chunk)
+            await writer.drain()
+
+    async with raw_server(script) as server:
+        session = session_for(server.port, compression, open_timeout=5)
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 10)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert written < 32 * 1024 * 1024  # the client hung up (socket buffers hold the rest)
+
+
+def sends_after_confirm(*frames: bytes) -> Script:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accept_and_confirm(reader, writer)
+        for data in frames:
+            writer.write(data)
+            await writer.drain()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(), 5)
+
+    return script
+
+
+BIG = bytes(MAX_MESSAGE + 1024)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param((frame(0x2, BIG),), id="one-frame"),
+        pytest.param(
+            tuple(
+                frame(0x2 if i == 0 else 0x0, BIG[i : i + (1 << 20)], fin=i + (1 << 20) >= len(BIG))
+                for i in range(0, len(BIG), 1 << 20)
+            ),
+            id="fragments",
+        ),
+    ],
+)
+async def test_oversized_message_ends_the_session_with_1009(
+    compression: bool, frames: tuple[bytes, ...]
+) -> None:
+    """A message over 16 MiB (whole or in fragments) is refused: the session
+    ends with close code 1009, reported to on_error; nothing is delivered."""
+    errors: list[AvatarSDKError] = []
+    delivered: list[int] = []
+    async with raw_server(sends_after_confirm(*frames)) as server:
+        session = session_for(
+            server.port,
+            compression,
+            on_error=errors.append,
+            transport_frames=lambda data, end: delivered.append(len(data)),
+        )
+        await session.start()
+        await asyncio.wait_for(session.wait_closed(), 10)
+        await session.close()
+    assert delivered == []
+    assert [e.close_code for e in errors] == [1009]
+    assert errors[0].code is AvatarSDKErrorCode.connectionClosed
+
+
+def client_write_buffer(session: Any) -> int:
+    """Bytes the client's socket has not yet written (its memory for output)."""
+    transport = session._transport
+    ws = getattr(transport, "_ws", None)
+    sock = ws.underlying_transport if hasattr(ws, "underlying_transport") else ws._conn.transport
+    return int(sock.get_write_buffer_size())
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_ping_flood_without_reading_keeps_client_memory_bounded(compression: bool) -> None:
+    """A server that floods pings and never reads: pongs do not pile up in
+    the client's write buffer (at most the high-water mark and one pong)."""
+    stop = asyncio.Event()
+    flooded = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accept_and_confirm(reader, writer)
+        ping = frame(0x9, b"p" * 125)
+
+        async def flood() -> None:
+            for _ in range(200_000):  # 25 MB of pings, wanting 25 MB of pongs
+                writer.write(ping)
+                await writer.drain()
+
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(flood(), 3)  # the client may stop reading: fine
+        flooded.set()
+        await stop.wait()  # never reads
+
+    async with raw_server(script) as server:
+        session = session_for(server.port, compression)
+        await session.start()
+        await asyncio.wait_for(flooded.wait(), 10)
+        await asyncio.sleep(0.2)  # let the client process what arrived
+        assert client_write_buffer(session) < 1024 * 1024
+        stop.set()
+        await asyncio.wait_for(session.close(), 8)
+

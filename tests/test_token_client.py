@@ -1,4 +1,4 @@
-"""The pooled HTTP/1.1 client of the token call, against real loopback servers.
+"""The token call on aiohttp's client, against real loopback servers.
 
 The local avatar service covers the ordinary answers (see the session and
 e2e tests); the small servers here are raw asyncio servers that answer in
@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from avatarkit import SessionTokenError, new_avatar_session
-from avatarkit._tokenclient import MAX_BODY, MAX_IDLE, TokenClient, TokenClientError
+from avatarkit._http import MAX_BODY, TokenCallError, new_client, post
 
 OK_BODY = b'{"sessionToken": "tok"}'
 
@@ -108,8 +110,8 @@ async def serve(reply: Callable[[int], bytes | None], **kw: bool) -> AsyncIterat
 
 
 @contextlib.asynccontextmanager
-async def client(**kw: float) -> AsyncIterator[TokenClient]:
-    c = TokenClient(**kw)
+async def client(**kw: float) -> AsyncIterator[aiohttp.ClientSession]:
+    c = new_client(**kw)
     try:
         yield c
     finally:
@@ -119,88 +121,97 @@ async def client(**kw: float) -> AsyncIterator[TokenClient]:
 HEADERS = {"X-Api-Key": "k", "Content-Type": "application/json"}
 
 
+def session_for(console_url: str) -> object:
+    return new_avatar_session(
+        api_key="k",
+        app_id="a",
+        avatar_id="av",
+        console_endpoint_url=console_url,
+        ingress_endpoint_url="ws://127.0.0.1:1/v2/driveningress",
+        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+    )
+
+
 async def test_connection_is_kept_alive() -> None:
     async with serve(lambda n: answer()) as server, client() as c:
         for _ in range(5):
-            assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+            assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
         assert (server.connections, server.requests) == (1, 5)
+
+
+async def test_sessions_on_one_loop_share_the_client_and_its_connection() -> None:
+    async with serve(lambda n: answer()) as server:
+        for _ in range(3):
+            session = session_for(server.url.removesuffix("/session-tokens"))
+            await session.init()  # type: ignore[attr-defined]
+        assert (server.connections, server.requests) == (1, 3)
+    # The per-loop client is closed by the loop guard when this test's loop
+    # shuts down; warnings are errors here, so a leak would fail the test.
 
 
 async def test_a_pooled_connection_found_closed_is_replaced() -> None:
     # The server answers and then closes: the pooled connection is stale
     # before the next call starts.
     async with serve(lambda n: answer(), close_after=True) as server, client() as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         await asyncio.sleep(0.05)  # the close arrives
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         assert server.connections == 2
 
 
-async def test_a_pooled_connection_lost_after_the_request_is_retried_once() -> None:
+async def test_a_pooled_connection_lost_after_the_request_fails_clearly() -> None:
     # Request 2 goes out on the kept-alive connection, which the server then
-    # closes without answering (as one that timed it out at that moment
-    # would): the client tries once more, on a new connection.
+    # closes without answering: a POST is not idempotent, so no retry.
     async with serve(lambda n: HANG_UP if n == 2 else answer()) as server, client() as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        assert (server.connections, server.requests) == (2, 3)
-
-
-async def test_the_retry_happens_only_once() -> None:
-    async with serve(lambda n: answer() if n == 1 else HANG_UP) as server, client() as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        with pytest.raises(ConnectionError):
-            await c.post(server.url, HEADERS, b"{}")
-        assert (server.connections, server.requests) == (2, 3)
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
+        with pytest.raises(aiohttp.ClientError):
+            await post(c, server.url, HEADERS, b"{}")
+        assert server.requests == 2
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200  # a new connection
 
 
 async def test_a_timeout_on_a_pooled_connection_is_not_retried() -> None:
     async with serve(lambda n: answer() if n == 1 else None) as server, client(
         total_timeout=0.3
     ) as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         with pytest.raises(asyncio.TimeoutError):
-            await c.post(server.url, HEADERS, b"{}")
+            await post(c, server.url, HEADERS, b"{}")
         assert (server.connections, server.requests) == (1, 2)
 
 
 async def test_idle_connections_expire() -> None:
     async with serve(lambda n: answer()) as server, client(idle_seconds=0.1) as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         assert server.connections == 1
-        await asyncio.sleep(0.2)
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        assert server.connections == 2
-
-
-async def test_server_keep_alive_timeout_is_honoured() -> None:
-    # "timeout=1": the client stops reusing a connection one second before.
-    reply = answer(extra=b"Keep-Alive: timeout=1, max=100\r\n")
-    async with serve(lambda n: reply) as server, client() as c:
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
-        assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+        await asyncio.sleep(0.5)
+        assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         assert server.connections == 2
 
 
 async def test_request_line_and_headers() -> None:
     async with serve(lambda n: answer()) as server, client() as c:
         url = server.url.replace("/session-tokens", "/a b/é/session-tokens")
-        assert (await c.post(url, HEADERS, b"{}"))[0] == 200
+        assert (await post(c, url, HEADERS, b"{}"))[0] == 200
         head = server.heads[0].decode("latin-1")
         assert head.startswith("POST /v1/console/a%20b/%C3%A9/session-tokens HTTP/1.1\r\n")
         assert "\r\nUser-Agent: avatarkit-python" in head
         assert "\r\nAccept: application/json\r\n" in head
         assert "\r\nX-Api-Key: k\r\n" in head
         assert "\r\nContent-Length: 2\r\n" in head
-        with pytest.raises(TokenClientError, match="credentials in console_endpoint_url"):
-            await c.post(url.replace("http://", "http://user:pw@"), HEADERS, b"{}")
+        assert "cookie" not in head.lower()
+        with pytest.raises(TokenCallError, match="credentials in console_endpoint_url"):
+            await post(c, url.replace("http://", "http://user:pw@"), HEADERS, b"{}")
+        with pytest.raises(TokenCallError, match="use http:// or https://"):
+            await post(c, "ftp://example.com/x", HEADERS, b"{}")
+        assert server.requests == 1
 
 
 async def test_connection_close_answer_is_not_pooled() -> None:
     async with serve(lambda n: answer(extra=b"Connection: close\r\n")) as server, client() as c:
         for _ in range(3):
-            assert (await c.post(server.url, HEADERS, b"{}"))[0] == 200
+            assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         assert server.connections == 3
 
 
@@ -211,22 +222,22 @@ async def test_chunked_body() -> None:
         + OK_BODY[5:] + b"\r\n0\r\n\r\n"
     )
     async with serve(lambda n: chunked) as server, client() as c:
-        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
-        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
         assert server.connections == 1
 
 
 async def test_body_delimited_by_close() -> None:
     old_style = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + OK_BODY
     async with serve(lambda n: old_style, close_after=True) as server, client() as c:
-        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
 
 
 async def test_interim_answer_is_skipped() -> None:
     interim = b"HTTP/1.1 100 Continue\r\n\r\n"
     async with serve(lambda n: interim + answer()) as server, client() as c:
-        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
-        assert await c.post(server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
         assert server.connections == 1
 
 
@@ -234,67 +245,103 @@ async def test_error_status_and_body_are_returned() -> None:
     body = b'{"errors":[{"status":"401","code":"unauthorized"}]}'
     reply = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: " + str(len(body)).encode()
     async with serve(lambda n: reply + b"\r\n\r\n" + body) as server, client() as c:
-        assert await c.post(server.url, HEADERS, b"{}") == (401, body)
+        assert await post(c, server.url, HEADERS, b"{}") == (401, body)
 
 
 async def test_silent_server_times_out() -> None:
     async with serve(lambda n: None) as server, client(total_timeout=0.2) as c:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         with pytest.raises(asyncio.TimeoutError):
-            await c.post(server.url, HEADERS, b"{}")
-        assert loop.time() - t0 < 5
+            await asyncio.wait_for(post(c, server.url, HEADERS, b"{}"), 5)
 
 
 async def test_server_closing_without_answer_fails_without_looping() -> None:
     async with serve(lambda n: HANG_UP) as server, client() as c:
-        with pytest.raises(ConnectionError):
-            await c.post(server.url, HEADERS, b"{}")
+        with pytest.raises(aiohttp.ClientError):
+            await post(c, server.url, HEADERS, b"{}")
         assert server.requests == 1
 
 
-async def test_garbage_and_oversized_answers_fail_clearly() -> None:
+async def test_garbage_answer_fails_clearly() -> None:
     async with serve(lambda n: b"NOT HTTP AT ALL\r\n\r\n") as server, client() as c:
-        with pytest.raises(TokenClientError, match="malformed HTTP answer"):
-            await c.post(server.url, HEADERS, b"{}")
-    big = answer(b"x" * (MAX_BODY + 10))
-    async with serve(lambda n: big) as server, client() as c:
-        with pytest.raises(TokenClientError, match="larger than"):
-            await c.post(server.url, HEADERS, b"{}")
+        with pytest.raises(aiohttp.ClientError):
+            await post(c, server.url, HEADERS, b"{}")
 
 
-async def test_concurrent_calls_and_idle_limit() -> None:
-    async with serve(lambda n: answer()) as server, client() as c:
-        results = await asyncio.gather(*(c.post(server.url, HEADERS, b"{}") for _ in range(40)))
-        assert all(r == (200, OK_BODY) for r in results)
-        assert sum(len(v) for v in c._idle.values()) <= MAX_IDLE
-        assert server.requests == 40
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "close-delimited"])
+async def test_oversized_answer_is_refused(framing: str) -> None:
+    big = b"x" * (MAX_BODY + 10)
+    if framing == "content-length":
+        reply = answer(big)
+    elif framing == "chunked":
+        reply = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(big):x}".encode() + b"\r\n" + big + b"\r\n0\r\n\r\n"
+        )
+    else:
+        reply = b"HTTP/1.0 200 OK\r\n\r\n" + big
+    async with serve(lambda n: reply, close_after=True) as server, client() as c:
+        with pytest.raises(TokenCallError, match="larger than"):
+            await post(c, server.url, HEADERS, b"{}")
 
 
-async def test_closed_client_refuses_and_unsupported_urls_are_named() -> None:
-    c = TokenClient()
+@pytest.mark.parametrize("shape", ["long-line", "many-headers"])
+async def test_endless_headers_are_refused(shape: str) -> None:
+    if shape == "long-line":
+        filler = b"X-Filler: " + b"a" * (4 << 20) + b"\r\n"
+    else:
+        filler = b"".join(b"X-H%d: v\r\n" % i for i in range(100_000))
+    reply = b"HTTP/1.1 200 OK\r\n" + filler + b"Content-Length: 2\r\n\r\n{}"
+    async with serve(lambda n: reply) as server, client() as c:
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(post(c, server.url, HEADERS, b"{}"), 10)
+
+
+async def test_redirect_to_another_port_is_not_followed() -> None:
+    async with serve(lambda n: answer()) as other:
+        moved = (
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + other.url.encode()
+            + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+        async with serve(lambda n: moved) as server:
+            session = session_for(server.url.removesuffix("/session-tokens"))
+            with pytest.raises(SessionTokenError) as info:
+                await session.init()  # type: ignore[attr-defined]
+        assert other.connections == 0 and other.requests == 0
+    err = info.value
+    assert err.code.value == "connectionFailed"
+    assert err.http_status == 307
+    assert "redirects are not followed" in err.message
+
+
+async def test_closed_client_refuses() -> None:
+    c = new_client()
     await c.close()
-    with pytest.raises(TokenClientError, match="closed"):
-        await c.post("http://127.0.0.1:1/x", HEADERS, b"{}")
-    async with client() as c2:
-        with pytest.raises(TokenClientError, match="use http:// or https://"):
-            await c2.post("ftp://example.com/x", HEADERS, b"{}")
+    with pytest.raises(RuntimeError, match="closed"):
+        await post(c, "http://127.0.0.1:1/x", HEADERS, b"{}")
 
 
 async def test_sdk_maps_failures_to_session_token_errors() -> None:
     async with serve(lambda n: b"garbage\r\n\r\n") as server:
-        session = new_avatar_session(
-            api_key="k",
-            app_id="a",
-            avatar_id="av",
-            console_endpoint_url=server.url.removesuffix("/session-tokens"),
-            ingress_endpoint_url="ws://127.0.0.1:1/v2/driveningress",
-            expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
-        )
+        session = session_for(server.url.removesuffix("/session-tokens"))
         with pytest.raises(SessionTokenError) as info:
-            await session.init()
+            await session.init()  # type: ignore[attr-defined]
         assert info.value.code.value == "connectionFailed"
-        assert "malformed HTTP answer" in str(info.value)
+        assert info.value.phase == "session_token"
+        assert "session token request to" in str(info.value)
+
+
+async def test_sdk_timeout_is_a_session_token_error() -> None:
+    from avatarkit import _loopguard
+
+    async with serve(lambda n: None) as server:
+        # This loop's shared client, with a short timeout for the test.
+        resources = _loopguard._resources()
+        resources.client = new_client(total_timeout=0.2)
+        session = session_for(server.url.removesuffix("/session-tokens"))
+        with pytest.raises(SessionTokenError, match="timed out") as info:
+            await asyncio.wait_for(session.init(), 5)  # type: ignore[attr-defined]
+        assert info.value.code.value == "connectionFailed"
+        assert server.requests == 1  # not retried
 
 
 @pytest.mark.parametrize("bad_key", ["key\r\nX-Evil: 1", "kéy", "key\x00"])
@@ -312,3 +359,45 @@ async def test_api_key_that_cannot_be_a_header_is_refused_before_the_network(
     with pytest.raises(ValueError, match="api_key holds characters") as info:
         await session.init()
     assert bad_key not in str(info.value)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (made with openssl)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> None:
+    """A self-signed server certificate is refused: the key never goes out."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed)
+    raw = RawServer(lambda n: answer())
+    raw.server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=context)
+    try:
+        url = raw.url.replace("http://", "https://")
+        async with client() as c:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await post(c, url, HEADERS, b"{}")
+        assert raw.requests == 0
+    finally:
+        raw.server.close()
+        raw.stop.set()
+        for writer in raw.writers:
+            writer.close()
+        await asyncio.gather(*raw.handlers)
+        await raw.server.wait_closed()

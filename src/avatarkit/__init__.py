@@ -8,7 +8,6 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 
 from __future__ import annotations
 
-from ._loopguard import aclose as aclose_shared_resources
 from ._run import run
 from .config import (
     AgoraEgressConfig,
@@ -65,7 +64,6 @@ __all__ = [
     "SessionTokenError",
     "UnsupportedSampleRateError",
     "__version__",
-    "aclose_shared_resources",
     "generate_log_id",
     "new_avatar_session",
     "run",

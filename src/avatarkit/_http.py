@@ -1,22 +1,124 @@
-"""The session-token HTTP call, over a client shared per event loop.
+"""The session-token HTTP call, on aiohttp's client shared per event loop.
 
-Every session on a loop shares one :class:`~avatarkit._tokenclient.TokenClient`
-(see :mod:`avatarkit._loopguard`), so consecutive token calls reuse a
-kept-alive connection instead of paying for a new client and TCP connection
-each time.
+Every session on a loop shares one :class:`aiohttp.ClientSession` (made by
+:func:`new_client`, owned by :mod:`avatarkit._loopguard`), so consecutive
+token calls reuse a kept-alive connection. What the client is set up to do:
+
+- timeouts: :data:`CONNECT_TIMEOUT` to connect, :data:`TOTAL_TIMEOUT` for
+  the whole call; a timeout is never retried (the server may have minted a
+  token meanwhile; the caller decides);
+- no redirects: a 3xx answer is an error saying so (following it would send
+  the API key to whatever address the answer names);
+- bounded answers: at most :data:`MAX_BODY` bytes of body, header lines of
+  at most :data:`MAX_HEADER_LINE` bytes (aiohttp's parser refuses longer or
+  endless header blocks);
+- idle connections kept :data:`IDLE_SECONDS` (a NAT or load balancer may
+  drop a quiet connection without a word); no cookies, no proxy settings
+  from the environment; TLS verified with the system's trust store.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from ._loopguard import http_client
-from ._tokenclient import TokenClientError
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
 from .protocol import build_token_request, parse_token_response, token_urls
 
-__all__ = ["request_session_token"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IDLE_SECONDS",
+    "MAX_BODY",
+    "MAX_HEADER_LINE",
+    "TOTAL_TIMEOUT",
+    "TokenCallError",
+    "new_client",
+    "post",
+    "request_session_token",
+]
+
+#: Seconds to open the connection (TCP and TLS).
+CONNECT_TIMEOUT = 10.0
+#: Seconds for the whole call, answer included.
+TOTAL_TIMEOUT = 15.0
+#: Seconds an idle connection is kept for the next call.
+IDLE_SECONDS = 15.0
+#: Largest answer body read (a token answer is a few hundred bytes).
+MAX_BODY = 1 << 20
+#: Longest status or header line, and longest header field, of the answer.
+MAX_HEADER_LINE = 8190
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"avatarkit-python/{version('avatarkit')}"
+    except Exception:  # not installed as a distribution (a source checkout)
+        return "avatarkit-python"
+
+
+USER_AGENT = _user_agent()
+
+
+class TokenCallError(Exception):
+    """The answer could not be used (oversized, or the URL cannot be called)."""
+
+
+def new_client(
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
+    idle_seconds: float = IDLE_SECONDS,
+) -> aiohttp.ClientSession:
+    """An aiohttp client set up for token calls (see the module docstring)."""
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=idle_seconds),
+        timeout=aiohttp.ClientTimeout(total=total_timeout, sock_connect=connect_timeout),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        max_line_size=MAX_HEADER_LINE,
+        max_field_size=MAX_HEADER_LINE,
+        trust_env=False,
+    )
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise TokenCallError(f"unsupported URL {url!r}: use http:// or https://")
+    if parts.username is not None or parts.password is not None:
+        raise TokenCallError(
+            "credentials in console_endpoint_url are not supported; the API key is the credential"
+        )
+
+
+async def post(
+    client: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+) -> tuple[int, bytes]:
+    """POST ``body``; return ``(status, answer body)``, redirects not followed.
+
+    Raises :class:`TokenCallError` (bad URL, answer over :data:`MAX_BODY`),
+    ``aiohttp.ClientError``/``OSError`` (connection, malformed answer) or
+    ``asyncio.TimeoutError``.
+    """
+    _check_url(url)
+    async with client.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+        if resp.content_length is not None and resp.content_length > MAX_BODY:
+            raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
+        payload = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            payload += chunk
+            if len(payload) > MAX_BODY:
+                raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
+        return resp.status, bytes(payload)
 
 
 async def request_session_token(
@@ -27,12 +129,23 @@ async def request_session_token(
     Tries :func:`~avatarkit.protocol.token_urls` in order, moving on only when
     a route answers 404.
     """
+    import aiohttp
+
+    from ._loopguard import http_client
+
     _, headers, body = build_token_request(console_endpoint_url, api_key, expire_at)
     urls = token_urls(console_endpoint_url)
     for index, url in enumerate(urls):
         try:
-            status, payload = await http_client().post(url, headers, body)
-        except (TokenClientError, OSError, asyncio.TimeoutError) as exc:
+            status, payload = await post(http_client(), url, headers, body)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SessionTokenError(
+                AvatarSDKErrorCode.connectionFailed,
+                f"session token request to {url} timed out; check console_endpoint_url "
+                "and the network",
+                phase=ErrorPhase.SESSION_TOKEN.value,
+            ) from None
+        except (TokenCallError, aiohttp.ClientError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,
@@ -40,6 +153,15 @@ async def request_session_token(
                 "and the network",
                 phase=ErrorPhase.SESSION_TOKEN.value,
             ) from None
+        if 300 <= status < 400:
+            raise SessionTokenError(
+                AvatarSDKErrorCode.connectionFailed,
+                f"session token request to {url} was answered with a redirect (HTTP {status}); "
+                "redirects are not followed, so the API key never goes to another address: "
+                "set console_endpoint_url to the final address",
+                phase=ErrorPhase.SESSION_TOKEN.value,
+                http_status=status,
+            )
         if status == 404 and index + 1 < len(urls):
             continue
         break

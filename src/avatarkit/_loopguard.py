@@ -7,7 +7,9 @@ WebSocket is open. A small guard task owns them: ``asyncio.run()`` and
 closing the loop, and the guard then drops any socket a session left open and
 closes the HTTP client, so a forgotten ``close()`` ends without
 ResourceWarnings. Code that closes a loop by hand without cancelling its
-tasks should call :func:`aclose` first.
+tasks should cancel them first (as ``asyncio.run()`` does), or await
+:func:`aclose`: deliberately private (``avatarkit._loopguard.aclose``), not
+part of the public API, as the loop's own shutdown is the supported way.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._tokenclient import TokenClient
 
 __all__ = ["aclose", "http_client", "track", "untrack"]
 
@@ -32,7 +33,7 @@ class _LoopResources:
     __slots__ = ("client", "guard", "sessions", "ws_client")
 
     def __init__(self) -> None:
-        self.client: TokenClient | None = None
+        self.client: aiohttp.ClientSession | None = None  # token calls
         self.ws_client: aiohttp.ClientSession | None = None  # for AiohttpTransport
         # Strong references: an open session is reachable from its socket
         # anyway, and _finish() untracks it (a WeakSet costs a weakref each).
@@ -74,14 +75,14 @@ def _resources() -> _LoopResources:
     return resources
 
 
-def http_client() -> TokenClient:
+def http_client() -> aiohttp.ClientSession:
     """This loop's shared token-call client (created on first use)."""
-    from ._tokenclient import TokenClient
+    from ._http import new_client
 
     resources = _resources()
     client = resources.client
     if client is None or client.closed:
-        client = resources.client = TokenClient(connect_timeout=10, total_timeout=15)
+        client = resources.client = new_client()
     return client
 
 

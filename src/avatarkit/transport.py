@@ -75,6 +75,11 @@ def _redact(text: str) -> str:
     return _SECRET_IN_LOG.sub(r"\1***", text)
 
 
+#: Largest incoming message (whole, or reassembled from fragments): 16 MiB.
+#: The service sends animation frames well under 1 MiB; a larger message
+#: ends the session with close code 1009 instead of growing client memory.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
 #: Close codes that say "no code" or "no close frame"; never sent in a frame.
 _NOT_ON_WIRE = frozenset({1005, 1006, 1015})
 #: Reported as the close code when the server's close frame carried none (RFC 6455).
@@ -225,7 +230,10 @@ class PicowsTransport:
                 ssl_context=ssl_context,
                 websocket_handshake_timeout=timeout,
                 extra_headers=headers,
-                max_frame_size=64 * 1024 * 1024,
+                max_frame_size=MAX_MESSAGE_SIZE,  # larger: picows closes with 1009
+                # Pongs are ours (_PicowsListener.on_ws_frame): picows's own
+                # answer every ping even while the peer does not read.
+                enable_auto_pong=False,
                 max_redirects=0,  # a 3xx is an error: the token stays with this host
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
@@ -365,6 +373,12 @@ class _PicowsListener(picows.WSListener):
         elif msg_type is picows.WSMsgType.CONTINUATION:
             if self.fragments is None:
                 return
+            if len(self.fragments) + frame.payload_size > MAX_MESSAGE_SIZE:
+                self.fragments = None
+                self.close_info = (1009, f"message larger than {MAX_MESSAGE_SIZE} bytes")
+                transport.send_close(picows.WSCloseCode.MESSAGE_TOO_BIG)
+                transport.disconnect(graceful=False)
+                return
             self.fragments += frame.get_payload_as_memoryview()
             if frame.fin:
                 data, self.fragments = bytes(self.fragments), None
@@ -374,9 +388,16 @@ class _PicowsListener(picows.WSListener):
             self.close_info = (code, reason)
             # Echo the code (1000 for a code-less close: picows always writes
             # two code bytes, and 0 or 1005 must not go on the wire).
-            echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
-            transport.send_close(picows.WSCloseCode(echo))
+            if not transport.is_close_frame_sent:  # else it answers our close()
+                echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+                transport.send_close(picows.WSCloseCode(echo))
             transport.disconnect()
+        elif msg_type is picows.WSMsgType.PING:
+            # Answered only while the socket takes our writes: a peer that
+            # floods pings without reading cannot pile pongs up in memory
+            # (RFC 6455 lets an endpoint answer only the latest ping).
+            if self.owner._drained is None:
+                transport.send_pong(frame.get_payload_as_bytes())
         elif msg_type is picows.WSMsgType.TEXT:
             self.listener.on_text()
 
@@ -468,7 +489,7 @@ class AiohttpTransport:
                     url,
                     headers=headers,
                     compress=self._compress,
-                    max_msg_size=64 * 1024 * 1024,
+                    max_msg_size=MAX_MESSAGE_SIZE,  # larger: aiohttp closes with 1009
                     autoclose=False,  # _answer_close() does it (bounded)
                     autoping=True,
                 ),
