@@ -578,6 +578,14 @@ class Connection:
         st.connection_id = str(uuid.uuid4())
         st.configured = True
         self._on_confirmed(self)
+        log.info(
+            "avatarkit devserver: session #%d configured: connection %s, %s %d Hz, egress %s",
+            self.key,
+            st.connection_id,
+            fmt,
+            st.sample_rate,
+            egress.kind if egress is not None else "none",
+        )
         if not await self._send(encode_confirm(st.connection_id, CAPABILITIES)):
             return
         await self._run_faults()
