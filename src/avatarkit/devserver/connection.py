@@ -38,8 +38,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from .._server_protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_SESSION_DURATION,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED_DATA,
+    CODE_BAD_REQUEST,
+    CODE_IDLE,
+    CODE_INTERNAL,
+    CODE_INVALID_ARGUMENT,
+    ConfigureRejected,
+    check_configure,
+)
 from ..audio.ogg import OggError
-from ..config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
 from ..events import PlaybackState
 from ..protocol import (
     CAPABILITY_PLAYBACK_CONTROL,
@@ -56,7 +70,7 @@ from ..protocol import (
     encode_varint,
 )
 from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
-from .egress import EgressConfigError, validate_egress
+from .egress import egress_state
 from .faults import FaultRule, Faults
 from .state import RequestState, SessionState
 
@@ -76,21 +90,6 @@ _BATCH_FAST = 50
 _MAX_TEXT = 1000  # ServerError messages are cut to this many characters
 MAX_REQ_ID_BYTES = 128
 """Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
-
-# gRPC / HTTP-like ServerError codes the service uses.
-CODE_INVALID_ARGUMENT = 3  # bad request (or egress config, when the text names it)
-CODE_INTERNAL = 13
-CODE_BAD_REQUEST = 400  # protocol violations, unsupported sample rate (not 3: see PROTOCOL.md 6)
-CODE_IDLE = 408
-
-# Close codes.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_SESSION_DURATION = 4002
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
@@ -521,42 +520,12 @@ class Connection:
             await self._apply_fault(rule, handshake=True)
         if handshake_faults:
             return  # the fault answered the configure instead of a confirm
-        if cfg.audio_format == 0:
-            fmt, rates = "pcm_s16le", PCM_SAMPLE_RATES
-        elif cfg.audio_format == 1:
-            fmt, rates = "ogg_opus", OGG_OPUS_SAMPLE_RATES
-        else:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT,
-                f"invalid audio_format {cfg.audio_format}: use PCM_S16LE (0) or OGG_OPUS (1)",
-                CLOSE_POLICY,
-            )
+        verdict = check_configure(cfg)
+        if isinstance(verdict, ConfigureRejected):
+            await self._fatal(verdict.code, verdict.detail, verdict.close_code)
             return
-        if cfg.sample_rate not in rates:
-            await self._fatal(
-                CODE_BAD_REQUEST,
-                f"unsupported sample rate {cfg.sample_rate} Hz for {fmt}; "
-                f"supported: {', '.join(map(str, rates))}",
-                CLOSE_POLICY,
-            )
-            return
-        if cfg.bitrate < 0:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT, f"invalid bitrate {cfg.bitrate}: must be >= 0", CLOSE_POLICY
-            )
-            return
-        if cfg.transport_compression != 0:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT,
-                f"unsupported transport_compression {cfg.transport_compression}: use NONE (0)",
-                CLOSE_POLICY,
-            )
-            return
-        try:
-            egress = validate_egress(cfg)
-        except EgressConfigError as exc:
-            await self._fatal(CODE_INVALID_ARGUMENT, str(exc), CLOSE_POLICY)
-            return
+        fmt = verdict.audio_format
+        egress = egress_state(verdict.egress) if verdict.egress is not None else None
         if fmt == "ogg_opus":
             try:
                 from ..audio.opus import OggOpusDecoder, import_av
@@ -572,8 +541,8 @@ class Connection:
             self._decoder_cls = OggOpusDecoder
         st = self.state
         st.audio_format = fmt
-        st.sample_rate = cfg.sample_rate
-        st.bitrate = cfg.bitrate
+        st.sample_rate = verdict.sample_rate
+        st.bitrate = verdict.bitrate
         st.egress = egress
         st.connection_id = str(uuid.uuid4())
         st.configured = True

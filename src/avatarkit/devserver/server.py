@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .._server_protocol import CLOSE_GOING_AWAY
 from ..protocol import encode_server_error
 from ._jsonapi import error_response, jsonapi_errors
 from .auth import (
@@ -40,12 +41,7 @@ from .auth import (
     Rejection,
     TokenSigner,
 )
-from .connection import (
-    CLOSE_GOING_AWAY,
-    Connection,
-    IngressWebSocket,
-    ServiceSettings,
-)
+from .connection import Connection, IngressWebSocket, ServiceSettings
 from .faults import FaultRule, Faults
 from .state import SessionState
 
