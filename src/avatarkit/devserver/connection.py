@@ -72,6 +72,7 @@ from ..protocol import (
 from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
 from .egress import egress_state
 from .faults import FaultRule, Faults
+from .pacing import PacerView, StepKind, next_step
 from .state import RequestState, SessionState
 
 if TYPE_CHECKING:
@@ -860,59 +861,75 @@ class Connection:
             CLOSE_INTERNAL,
         )
 
+    def _view(self, now: float) -> PacerView:
+        """The connection as :func:`~avatarkit.devserver.pacing.next_step` sees it."""
+        settings = self._settings
+        idle = settings.idle_timeout
+        idle_at = self._last_activity + idle if idle else None
+        req = self._queue[0] if self._queue else None
+        if req is None:
+            return PacerView(now, self._realtime, self._deadline, idle_at)
+        paused = req.info.paused
+        pause_timeout_at = None
+        if paused and settings.pause_timeout:
+            pause_timeout_at = req.pause_started + settings.pause_timeout
+        return PacerView(
+            now,
+            self._realtime,
+            self._deadline,
+            idle_at,
+            has_head=True,
+            head_paused=paused,
+            pause_timeout_at=pause_timeout_at,
+            head_ready=not paused and req.can_emit(),
+            delay_checked=req.delay_checked,
+            t0=req.t0,
+            frames_sent=req.info.frames_sent,
+        )
+
     async def _pace_loop(self) -> None:
+        """Do what :func:`~avatarkit.devserver.pacing.next_step` says until the end."""
         settings = self._settings
         loop = self._loop
         burst = 0
         while not self._closing and self._close_request is None:
             now = loop.time()
-            if self._deadline is not None and now >= self._deadline:
+            step = next_step(self._view(now))
+            kind = step.kind
+            if kind is StepKind.SESSION_EXPIRED:
                 limit = f"{settings.max_session_seconds:g}"
                 await self._send_error(
                     CLOSE_SESSION_DURATION, f"maximum session duration reached ({limit} seconds)"
                 )
                 self._end(CLOSE_SESSION_DURATION, "maximum session duration reached")
                 return
-            limit_at = self._deadline
-            if settings.idle_timeout:
-                idle_at = self._last_activity + settings.idle_timeout
-                if now >= idle_at:
-                    text = f"no audio input for {settings.idle_timeout:g} seconds"
-                    await self._send_error(CODE_IDLE, text)
-                    self._end(CLOSE_NORMAL, text)
-                    return
-                limit_at = idle_at if limit_at is None else min(limit_at, idle_at)
-            wake: float | None = None
+            if kind is StepKind.IDLE_TIMEOUT:
+                text = f"no audio input for {settings.idle_timeout:g} seconds"
+                await self._send_error(CODE_IDLE, text)
+                self._end(CLOSE_NORMAL, text)
+                return
             req = self._queue[0] if self._queue else None
-            if req is not None:
-                info = req.info
-                if info.paused:
-                    if settings.pause_timeout:
-                        timeout_at = req.pause_started + settings.pause_timeout
-                        if now >= timeout_at:
-                            await self._interrupt(req, "pause_timeout")
-                            continue
-                        wake = min(wake, timeout_at) if wake is not None else timeout_at
-                elif req.can_emit():
-                    if not req.delay_checked:
-                        req.delay_checked = True
-                        delay = self._faults.take_delay(
-                            self.key, self.state.connection_id, self.state.frames_sent
-                        )
-                        if delay:
-                            req.t0 = req.t0 + delay if self._realtime else now + delay
-                    due = req.t0 + info.frames_sent * _FRAME_S if self._realtime else req.t0
-                    if due <= now:
-                        req.delay_checked = False
-                        await self._emit(req, now)
-                        burst += 1
-                        if burst >= _FAIR_BATCH:
-                            burst = 0
-                            await asyncio.sleep(0)
-                        continue
-                    wake = due if wake is None else min(wake, due)
+            if kind is StepKind.PAUSE_TIMEOUT and req is not None:
+                await self._interrupt(req, "pause_timeout")
+                continue
+            if kind is StepKind.CHECK_DELAY and req is not None:
+                req.delay_checked = True
+                delay = self._faults.take_delay(
+                    self.key, self.state.connection_id, self.state.frames_sent
+                )
+                if delay:
+                    req.t0 = req.t0 + delay if self._realtime else now + delay
+                continue
+            if kind is StepKind.EMIT and req is not None:
+                req.delay_checked = False
+                await self._emit(req, now)
+                burst += 1
+                if burst >= _FAIR_BATCH:
+                    burst = 0
+                    await asyncio.sleep(0)
+                continue
             burst = 0
-            await self._sleep_until(wake, limit_at)
+            await self._sleep_until(step.wake, step.limit)
 
     async def _emit(self, req: _Request, now: float) -> None:
         """Send the next frame of ``req`` (the head of the queue)."""
