@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 import uuid
 from collections import deque
@@ -35,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
 from .._server_protocol import (
@@ -53,7 +51,6 @@ from .._server_protocol import (
     ConfigureRejected,
     check_configure,
 )
-from ..audio.ogg import OggError
 from ..events import PlaybackState
 from ..protocol import (
     CAPABILITY_PLAYBACK_CONTROL,
@@ -67,9 +64,9 @@ from ..protocol import (
     encode_confirm,
     encode_playback_state,
     encode_server_error,
-    encode_varint,
 )
-from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
+from ._request import HAND_ENVELOPE, AnimationEnvelope, RequestRuntime
+from .animation import FRAME_MS, AnimationAnalyzer, encode_frame
 from .egress import egress_state
 from .faults import FaultRule, Faults
 from .pacing import PacerView, StepKind, next_step
@@ -83,7 +80,6 @@ __all__ = ["Connection", "IngressWebSocket", "ServiceSettings"]
 log = logging.getLogger("avatarkit.devserver")
 
 CAPABILITIES = (CAPABILITY_PLAYBACK_CONTROL, CAPABILITY_PLAYBACK_STATE)
-_FRAME_S = FRAME_MS / 1000.0
 _PROGRESS_EVERY = 1000 // FRAME_MS  # egress mode: one progress signal per second of audio
 _FAIR_BATCH = 32  # fast pace: yield to other connections after this many frames
 _BATCH_REALTIME = 10  # frames analysed at a time, just ahead of the output
@@ -91,9 +87,6 @@ _BATCH_FAST = 50
 _MAX_TEXT = 1000  # ServerError messages are cut to this many characters
 MAX_REQ_ID_BYTES = 128
 """Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
-
-_LITTLE_ENDIAN = sys.byteorder == "little"
-_EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,150 +136,6 @@ def _close_reason(text: str) -> bytes:
     return data[:117].decode("utf-8", "ignore").encode() + b"..."
 
 
-def _field(tag: int, text: str) -> bytes:
-    """A length-delimited string field; nothing for an empty string (proto3)."""
-    data = text.encode()
-    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
-
-
-# Message.type (field 1) = SERVER_RESPONSE_ANIMATION, then the tag of field 6
-# (server_response_animation), taken from the protobuf encoder itself.
-_ANIMATION_PREFIX = encode_animation("", "", False, b"", "").removesuffix(b"\x32\x00") + b"\x32"
-
-
-class _AnimationEnvelope:
-    """The ``ServerResponseAnimation`` messages of one request, written by hand.
-
-    Only the payload and ``end`` change from frame to frame, so the request's
-    fields are encoded once; the bytes equal what
-    :func:`~avatarkit.protocol.encode_animation` makes (checked at import,
-    see ``_HAND_ENVELOPE``), at a fraction of the cost.
-    """
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, connection_id: str, req_id: str, avatar_id: str) -> None:
-        self.head = _field(0x0A, connection_id) + _field(0x12, req_id)
-        self.tail = _field(0x2A, avatar_id)
-
-    def encode(self, end: bool, payload: bytes) -> bytes:
-        body = self.head + b"\x18\x01" if end else self.head
-        if payload:
-            body += b"\x22" + encode_varint(len(payload)) + payload
-        body += self.tail
-        return _ANIMATION_PREFIX + encode_varint(len(body)) + body
-
-
-def _check_envelope() -> bool:
-    samples = [
-        ("conn-1", "req-1", False, b"\x01" * 600, "avatar-1"),
-        ("", "", True, b"", ""),
-        ("c" * 200, "r", True, b"\x00" * 20000, ""),
-    ]
-    return all(
-        _AnimationEnvelope(cid, rid, avatar).encode(end, payload)
-        == encode_animation(cid, rid, end, payload, avatar)
-        for cid, rid, end, payload, avatar in samples
-    )
-
-
-_HAND_ENVELOPE = _check_envelope()
-
-
-class _Request:
-    """Runtime of one request still producing output (its state is ``info``).
-
-    Audio is analysed lazily: decoded PCM waits in ``raw`` and the pacer runs
-    the analyzer a batch at a time just ahead of the frames it sends, so a
-    whole clip arriving at once costs no burst of work, and audio of a request
-    that gets interrupted is never analysed.
-    """
-
-    __slots__ = (
-        "analyzer",
-        "batch_samples",
-        "buffered",
-        "carry",
-        "decoder",
-        "delay_checked",
-        "envelope",
-        "flushed",
-        "info",
-        "pause_started",
-        "pending",
-        "raw",
-        "started",
-        "t0",
-    )
-
-    def __init__(
-        self, info: RequestState, analyzer: AnimationAnalyzer, t0: float, batch_frames: int
-    ) -> None:
-        self.info = info
-        self.analyzer = analyzer
-        self.batch_samples = batch_frames * info.sample_rate * FRAME_MS // 1000
-        self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
-        self.carry = b""  # odd trailing byte of PCM split across messages
-        self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
-        self.buffered = 0  # bytes of PCM in raw
-        self.pending: deque[AnimationFrame | None] = deque()  # None: empty end marker
-        self.flushed = False  # the analyzer has returned the request's last frame
-        self.t0 = t0  # realtime: time frame 0 is due; fast: not before this time
-        self.pause_started = 0.0
-        self.started = False  # PLAYING was reported
-        self.delay_checked = False  # fault delays consulted for the next frame
-        self.envelope: _AnimationEnvelope | None = None  # set once the request is known
-
-    def can_emit(self) -> bool:
-        """Whether the next frame may be sent, analysing more audio if needed.
-
-        The newest frame is held back until more audio or the request's end
-        arrives, so that the frame carrying ``end=true`` is the last one.
-        """
-        pending = self.pending
-        if len(pending) < 2:
-            self._analyze()
-        return len(pending) >= 2 or (self.flushed and len(pending) == 1)
-
-    def _analyze(self) -> None:
-        info = self.info
-        pending = self.pending
-        raw = self.raw
-        while len(pending) < 2 and raw:
-            frames = self.analyzer.push(self._take(self.batch_samples))
-            info.frames_computed += len(frames)
-            pending.extend(frames)
-        if len(pending) < 2 and not raw and info.end_received and not self.flushed:
-            self.flushed = True
-            frames = self.analyzer.flush()
-            info.frames_computed += len(frames)
-            pending.extend(frames)
-            if info.frames_computed == 0:
-                pending.append(None)
-
-    def _take(self, n: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-        raw = self.raw
-        parts = []
-        got = 0
-        while raw and got < n:
-            head = raw[0]
-            if head.size <= n - got:
-                parts.append(raw.popleft())
-                got += head.size
-            else:
-                cut = n - got
-                parts.append(head[:cut])
-                raw[0] = head[cut:]
-                got = n
-        self.buffered -= 2 * got
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def drop(self) -> None:
-        self.buffered = 0
-        self.raw.clear()
-        self.pending.clear()
-
-
 class Connection:
     """The service side of one ingress WebSocket, after the upgrade."""
 
@@ -311,8 +160,8 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._proto = ServerProtocol()
         self._realtime = settings.pace == "realtime"
-        self._active: dict[str, _Request] = {}  # req_id -> runtime, while producing output
-        self._queue: deque[_Request] = deque()  # output order; the head is playing
+        self._active: dict[str, RequestRuntime] = {}  # req_id -> runtime, while producing output
+        self._queue: deque[RequestRuntime] = deque()  # output order; the head is playing
         self._closing = False  # a close frame was sent or the connection is gone
         self._close_request: tuple[int, str] | None = None  # see _end()
         self._in_receive = False
@@ -595,7 +444,7 @@ class Connection:
         info.audio_messages += 1
         info.audio_bytes += len(audio.audio)
         try:
-            pcm = self._decode(req, audio.audio, audio.end)
+            pcm = req.decode(audio.audio, audio.end, self._decoder_cls, self.state.sample_rate)
         except ValueError as exc:  # OggError derives from ValueError
             await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
             return
@@ -625,7 +474,7 @@ class Connection:
         )
         return False
 
-    async def _check_buffer(self, req: _Request, incoming: int) -> bool:
+    async def _check_buffer(self, req: RequestRuntime, incoming: int) -> bool:
         """Whether ``incoming`` bytes of decoded audio may wait for playback.
 
         Audio runs ahead of the output (a whole clip may arrive at once); what
@@ -652,41 +501,7 @@ class Connection:
         )
         return False
 
-    def _decode(self, req: _Request, data: bytes, end: bool) -> np.ndarray[Any, np.dtype[np.int16]]:
-        """PCM samples of one audio message (Ogg Opus decoded incrementally)."""
-        if self._decoder_cls is not None:
-            if not data and req.decoder is None:
-                # Nothing of the stream arrived (e.g. an encoder that completed no
-                # Opus frame): an empty end ends the request like PCM does, with
-                # one empty end frame, instead of "stream ended before its OpusHead".
-                return _EMPTY
-            decoder = req.decoder
-            if decoder is None:
-                decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
-            pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
-            if end and not decoder.ended:
-                reader = decoder.reader
-                if reader.head is None or reader.has_partial_data:
-                    raise OggError(
-                        "the Ogg Opus stream ended inside a page or before its OpusHead "
-                        "(send one whole stream per request)"
-                    )
-                # Whole pages but no end-of-stream flag: take what the resampler
-                # still holds rather than failing the request.
-                tail = decoder.finish()
-                if tail.size:
-                    pcm = np.concatenate((pcm, tail)) if pcm.size else tail
-            return pcm
-        if req.carry:
-            data = req.carry + data
-            req.carry = b""
-        if len(data) & 1:
-            req.carry = data[-1:]
-            data = data[:-1]
-        pcm = np.frombuffer(data, dtype=np.int16)
-        return pcm if _LITTLE_ENDIAN else pcm.byteswap()
-
-    async def _new_request(self, req_id: str, now: float) -> _Request:
+    async def _new_request(self, req_id: str, now: float) -> RequestRuntime:
         # A new request preempts one still playing. In fast pace a request whose
         # audio has ended is only waiting for the pacer: it is let through first.
         for other in tuple(self._queue):
@@ -696,16 +511,14 @@ class Connection:
         self.state.add_request(info)
         analyzer = AnimationAnalyzer(self.state.sample_rate, seed=self.state.avatar_id)
         batch = _BATCH_REALTIME if self._realtime else _BATCH_FAST
-        req = _Request(info, analyzer, now if self._realtime else 0.0, batch)
-        if _HAND_ENVELOPE:
-            req.envelope = _AnimationEnvelope(
-                self.state.connection_id, req_id, self.state.avatar_id
-            )
+        req = RequestRuntime(info, analyzer, now if self._realtime else 0.0, batch)
+        if HAND_ENVELOPE:
+            req.envelope = AnimationEnvelope(self.state.connection_id, req_id, self.state.avatar_id)
         self._active[req_id] = req
         self._queue.append(req)
         return req
 
-    def _retire(self, req: _Request) -> None:
+    def _retire(self, req: RequestRuntime) -> None:
         req.drop()
         self._active.pop(req.info.req_id, None)
         with contextlib.suppress(ValueError):
@@ -715,7 +528,7 @@ class Connection:
             egress.requests_published += 1
             egress.audio_ms_published += req.info.played_ms
 
-    async def _interrupt(self, req: _Request, reason: str) -> None:
+    async def _interrupt(self, req: RequestRuntime, reason: str) -> None:
         info = req.info
         info.state = PlaybackState.INTERRUPTED
         info.reason = reason
@@ -724,7 +537,7 @@ class Connection:
         self._wake()
         await self._send_state(info, reason)
 
-    async def _fail_request(self, req: _Request, message: str) -> None:
+    async def _fail_request(self, req: RequestRuntime, message: str) -> None:
         info = req.info
         info.error = message
         info.state = PlaybackState.INTERRUPTED
@@ -931,7 +744,7 @@ class Connection:
             burst = 0
             await self._sleep_until(step.wake, step.limit)
 
-    async def _emit(self, req: _Request, now: float) -> None:
+    async def _emit(self, req: RequestRuntime, now: float) -> None:
         """Send the next frame of ``req`` (the head of the queue)."""
         st = self.state
         info = req.info
