@@ -1,15 +1,23 @@
 """One ingress WebSocket connection: handshake, audio in, paced animation out.
 
-Two coroutines per connection and nothing per frame:
+Two coroutines per connection and nothing per frame, over four modules:
 
-* the **reader** (the aiohttp handler itself) parses each client message with
-  :class:`~avatarkit.protocol.ServerProtocol`, decodes audio, runs the
-  request's :class:`~avatarkit.devserver.animation.AnimationAnalyzer` and
-  queues the frames it returns;
-* the **pacer** (one task) sends queued frames when they are due and watches
-  the connection's deadlines (idle, session duration, pause timeout). It sleeps
-  on one future woken either by a single ``loop.call_at`` timer or by the
-  reader when something changes.
+* the **reader** (:class:`Connection`, this module: the aiohttp glue, run by
+  the aiohttp handler itself) parses each client message with
+  :class:`~avatarkit.protocol.ServerProtocol`, answers the configure as
+  :func:`avatarkit._server_protocol.check_configure` decides, and hands audio
+  to its request;
+* each request's runtime state (:mod:`avatarkit.devserver._request`) decodes
+  audio and runs its :class:`~avatarkit.devserver.animation.AnimationAnalyzer`
+  lazily, just ahead of the output;
+* the **pacer** (one task, :mod:`avatarkit.devserver._output`) sends frames
+  when they are due and watches the connection's deadlines (idle, session
+  duration, pause timeout), doing what the pure
+  :func:`~avatarkit.devserver.pacing.next_step` says. It sleeps on one future
+  woken either by a single ``loop.call_at`` timer or by the reader when
+  something changes;
+* what both share (state, sending, closing, faults) is
+  :class:`~avatarkit.devserver._core.ConnectionCore`.
 
 State changes are made synchronously before any ``await`` so that a message
 arriving mid-send (an interrupt, say) always sees a consistent request.
@@ -29,23 +37,18 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
 from .._server_protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_POLICY,
-    CLOSE_SESSION_DURATION,
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA,
     CODE_BAD_REQUEST,
-    CODE_IDLE,
     CODE_INTERNAL,
     CODE_INVALID_ARGUMENT,
     ConfigureRejected,
@@ -53,135 +56,44 @@ from .._server_protocol import (
 )
 from ..events import PlaybackState
 from ..protocol import (
-    CAPABILITY_PLAYBACK_CONTROL,
-    CAPABILITY_PLAYBACK_STATE,
     ClientAudio,
     ClientControl,
     MessageType,
     ProtocolViolation,
-    ServerProtocol,
-    encode_animation,
     encode_confirm,
-    encode_playback_state,
-    encode_server_error,
 )
+from ._core import (
+    _BATCH_FAST,
+    _BATCH_REALTIME,
+    CAPABILITIES,
+    MAX_REQ_ID_BYTES,
+    IngressWebSocket,
+    ServiceSettings,
+)
+from ._output import OutputPacer
 from ._request import HAND_ENVELOPE, AnimationEnvelope, RequestRuntime
-from .animation import FRAME_MS, AnimationAnalyzer, encode_frame
+from .animation import AnimationAnalyzer
 from .egress import egress_state
-from .faults import FaultRule, Faults
-from .pacing import PacerView, StepKind, next_step
-from .state import RequestState, SessionState
+from .state import RequestState
 
 if TYPE_CHECKING:
     from ..proto import avatarkit_wire_pb2 as pb
 
-__all__ = ["Connection", "IngressWebSocket", "ServiceSettings"]
+
+__all__ = ["MAX_REQ_ID_BYTES", "Connection", "IngressWebSocket", "ServiceSettings"]
 
 log = logging.getLogger("avatarkit.devserver")
 
-CAPABILITIES = (CAPABILITY_PLAYBACK_CONTROL, CAPABILITY_PLAYBACK_STATE)
-_PROGRESS_EVERY = 1000 // FRAME_MS  # egress mode: one progress signal per second of audio
-_FAIR_BATCH = 32  # fast pace: yield to other connections after this many frames
-_BATCH_REALTIME = 10  # frames analysed at a time, just ahead of the output
-_BATCH_FAST = 50
-_MAX_TEXT = 1000  # ServerError messages are cut to this many characters
-MAX_REQ_ID_BYTES = 128
-"""Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
 
+class Connection(OutputPacer):
+    """The service side of one ingress WebSocket, after the upgrade: the aiohttp glue.
 
-@dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """Per-server behaviour shared by its connections."""
-
-    pace: str = "realtime"
-    idle_timeout: float | None = 60.0
-    pause_timeout: float | None = None
-    max_session_seconds: float | None = None
-    close_timeout: float = 2.0
-    max_message_size: int = 16 * 1024 * 1024
-    max_request_audio_bytes: int = 64 * 1024 * 1024
-    max_connection_audio_bytes: int = 128 * 1024 * 1024
-
-
-class IngressWebSocket(web.WebSocketResponse):
-    """aiohttp's WebSocket response, telling the client why before a protocol close.
-
-    aiohttp closes by itself (1009 for a message over ``max_msg_size``, 1002
-    or 1007 for broken frames). The hook lets the connection send a
-    ``ServerError`` first, so the client learns what happened.
+    :meth:`run` is the reader: it receives each client message, parses it
+    with :class:`~avatarkit.protocol.ServerProtocol`, answers the configure
+    (checked by :func:`avatarkit._server_protocol.check_configure`), feeds
+    audio to its request and applies controls; the pacer
+    (:class:`~avatarkit.devserver._output.OutputPacer`) sends the output.
     """
-
-    on_protocol_close: Callable[[int], Awaitable[None]] | None = None
-
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        hook = self.on_protocol_close
-        if hook is not None and code in (1002, 1007, CLOSE_TOO_BIG) and not self.closed:
-            self.on_protocol_close = None
-            with contextlib.suppress(Exception):  # the close must happen whatever the hook did
-                await hook(code)
-            if not message:
-                message = b"message too big" if code == CLOSE_TOO_BIG else b"protocol error"
-        return await super().close(code=code, message=message, drain=drain)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _close_reason(text: str) -> bytes:
-    """A close reason within the 123-byte limit of a close frame."""
-    data = text.encode()
-    if len(data) <= 120:
-        return data
-    return data[:117].decode("utf-8", "ignore").encode() + b"..."
-
-
-class Connection:
-    """The service side of one ingress WebSocket, after the upgrade."""
-
-    def __init__(
-        self,
-        *,
-        ws: IngressWebSocket,
-        request: web.Request,
-        state: SessionState,
-        settings: ServiceSettings,
-        faults: Faults,
-        key: int,
-        on_confirmed: Callable[[Connection], None],
-    ) -> None:
-        self.ws = ws
-        self.state = state
-        self.key = key
-        self._request = request
-        self._settings = settings
-        self._faults = faults
-        self._on_confirmed = on_confirmed
-        self._loop = asyncio.get_running_loop()
-        self._proto = ServerProtocol()
-        self._realtime = settings.pace == "realtime"
-        self._active: dict[str, RequestRuntime] = {}  # req_id -> runtime, while producing output
-        self._queue: deque[RequestRuntime] = deque()  # output order; the head is playing
-        self._closing = False  # a close frame was sent or the connection is gone
-        self._close_request: tuple[int, str] | None = None  # see _end()
-        self._in_receive = False
-        self._done = asyncio.Event()
-        self._reader: asyncio.Task[Any] | None = None
-        self._pacer: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        # One long-lived timer for the far deadlines (idle timeout, session
-        # duration), re-armed only when it fires or must fire earlier: the
-        # pacer sleeps twice a frame and must not create and cancel a timer
-        # for them each time.
-        self._limit_timer: asyncio.TimerHandle | None = None
-        self._limit_at = 0.0
-        now = self._loop.time()
-        self._last_activity = now
-        self._deadline = (
-            now + settings.max_session_seconds if settings.max_session_seconds else None
-        )
-        self._decoder_cls: Any = None
-        ws.on_protocol_close = self._on_protocol_close
 
     # -- lifecycle --------------------------------------------------------------
     #
@@ -195,6 +107,7 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it closes (runs in the aiohttp handler)."""
         self._reader = asyncio.current_task()
+        self.ws.on_protocol_close = self._on_protocol_close
         self._pacer = self._loop.create_task(self._pace(), name=f"avatarkit-pacer-{self.key}")
         try:
             while not self._closing:
@@ -253,76 +166,6 @@ class Connection:
         self._end(code, reason)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._done.wait(), self._settings.close_timeout + 1.0)
-
-    def _end(self, code: int, reason: str) -> None:
-        """Ask the reader to close with ``code`` (from any task)."""
-        if self._closing or self._close_request is not None:
-            return
-        self._close_request = (code, reason)
-        self._wake()
-        reader = self._reader
-        if self._in_receive and reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-
-    async def _close(self, code: int, reason: str) -> None:
-        """Send a close frame (once) and wait for the client's answer (reader task only)."""
-        if self._closing:
-            return
-        self._closing = True
-        self.ws.on_protocol_close = None
-        self.state.close_code = code
-        self.state.close_reason = reason
-        self._wake()
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=_close_reason(reason))
-
-    async def _close_or_end(self, code: int, reason: str) -> None:
-        if asyncio.current_task() is self._reader:
-            await self._close(code, reason)
-        else:
-            self._end(code, reason)
-
-    def _abort(self) -> None:
-        """Drop the TCP connection without a close frame."""
-        self._closing = True
-        self.state.aborted = True
-        transport = self._request.transport
-        if transport is not None:
-            transport.abort()
-        self._wake()
-
-    # -- sending ----------------------------------------------------------------
-
-    async def _send(self, data: bytes) -> bool:
-        if self._closing or self._close_request is not None:
-            return False
-        try:
-            await self.ws.send_bytes(data)
-        except Exception:  # the peer went away; the reader sees it next
-            self._closing = True
-            self._wake()
-            return False
-        self.state.messages_sent += 1
-        return True
-
-    async def _send_error(self, code: int, message: str, req_id: str = "") -> bool:
-        message = _cut(message, _MAX_TEXT)
-        self.state.errors_sent.append((code, message))
-        return await self._send(
-            encode_server_error(self.state.connection_id, req_id, code, message)
-        )
-
-    async def _send_state(self, info: RequestState, reason: str = "") -> bool:
-        return await self._send(
-            encode_playback_state(
-                self.state.connection_id, info.req_id, info.state, info.played_ms, reason
-            )
-        )
-
-    async def _fatal(self, code: int, message: str, close_code: int) -> None:
-        """ServerError, then close: the session cannot go on."""
-        await self._send_error(code, message)
-        await self._close_or_end(close_code, message)
 
     async def _on_protocol_close(self, code: int) -> None:
         if code == CLOSE_TOO_BIG:
@@ -518,37 +361,6 @@ class Connection:
         self._queue.append(req)
         return req
 
-    def _retire(self, req: RequestRuntime) -> None:
-        req.drop()
-        self._active.pop(req.info.req_id, None)
-        with contextlib.suppress(ValueError):
-            self._queue.remove(req)
-        egress = self.state.egress
-        if egress is not None and req.info.frames_sent:
-            egress.requests_published += 1
-            egress.audio_ms_published += req.info.played_ms
-
-    async def _interrupt(self, req: RequestRuntime, reason: str) -> None:
-        info = req.info
-        info.state = PlaybackState.INTERRUPTED
-        info.reason = reason
-        info.paused = False
-        self._retire(req)
-        self._wake()
-        await self._send_state(info, reason)
-
-    async def _fail_request(self, req: RequestRuntime, message: str) -> None:
-        info = req.info
-        info.error = message
-        info.state = PlaybackState.INTERRUPTED
-        info.reason = "error"
-        info.paused = False
-        self._retire(req)
-        self._wake()
-        await self._send_error(CODE_INVALID_ARGUMENT, message, info.req_id)
-        if req.started:
-            await self._send_state(info, "error")
-
     # -- controls ---------------------------------------------------------------
 
     async def _on_control(self, control: ClientControl) -> None:
@@ -598,200 +410,6 @@ class Connection:
             req.started = True
             await self._send_state(info)
 
-    # -- faults -----------------------------------------------------------------
-
-    async def _run_faults(self) -> None:
-        for rule in self._faults.take_actions(
-            self.key, self.state.connection_id, self.state.frames_sent, "runtime"
-        ):
-            await self._apply_fault(rule, handshake=False)
-
-    async def _apply_fault(self, rule: FaultRule, *, handshake: bool) -> None:
-        if self._closing or self._close_request is not None:
-            return
-        if rule.kind == "send_error":
-            current = self._queue[0].info.req_id if self._queue else ""
-            await self._send_error(rule.code, rule.message, current)
-            if handshake:
-                close_code = rule.code if 4000 <= rule.code <= 4999 else CLOSE_POLICY
-                await self._close_or_end(close_code, rule.message)
-        elif rule.kind == "close":
-            await self._close_or_end(rule.code, rule.message)
-        elif rule.kind == "drop_connection":
-            self._abort()
-        elif rule.kind == "send_raw":
-            data = rule.body or b""
-            with contextlib.suppress(Exception):
-                if rule.text:
-                    await self.ws.send_str(data.decode("utf-8", "replace"))
-                else:
-                    await self.ws.send_bytes(data)
-
-    # -- the pacer --------------------------------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _sleep_until(self, when: float | None, limit: float | None = None) -> None:
-        """Sleep until woken, ``when`` (a frame or pause deadline) or ``limit``.
-
-        ``limit`` (the idle or session deadline) uses the connection's
-        long-lived timer: an earlier armed one is kept (it wakes the pacer
-        early, which then sleeps again), a later one is moved.
-        """
-        loop = self._loop
-        if limit is not None and (self._limit_timer is None or self._limit_at > limit):
-            if self._limit_timer is not None:
-                self._limit_timer.cancel()
-            self._limit_at = limit
-            self._limit_timer = loop.call_at(limit, self._on_limit_timer)
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(when, _resolve, waiter) if when is not None else None
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _on_limit_timer(self) -> None:
-        self._limit_timer = None
-        self._wake()
-
-    async def _pace(self) -> None:
-        try:
-            await self._pace_loop()
-        except Exception:
-            log.exception("avatarkit devserver: error sending output")
-            await self._internal_error()
-
-    async def _internal_error(self) -> None:
-        await self._fatal(
-            CODE_INTERNAL,
-            "internal error in the local avatar service (see its log)",
-            CLOSE_INTERNAL,
-        )
-
-    def _view(self, now: float) -> PacerView:
-        """The connection as :func:`~avatarkit.devserver.pacing.next_step` sees it."""
-        settings = self._settings
-        idle = settings.idle_timeout
-        idle_at = self._last_activity + idle if idle else None
-        req = self._queue[0] if self._queue else None
-        if req is None:
-            return PacerView(now, self._realtime, self._deadline, idle_at)
-        paused = req.info.paused
-        pause_timeout_at = None
-        if paused and settings.pause_timeout:
-            pause_timeout_at = req.pause_started + settings.pause_timeout
-        return PacerView(
-            now,
-            self._realtime,
-            self._deadline,
-            idle_at,
-            has_head=True,
-            head_paused=paused,
-            pause_timeout_at=pause_timeout_at,
-            head_ready=not paused and req.can_emit(),
-            delay_checked=req.delay_checked,
-            t0=req.t0,
-            frames_sent=req.info.frames_sent,
-        )
-
-    async def _pace_loop(self) -> None:
-        """Do what :func:`~avatarkit.devserver.pacing.next_step` says until the end."""
-        settings = self._settings
-        loop = self._loop
-        burst = 0
-        while not self._closing and self._close_request is None:
-            now = loop.time()
-            step = next_step(self._view(now))
-            kind = step.kind
-            if kind is StepKind.SESSION_EXPIRED:
-                limit = f"{settings.max_session_seconds:g}"
-                await self._send_error(
-                    CLOSE_SESSION_DURATION, f"maximum session duration reached ({limit} seconds)"
-                )
-                self._end(CLOSE_SESSION_DURATION, "maximum session duration reached")
-                return
-            if kind is StepKind.IDLE_TIMEOUT:
-                text = f"no audio input for {settings.idle_timeout:g} seconds"
-                await self._send_error(CODE_IDLE, text)
-                self._end(CLOSE_NORMAL, text)
-                return
-            req = self._queue[0] if self._queue else None
-            if kind is StepKind.PAUSE_TIMEOUT and req is not None:
-                await self._interrupt(req, "pause_timeout")
-                continue
-            if kind is StepKind.CHECK_DELAY and req is not None:
-                req.delay_checked = True
-                delay = self._faults.take_delay(
-                    self.key, self.state.connection_id, self.state.frames_sent
-                )
-                if delay:
-                    req.t0 = req.t0 + delay if self._realtime else now + delay
-                continue
-            if kind is StepKind.EMIT and req is not None:
-                req.delay_checked = False
-                await self._emit(req, now)
-                burst += 1
-                if burst >= _FAIR_BATCH:
-                    burst = 0
-                    await asyncio.sleep(0)
-                continue
-            burst = 0
-            await self._sleep_until(step.wake, step.limit)
-
-    async def _emit(self, req: RequestRuntime, now: float) -> None:
-        """Send the next frame of ``req`` (the head of the queue)."""
-        st = self.state
-        info = req.info
-        frame = req.pending.popleft()
-        last = req.flushed and not req.pending
-        announce = not req.started
-        if announce:
-            req.started = True
-            info.state = PlaybackState.PLAYING
-        if frame is not None:
-            info.frames_sent += 1
-            st.frames_sent += 1
-        self._last_activity = now
-        if last:
-            info.end_sent = True
-            info.state = PlaybackState.ENDED
-            self._retire(req)
-        if announce:
-            playing = RequestState(info.req_id, info.sample_rate, PlaybackState.PLAYING)
-            await self._send_state(playing)
-        envelope = req.envelope
-        egress = st.egress
-        if egress is None:
-            payload = encode_frame(frame) if frame is not None else b""
-            if envelope is not None:
-                await self._send(envelope.encode(last, payload))
-            else:
-                cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
-                await self._send(encode_animation(cid, req_id, last, payload, avatar))
-        else:
-            if frame is not None:
-                egress.frames_published += 1
-                egress.last_frame = encode_frame(frame)
-                egress.published.append((info.req_id, egress.last_frame))
-            if last or (info.frames_sent - 1) % _PROGRESS_EVERY == 0:
-                egress.progress_signals_sent += 1
-                cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
-                await self._send(encode_animation(cid, req_id, last, b"", avatar))
-        if last:
-            await self._send_state(info)
-        if frame is not None:
-            # Fault rules due after this frame (none, nearly always: no coroutine then).
-            for rule in self._faults.take_actions(
-                self.key, st.connection_id, st.frames_sent, "runtime"
-            ):
-                await self._apply_fault(rule, handshake=False)
-
 
 def _own_cancel(task: asyncio.Task[Any] | None) -> bool:
     """Whether the cancellation just caught was only ours (see ``Connection._end``)."""
@@ -800,8 +418,3 @@ def _own_cancel(task: asyncio.Task[Any] | None) -> bool:
         return True
     remaining: int = uncancel()
     return remaining == 0
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
