@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -203,6 +204,9 @@ async def test_spatialreal_errors(avatar_server: DevServer) -> None:
         await bad_rate.start()
     assert rate_err.value.server_code == "400"
     assert "unsupported sample rate" in (rate_err.value.server_detail or "")
+    # spatialreal maps every ServerError code outside 4000-4999 to serverError
+    # (PROTOCOL.md section 6): no code would make it say unsupportedSampleRate.
+    assert rate_err.value.code.value == "serverError"
 
     avatar_server.faults.close(4003, "concurrency limit", after_frames=2)
     session = spatialreal_session(avatar_server, rec)
@@ -340,3 +344,60 @@ async def test_avatarkit_017_client(avatar_server: DevServer, tmp_path: Path) ->
         await realtime.wait_closed_sessions(1)
         (request,) = realtime.closed_sessions[0].requests.values()
         assert request.reason == "explicit"
+
+
+_BAD_RATE_PEER = """
+import asyncio, json, sys
+from datetime import datetime, timedelta, timezone
+from avatarkit import new_avatar_session
+
+async def main():
+    console, ingress, api_key, app_id, avatar_id = sys.argv[1:6]
+    session = new_avatar_session(
+        api_key=api_key, app_id=app_id, avatar_id=avatar_id,
+        console_endpoint_url=console, ingress_endpoint_url=ingress, sample_rate=11025,
+        expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+        transport_frames=lambda data, last: None,
+    )
+    await session.init()
+    try:
+        await session.start()
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        print(json.dumps({"type": type(exc).__name__, "code": getattr(code, "value", str(code)),
+                          "text": str(exc)}))
+    else:
+        print(json.dumps({"started": True}))
+    await session.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.avatar_server(pace="fast")
+async def test_unsupported_rate_is_unsupported_sample_rate_for_0_1_7(
+    avatar_server: DevServer, tmp_path: Path
+) -> None:
+    """PROTOCOL.md section 6: code 400 with the text, classified by 0.1.7's text rules."""
+    from .test_interop_avatarkit017 import ensure_peer
+
+    script = tmp_path / "bad_rate.py"
+    script.write_text(_BAD_RATE_PEER)
+    proc = await asyncio.create_subprocess_exec(
+        str(ensure_peer()),
+        str(script),
+        avatar_server.console_url,
+        avatar_server.ingress_url,
+        avatar_server.api_key,
+        avatar_server.app_id,
+        avatar_server.avatar_id,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    assert seen["type"] == "AvatarSDKError" and seen["code"] == "unsupportedSampleRate", seen
+    assert "unsupported sample rate 11025" in seen["text"] and "400" in seen["text"]
+    assert avatar_server.closed_sessions[-1].errors_sent[-1][0] == 400

@@ -65,7 +65,7 @@ async def jsonapi_errors(request: web.Request, handler: _Handler) -> web.StreamR
     of aiohttp's ERROR traceback and 500.
     """
     try:
-        return await handler(request)
+        resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
@@ -77,9 +77,43 @@ async def jsonapi_errors(request: web.Request, handler: _Handler) -> web.StreamR
             )
         else:
             detail = f"{exc.reason}: {request.method} {request.path}"
-        return error_response(exc.status, code, title, detail)
+        resp = error_response(exc.status, code, title, detail)
     except ConnectionError as exc:
         log.debug("avatarkit devserver: client went away during %s: %r", request.path, exc)
         return error_response(
             400, "connectionLost", "Connection lost", "the client closed the connection"
         )
+    if resp.status >= 400:
+        log_rejection(request, resp)
+    return resp
+
+
+def _error_code(resp: web.StreamResponse) -> str:
+    """The JSON:API ``code`` of one of our error responses ("" for another body)."""
+    body = getattr(resp, "body", None)
+    if not isinstance(body, bytes) or not body.startswith(b"{"):
+        return ""
+    try:
+        errors = json.loads(body).get("errors")
+        code = errors[0].get("code", "")
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+        return ""
+    return code if isinstance(code, str) else ""
+
+
+def log_rejection(request: web.Request, resp: web.StreamResponse) -> None:
+    """One INFO line per refused HTTP call: what, status and error code, never credentials."""
+    if request.path.endswith("/websocket"):
+        what = "websocket upgrade"
+    elif "token" in request.path:
+        what = "session token request"
+    else:
+        what = f"{request.method} {request.path[:100]}"
+    code = _error_code(resp)
+    log.info(
+        "avatarkit devserver: %s rejected from %s: HTTP %d%s",
+        what,
+        request.remote,
+        resp.status,
+        f" {code}" if code else "",
+    )

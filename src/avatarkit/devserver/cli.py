@@ -2,7 +2,10 @@
 
 Also ``python -m avatarkit.devserver``. Binds loopback by default, prints the
 console and ingress URLs and the dev credentials, and closes every session
-(close code 1001) on SIGINT/SIGTERM before exiting 0.
+(close code 1001) on SIGINT/SIGTERM before exiting 0. While it runs, it logs
+to stderr at INFO one line when a session connects, is configured (format,
+sample rate, egress kind) and closes (close code, request count), and one
+per rejected token call or upgrade; never an API key, token or secret.
 
 A ``--config`` TOML file may hold any option (command-line options win)::
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -233,6 +237,15 @@ async def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # One INFO line per session and per rejected call on stderr (the banner
+    # goes to stdout); the lines carry no API key, token or egress secret.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    service_log = logging.getLogger("avatarkit.devserver")
+    previous_level = service_log.level
+    service_log.addHandler(handler)
+    if not service_log.isEnabledFor(logging.INFO):
+        service_log.setLevel(logging.INFO)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -249,7 +262,11 @@ async def run_serve(args: argparse.Namespace) -> int:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        await server.close()
+        try:
+            await server.close()
+        finally:
+            service_log.removeHandler(handler)
+            service_log.setLevel(previous_level)
     return 0
 
 

@@ -1,15 +1,23 @@
 """One ingress WebSocket connection: handshake, audio in, paced animation out.
 
-Two coroutines per connection and nothing per frame:
+Two coroutines per connection and nothing per frame, over four modules:
 
-* the **reader** (the aiohttp handler itself) parses each client message with
-  :class:`~avatarkit.protocol.ServerProtocol`, decodes audio, runs the
-  request's :class:`~avatarkit.devserver.animation.AnimationAnalyzer` and
-  queues the frames it returns;
-* the **pacer** (one task) sends queued frames when they are due and watches
-  the connection's deadlines (idle, session duration, pause timeout). It sleeps
-  on one future woken either by a single ``loop.call_at`` timer or by the
-  reader when something changes.
+* the **reader** (:class:`Connection`, this module: the aiohttp glue, run by
+  the aiohttp handler itself) parses each client message with
+  :class:`~avatarkit.protocol.ServerProtocol`, answers the configure as
+  :func:`avatarkit._server_protocol.check_configure` decides, and hands audio
+  to its request;
+* each request's runtime state (:mod:`avatarkit.devserver._request`) decodes
+  audio and runs its :class:`~avatarkit.devserver.animation.AnimationAnalyzer`
+  lazily, just ahead of the output;
+* the **pacer** (one task, :mod:`avatarkit.devserver._output`) sends frames
+  when they are due and watches the connection's deadlines (idle, session
+  duration, pause timeout), doing what the pure
+  :func:`~avatarkit.devserver.pacing.next_step` says. It sleeps on one future
+  woken either by a single ``loop.call_at`` timer or by the reader when
+  something changes;
+* what both share (state, sending, closing, faults) is
+  :class:`~avatarkit.devserver._core.ConnectionCore`.
 
 State changes are made synchronously before any ``await`` so that a message
 arriving mid-send (an interrupt, say) always sees a consistent request.
@@ -27,312 +35,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
-from ..audio.ogg import OggError
-from ..config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
+from .._server_protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED_DATA,
+    CODE_BAD_REQUEST,
+    CODE_INTERNAL,
+    CODE_INVALID_ARGUMENT,
+    ConfigureRejected,
+    check_configure,
+)
 from ..events import PlaybackState
 from ..protocol import (
-    CAPABILITY_PLAYBACK_CONTROL,
-    CAPABILITY_PLAYBACK_STATE,
     ClientAudio,
     ClientControl,
     MessageType,
     ProtocolViolation,
-    ServerProtocol,
-    encode_animation,
     encode_confirm,
-    encode_playback_state,
-    encode_server_error,
-    encode_varint,
 )
-from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, encode_frame
-from .egress import EgressConfigError, validate_egress
-from .faults import FaultRule, Faults
-from .state import RequestState, SessionState
+from ._core import (
+    _BATCH_FAST,
+    _BATCH_REALTIME,
+    CAPABILITIES,
+    MAX_REQ_ID_BYTES,
+    IngressWebSocket,
+    ServiceSettings,
+)
+from ._output import OutputPacer
+from ._request import HAND_ENVELOPE, AnimationEnvelope, RequestRuntime
+from .animation import AnimationAnalyzer
+from .egress import egress_state
+from .state import RequestState
 
 if TYPE_CHECKING:
     from ..proto import avatarkit_wire_pb2 as pb
 
-__all__ = ["Connection", "IngressWebSocket", "ServiceSettings"]
+
+__all__ = ["MAX_REQ_ID_BYTES", "Connection", "IngressWebSocket", "ServiceSettings"]
 
 log = logging.getLogger("avatarkit.devserver")
 
-CAPABILITIES = (CAPABILITY_PLAYBACK_CONTROL, CAPABILITY_PLAYBACK_STATE)
-_FRAME_S = FRAME_MS / 1000.0
-_PROGRESS_EVERY = 1000 // FRAME_MS  # egress mode: one progress signal per second of audio
-_FAIR_BATCH = 32  # fast pace: yield to other connections after this many frames
-_BATCH_REALTIME = 10  # frames analysed at a time, just ahead of the output
-_BATCH_FAST = 50
-_MAX_TEXT = 1000  # ServerError messages are cut to this many characters
-MAX_REQ_ID_BYTES = 128
-"""Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
 
-# gRPC / HTTP-like ServerError codes the service uses.
-CODE_INVALID_ARGUMENT = 3  # bad request (or egress config, when the text names it)
-CODE_INTERNAL = 13
-CODE_BAD_REQUEST = 400  # protocol violations, unsupported sample rate (not 3: see PROTOCOL.md 6)
-CODE_IDLE = 408
+class Connection(OutputPacer):
+    """The service side of one ingress WebSocket, after the upgrade: the aiohttp glue.
 
-# Close codes.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_SESSION_DURATION = 4002
-
-_LITTLE_ENDIAN = sys.byteorder == "little"
-_EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """Per-server behaviour shared by its connections."""
-
-    pace: str = "realtime"
-    idle_timeout: float | None = 60.0
-    pause_timeout: float | None = None
-    max_session_seconds: float | None = None
-    close_timeout: float = 2.0
-    max_message_size: int = 16 * 1024 * 1024
-    max_request_audio_bytes: int = 64 * 1024 * 1024
-    max_connection_audio_bytes: int = 128 * 1024 * 1024
-
-
-class IngressWebSocket(web.WebSocketResponse):
-    """aiohttp's WebSocket response, telling the client why before a protocol close.
-
-    aiohttp closes by itself (1009 for a message over ``max_msg_size``, 1002
-    or 1007 for broken frames). The hook lets the connection send a
-    ``ServerError`` first, so the client learns what happened.
+    :meth:`run` is the reader: it receives each client message, parses it
+    with :class:`~avatarkit.protocol.ServerProtocol`, answers the configure
+    (checked by :func:`avatarkit._server_protocol.check_configure`), feeds
+    audio to its request and applies controls; the pacer
+    (:class:`~avatarkit.devserver._output.OutputPacer`) sends the output.
     """
-
-    on_protocol_close: Callable[[int], Awaitable[None]] | None = None
-
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        hook = self.on_protocol_close
-        if hook is not None and code in (1002, 1007, CLOSE_TOO_BIG) and not self.closed:
-            self.on_protocol_close = None
-            with contextlib.suppress(Exception):  # the close must happen whatever the hook did
-                await hook(code)
-            if not message:
-                message = b"message too big" if code == CLOSE_TOO_BIG else b"protocol error"
-        return await super().close(code=code, message=message, drain=drain)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _close_reason(text: str) -> bytes:
-    """A close reason within the 123-byte limit of a close frame."""
-    data = text.encode()
-    if len(data) <= 120:
-        return data
-    return data[:117].decode("utf-8", "ignore").encode() + b"..."
-
-
-def _field(tag: int, text: str) -> bytes:
-    """A length-delimited string field; nothing for an empty string (proto3)."""
-    data = text.encode()
-    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
-
-
-# Message.type (field 1) = SERVER_RESPONSE_ANIMATION, then the tag of field 6
-# (server_response_animation), taken from the protobuf encoder itself.
-_ANIMATION_PREFIX = encode_animation("", "", False, b"", "").removesuffix(b"\x32\x00") + b"\x32"
-
-
-class _AnimationEnvelope:
-    """The ``ServerResponseAnimation`` messages of one request, written by hand.
-
-    Only the payload and ``end`` change from frame to frame, so the request's
-    fields are encoded once; the bytes equal what
-    :func:`~avatarkit.protocol.encode_animation` makes (checked at import,
-    see ``_HAND_ENVELOPE``), at a fraction of the cost.
-    """
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, connection_id: str, req_id: str, avatar_id: str) -> None:
-        self.head = _field(0x0A, connection_id) + _field(0x12, req_id)
-        self.tail = _field(0x2A, avatar_id)
-
-    def encode(self, end: bool, payload: bytes) -> bytes:
-        body = self.head + b"\x18\x01" if end else self.head
-        if payload:
-            body += b"\x22" + encode_varint(len(payload)) + payload
-        body += self.tail
-        return _ANIMATION_PREFIX + encode_varint(len(body)) + body
-
-
-def _check_envelope() -> bool:
-    samples = [
-        ("conn-1", "req-1", False, b"\x01" * 600, "avatar-1"),
-        ("", "", True, b"", ""),
-        ("c" * 200, "r", True, b"\x00" * 20000, ""),
-    ]
-    return all(
-        _AnimationEnvelope(cid, rid, avatar).encode(end, payload)
-        == encode_animation(cid, rid, end, payload, avatar)
-        for cid, rid, end, payload, avatar in samples
-    )
-
-
-_HAND_ENVELOPE = _check_envelope()
-
-
-class _Request:
-    """Runtime of one request still producing output (its state is ``info``).
-
-    Audio is analysed lazily: decoded PCM waits in ``raw`` and the pacer runs
-    the analyzer a batch at a time just ahead of the frames it sends, so a
-    whole clip arriving at once costs no burst of work, and audio of a request
-    that gets interrupted is never analysed.
-    """
-
-    __slots__ = (
-        "analyzer",
-        "batch_samples",
-        "buffered",
-        "carry",
-        "decoder",
-        "delay_checked",
-        "envelope",
-        "flushed",
-        "info",
-        "pause_started",
-        "pending",
-        "raw",
-        "started",
-        "t0",
-    )
-
-    def __init__(
-        self, info: RequestState, analyzer: AnimationAnalyzer, t0: float, batch_frames: int
-    ) -> None:
-        self.info = info
-        self.analyzer = analyzer
-        self.batch_samples = batch_frames * info.sample_rate * FRAME_MS // 1000
-        self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
-        self.carry = b""  # odd trailing byte of PCM split across messages
-        self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
-        self.buffered = 0  # bytes of PCM in raw
-        self.pending: deque[AnimationFrame | None] = deque()  # None: empty end marker
-        self.flushed = False  # the analyzer has returned the request's last frame
-        self.t0 = t0  # realtime: time frame 0 is due; fast: not before this time
-        self.pause_started = 0.0
-        self.started = False  # PLAYING was reported
-        self.delay_checked = False  # fault delays consulted for the next frame
-        self.envelope: _AnimationEnvelope | None = None  # set once the request is known
-
-    def can_emit(self) -> bool:
-        """Whether the next frame may be sent, analysing more audio if needed.
-
-        The newest frame is held back until more audio or the request's end
-        arrives, so that the frame carrying ``end=true`` is the last one.
-        """
-        pending = self.pending
-        if len(pending) < 2:
-            self._analyze()
-        return len(pending) >= 2 or (self.flushed and len(pending) == 1)
-
-    def _analyze(self) -> None:
-        info = self.info
-        pending = self.pending
-        raw = self.raw
-        while len(pending) < 2 and raw:
-            frames = self.analyzer.push(self._take(self.batch_samples))
-            info.frames_computed += len(frames)
-            pending.extend(frames)
-        if len(pending) < 2 and not raw and info.end_received and not self.flushed:
-            self.flushed = True
-            frames = self.analyzer.flush()
-            info.frames_computed += len(frames)
-            pending.extend(frames)
-            if info.frames_computed == 0:
-                pending.append(None)
-
-    def _take(self, n: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-        raw = self.raw
-        parts = []
-        got = 0
-        while raw and got < n:
-            head = raw[0]
-            if head.size <= n - got:
-                parts.append(raw.popleft())
-                got += head.size
-            else:
-                cut = n - got
-                parts.append(head[:cut])
-                raw[0] = head[cut:]
-                got = n
-        self.buffered -= 2 * got
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def drop(self) -> None:
-        self.buffered = 0
-        self.raw.clear()
-        self.pending.clear()
-
-
-class Connection:
-    """The service side of one ingress WebSocket, after the upgrade."""
-
-    def __init__(
-        self,
-        *,
-        ws: IngressWebSocket,
-        request: web.Request,
-        state: SessionState,
-        settings: ServiceSettings,
-        faults: Faults,
-        key: int,
-        on_confirmed: Callable[[Connection], None],
-    ) -> None:
-        self.ws = ws
-        self.state = state
-        self.key = key
-        self._request = request
-        self._settings = settings
-        self._faults = faults
-        self._on_confirmed = on_confirmed
-        self._loop = asyncio.get_running_loop()
-        self._proto = ServerProtocol()
-        self._realtime = settings.pace == "realtime"
-        self._active: dict[str, _Request] = {}  # req_id -> runtime, while producing output
-        self._queue: deque[_Request] = deque()  # output order; the head is playing
-        self._closing = False  # a close frame was sent or the connection is gone
-        self._close_request: tuple[int, str] | None = None  # see _end()
-        self._in_receive = False
-        self._done = asyncio.Event()
-        self._reader: asyncio.Task[Any] | None = None
-        self._pacer: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        # One long-lived timer for the far deadlines (idle timeout, session
-        # duration), re-armed only when it fires or must fire earlier: the
-        # pacer sleeps twice a frame and must not create and cancel a timer
-        # for them each time.
-        self._limit_timer: asyncio.TimerHandle | None = None
-        self._limit_at = 0.0
-        now = self._loop.time()
-        self._last_activity = now
-        self._deadline = (
-            now + settings.max_session_seconds if settings.max_session_seconds else None
-        )
-        self._decoder_cls: Any = None
-        ws.on_protocol_close = self._on_protocol_close
 
     # -- lifecycle --------------------------------------------------------------
     #
@@ -346,6 +107,7 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it closes (runs in the aiohttp handler)."""
         self._reader = asyncio.current_task()
+        self.ws.on_protocol_close = self._on_protocol_close
         self._pacer = self._loop.create_task(self._pace(), name=f"avatarkit-pacer-{self.key}")
         try:
             while not self._closing:
@@ -405,76 +167,6 @@ class Connection:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._done.wait(), self._settings.close_timeout + 1.0)
 
-    def _end(self, code: int, reason: str) -> None:
-        """Ask the reader to close with ``code`` (from any task)."""
-        if self._closing or self._close_request is not None:
-            return
-        self._close_request = (code, reason)
-        self._wake()
-        reader = self._reader
-        if self._in_receive and reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
-
-    async def _close(self, code: int, reason: str) -> None:
-        """Send a close frame (once) and wait for the client's answer (reader task only)."""
-        if self._closing:
-            return
-        self._closing = True
-        self.ws.on_protocol_close = None
-        self.state.close_code = code
-        self.state.close_reason = reason
-        self._wake()
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=_close_reason(reason))
-
-    async def _close_or_end(self, code: int, reason: str) -> None:
-        if asyncio.current_task() is self._reader:
-            await self._close(code, reason)
-        else:
-            self._end(code, reason)
-
-    def _abort(self) -> None:
-        """Drop the TCP connection without a close frame."""
-        self._closing = True
-        self.state.aborted = True
-        transport = self._request.transport
-        if transport is not None:
-            transport.abort()
-        self._wake()
-
-    # -- sending ----------------------------------------------------------------
-
-    async def _send(self, data: bytes) -> bool:
-        if self._closing or self._close_request is not None:
-            return False
-        try:
-            await self.ws.send_bytes(data)
-        except Exception:  # the peer went away; the reader sees it next
-            self._closing = True
-            self._wake()
-            return False
-        self.state.messages_sent += 1
-        return True
-
-    async def _send_error(self, code: int, message: str, req_id: str = "") -> bool:
-        message = _cut(message, _MAX_TEXT)
-        self.state.errors_sent.append((code, message))
-        return await self._send(
-            encode_server_error(self.state.connection_id, req_id, code, message)
-        )
-
-    async def _send_state(self, info: RequestState, reason: str = "") -> bool:
-        return await self._send(
-            encode_playback_state(
-                self.state.connection_id, info.req_id, info.state, info.played_ms, reason
-            )
-        )
-
-    async def _fatal(self, code: int, message: str, close_code: int) -> None:
-        """ServerError, then close: the session cannot go on."""
-        await self._send_error(code, message)
-        await self._close_or_end(close_code, message)
-
     async def _on_protocol_close(self, code: int) -> None:
         if code == CLOSE_TOO_BIG:
             text = (
@@ -521,42 +213,12 @@ class Connection:
             await self._apply_fault(rule, handshake=True)
         if handshake_faults:
             return  # the fault answered the configure instead of a confirm
-        if cfg.audio_format == 0:
-            fmt, rates = "pcm_s16le", PCM_SAMPLE_RATES
-        elif cfg.audio_format == 1:
-            fmt, rates = "ogg_opus", OGG_OPUS_SAMPLE_RATES
-        else:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT,
-                f"invalid audio_format {cfg.audio_format}: use PCM_S16LE (0) or OGG_OPUS (1)",
-                CLOSE_POLICY,
-            )
+        verdict = check_configure(cfg)
+        if isinstance(verdict, ConfigureRejected):
+            await self._fatal(verdict.code, verdict.detail, verdict.close_code)
             return
-        if cfg.sample_rate not in rates:
-            await self._fatal(
-                CODE_BAD_REQUEST,
-                f"unsupported sample rate {cfg.sample_rate} Hz for {fmt}; "
-                f"supported: {', '.join(map(str, rates))}",
-                CLOSE_POLICY,
-            )
-            return
-        if cfg.bitrate < 0:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT, f"invalid bitrate {cfg.bitrate}: must be >= 0", CLOSE_POLICY
-            )
-            return
-        if cfg.transport_compression != 0:
-            await self._fatal(
-                CODE_INVALID_ARGUMENT,
-                f"unsupported transport_compression {cfg.transport_compression}: use NONE (0)",
-                CLOSE_POLICY,
-            )
-            return
-        try:
-            egress = validate_egress(cfg)
-        except EgressConfigError as exc:
-            await self._fatal(CODE_INVALID_ARGUMENT, str(exc), CLOSE_POLICY)
-            return
+        fmt = verdict.audio_format
+        egress = egress_state(verdict.egress) if verdict.egress is not None else None
         if fmt == "ogg_opus":
             try:
                 from ..audio.opus import OggOpusDecoder, import_av
@@ -572,12 +234,20 @@ class Connection:
             self._decoder_cls = OggOpusDecoder
         st = self.state
         st.audio_format = fmt
-        st.sample_rate = cfg.sample_rate
-        st.bitrate = cfg.bitrate
+        st.sample_rate = verdict.sample_rate
+        st.bitrate = verdict.bitrate
         st.egress = egress
         st.connection_id = str(uuid.uuid4())
         st.configured = True
         self._on_confirmed(self)
+        log.info(
+            "avatarkit devserver: session #%d configured: connection %s, %s %d Hz, egress %s",
+            self.key,
+            st.connection_id,
+            fmt,
+            st.sample_rate,
+            egress.kind if egress is not None else "none",
+        )
         if not await self._send(encode_confirm(st.connection_id, CAPABILITIES)):
             return
         await self._run_faults()
@@ -617,7 +287,7 @@ class Connection:
         info.audio_messages += 1
         info.audio_bytes += len(audio.audio)
         try:
-            pcm = self._decode(req, audio.audio, audio.end)
+            pcm = req.decode(audio.audio, audio.end, self._decoder_cls, self.state.sample_rate)
         except ValueError as exc:  # OggError derives from ValueError
             await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
             return
@@ -647,7 +317,7 @@ class Connection:
         )
         return False
 
-    async def _check_buffer(self, req: _Request, incoming: int) -> bool:
+    async def _check_buffer(self, req: RequestRuntime, incoming: int) -> bool:
         """Whether ``incoming`` bytes of decoded audio may wait for playback.
 
         Audio runs ahead of the output (a whole clip may arrive at once); what
@@ -674,41 +344,7 @@ class Connection:
         )
         return False
 
-    def _decode(self, req: _Request, data: bytes, end: bool) -> np.ndarray[Any, np.dtype[np.int16]]:
-        """PCM samples of one audio message (Ogg Opus decoded incrementally)."""
-        if self._decoder_cls is not None:
-            if not data and req.decoder is None:
-                # Nothing of the stream arrived (e.g. an encoder that completed no
-                # Opus frame): an empty end ends the request like PCM does, with
-                # one empty end frame, instead of "stream ended before its OpusHead".
-                return _EMPTY
-            decoder = req.decoder
-            if decoder is None:
-                decoder = req.decoder = self._decoder_cls(self.state.sample_rate)
-            pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
-            if end and not decoder.ended:
-                reader = decoder.reader
-                if reader.head is None or reader.has_partial_data:
-                    raise OggError(
-                        "the Ogg Opus stream ended inside a page or before its OpusHead "
-                        "(send one whole stream per request)"
-                    )
-                # Whole pages but no end-of-stream flag: take what the resampler
-                # still holds rather than failing the request.
-                tail = decoder.finish()
-                if tail.size:
-                    pcm = np.concatenate((pcm, tail)) if pcm.size else tail
-            return pcm
-        if req.carry:
-            data = req.carry + data
-            req.carry = b""
-        if len(data) & 1:
-            req.carry = data[-1:]
-            data = data[:-1]
-        pcm = np.frombuffer(data, dtype=np.int16)
-        return pcm if _LITTLE_ENDIAN else pcm.byteswap()
-
-    async def _new_request(self, req_id: str, now: float) -> _Request:
+    async def _new_request(self, req_id: str, now: float) -> RequestRuntime:
         # A new request preempts one still playing. In fast pace a request whose
         # audio has ended is only waiting for the pacer: it is let through first.
         for other in tuple(self._queue):
@@ -718,45 +354,12 @@ class Connection:
         self.state.add_request(info)
         analyzer = AnimationAnalyzer(self.state.sample_rate, seed=self.state.avatar_id)
         batch = _BATCH_REALTIME if self._realtime else _BATCH_FAST
-        req = _Request(info, analyzer, now if self._realtime else 0.0, batch)
-        if _HAND_ENVELOPE:
-            req.envelope = _AnimationEnvelope(
-                self.state.connection_id, req_id, self.state.avatar_id
-            )
+        req = RequestRuntime(info, analyzer, now if self._realtime else 0.0, batch)
+        if HAND_ENVELOPE:
+            req.envelope = AnimationEnvelope(self.state.connection_id, req_id, self.state.avatar_id)
         self._active[req_id] = req
         self._queue.append(req)
         return req
-
-    def _retire(self, req: _Request) -> None:
-        req.drop()
-        self._active.pop(req.info.req_id, None)
-        with contextlib.suppress(ValueError):
-            self._queue.remove(req)
-        egress = self.state.egress
-        if egress is not None and req.info.frames_sent:
-            egress.requests_published += 1
-            egress.audio_ms_published += req.info.played_ms
-
-    async def _interrupt(self, req: _Request, reason: str) -> None:
-        info = req.info
-        info.state = PlaybackState.INTERRUPTED
-        info.reason = reason
-        info.paused = False
-        self._retire(req)
-        self._wake()
-        await self._send_state(info, reason)
-
-    async def _fail_request(self, req: _Request, message: str) -> None:
-        info = req.info
-        info.error = message
-        info.state = PlaybackState.INTERRUPTED
-        info.reason = "error"
-        info.paused = False
-        self._retire(req)
-        self._wake()
-        await self._send_error(CODE_INVALID_ARGUMENT, message, info.req_id)
-        if req.started:
-            await self._send_state(info, "error")
 
     # -- controls ---------------------------------------------------------------
 
@@ -807,184 +410,6 @@ class Connection:
             req.started = True
             await self._send_state(info)
 
-    # -- faults -----------------------------------------------------------------
-
-    async def _run_faults(self) -> None:
-        for rule in self._faults.take_actions(
-            self.key, self.state.connection_id, self.state.frames_sent, "runtime"
-        ):
-            await self._apply_fault(rule, handshake=False)
-
-    async def _apply_fault(self, rule: FaultRule, *, handshake: bool) -> None:
-        if self._closing or self._close_request is not None:
-            return
-        if rule.kind == "send_error":
-            current = self._queue[0].info.req_id if self._queue else ""
-            await self._send_error(rule.code, rule.message, current)
-            if handshake:
-                close_code = rule.code if 4000 <= rule.code <= 4999 else CLOSE_POLICY
-                await self._close_or_end(close_code, rule.message)
-        elif rule.kind == "close":
-            await self._close_or_end(rule.code, rule.message)
-        elif rule.kind == "drop_connection":
-            self._abort()
-        elif rule.kind == "send_raw":
-            data = rule.body or b""
-            with contextlib.suppress(Exception):
-                if rule.text:
-                    await self.ws.send_str(data.decode("utf-8", "replace"))
-                else:
-                    await self.ws.send_bytes(data)
-
-    # -- the pacer --------------------------------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _sleep_until(self, when: float | None, limit: float | None = None) -> None:
-        """Sleep until woken, ``when`` (a frame or pause deadline) or ``limit``.
-
-        ``limit`` (the idle or session deadline) uses the connection's
-        long-lived timer: an earlier armed one is kept (it wakes the pacer
-        early, which then sleeps again), a later one is moved.
-        """
-        loop = self._loop
-        if limit is not None and (self._limit_timer is None or self._limit_at > limit):
-            if self._limit_timer is not None:
-                self._limit_timer.cancel()
-            self._limit_at = limit
-            self._limit_timer = loop.call_at(limit, self._on_limit_timer)
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(when, _resolve, waiter) if when is not None else None
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-
-    def _on_limit_timer(self) -> None:
-        self._limit_timer = None
-        self._wake()
-
-    async def _pace(self) -> None:
-        try:
-            await self._pace_loop()
-        except Exception:
-            log.exception("avatarkit devserver: error sending output")
-            await self._internal_error()
-
-    async def _internal_error(self) -> None:
-        await self._fatal(
-            CODE_INTERNAL,
-            "internal error in the local avatar service (see its log)",
-            CLOSE_INTERNAL,
-        )
-
-    async def _pace_loop(self) -> None:
-        settings = self._settings
-        loop = self._loop
-        burst = 0
-        while not self._closing and self._close_request is None:
-            now = loop.time()
-            if self._deadline is not None and now >= self._deadline:
-                limit = f"{settings.max_session_seconds:g}"
-                await self._send_error(
-                    CLOSE_SESSION_DURATION, f"maximum session duration reached ({limit} seconds)"
-                )
-                self._end(CLOSE_SESSION_DURATION, "maximum session duration reached")
-                return
-            limit_at = self._deadline
-            if settings.idle_timeout:
-                idle_at = self._last_activity + settings.idle_timeout
-                if now >= idle_at:
-                    text = f"no audio input for {settings.idle_timeout:g} seconds"
-                    await self._send_error(CODE_IDLE, text)
-                    self._end(CLOSE_NORMAL, text)
-                    return
-                limit_at = idle_at if limit_at is None else min(limit_at, idle_at)
-            wake: float | None = None
-            req = self._queue[0] if self._queue else None
-            if req is not None:
-                info = req.info
-                if info.paused:
-                    if settings.pause_timeout:
-                        timeout_at = req.pause_started + settings.pause_timeout
-                        if now >= timeout_at:
-                            await self._interrupt(req, "pause_timeout")
-                            continue
-                        wake = min(wake, timeout_at) if wake is not None else timeout_at
-                elif req.can_emit():
-                    if not req.delay_checked:
-                        req.delay_checked = True
-                        delay = self._faults.take_delay(
-                            self.key, self.state.connection_id, self.state.frames_sent
-                        )
-                        if delay:
-                            req.t0 = req.t0 + delay if self._realtime else now + delay
-                    due = req.t0 + info.frames_sent * _FRAME_S if self._realtime else req.t0
-                    if due <= now:
-                        req.delay_checked = False
-                        await self._emit(req, now)
-                        burst += 1
-                        if burst >= _FAIR_BATCH:
-                            burst = 0
-                            await asyncio.sleep(0)
-                        continue
-                    wake = due if wake is None else min(wake, due)
-            burst = 0
-            await self._sleep_until(wake, limit_at)
-
-    async def _emit(self, req: _Request, now: float) -> None:
-        """Send the next frame of ``req`` (the head of the queue)."""
-        st = self.state
-        info = req.info
-        frame = req.pending.popleft()
-        last = req.flushed and not req.pending
-        announce = not req.started
-        if announce:
-            req.started = True
-            info.state = PlaybackState.PLAYING
-        if frame is not None:
-            info.frames_sent += 1
-            st.frames_sent += 1
-        self._last_activity = now
-        if last:
-            info.end_sent = True
-            info.state = PlaybackState.ENDED
-            self._retire(req)
-        if announce:
-            playing = RequestState(info.req_id, info.sample_rate, PlaybackState.PLAYING)
-            await self._send_state(playing)
-        envelope = req.envelope
-        egress = st.egress
-        if egress is None:
-            payload = encode_frame(frame) if frame is not None else b""
-            if envelope is not None:
-                await self._send(envelope.encode(last, payload))
-            else:
-                cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
-                await self._send(encode_animation(cid, req_id, last, payload, avatar))
-        else:
-            if frame is not None:
-                egress.frames_published += 1
-                egress.last_frame = encode_frame(frame)
-                egress.published.append((info.req_id, egress.last_frame))
-            if last or (info.frames_sent - 1) % _PROGRESS_EVERY == 0:
-                egress.progress_signals_sent += 1
-                cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
-                await self._send(encode_animation(cid, req_id, last, b"", avatar))
-        if last:
-            await self._send_state(info)
-        if frame is not None:
-            # Fault rules due after this frame (none, nearly always: no coroutine then).
-            for rule in self._faults.take_actions(
-                self.key, st.connection_id, st.frames_sent, "runtime"
-            ):
-                await self._apply_fault(rule, handshake=False)
-
 
 def _own_cancel(task: asyncio.Task[Any] | None) -> bool:
     """Whether the cancellation just caught was only ours (see ``Connection._end``)."""
@@ -993,8 +418,3 @@ def _own_cancel(task: asyncio.Task[Any] | None) -> bool:
         return True
     remaining: int = uncancel()
     return remaining == 0
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .._server_protocol import CLOSE_GOING_AWAY
 from ..protocol import encode_server_error
 from ._jsonapi import error_response, jsonapi_errors
 from .auth import (
@@ -40,12 +41,7 @@ from .auth import (
     Rejection,
     TokenSigner,
 )
-from .connection import (
-    CLOSE_GOING_AWAY,
-    Connection,
-    IngressWebSocket,
-    ServiceSettings,
-)
+from .connection import Connection, IngressWebSocket, ServiceSettings
 from .faults import FaultRule, Faults
 from .state import SessionState
 
@@ -582,6 +578,14 @@ class DevServer:
         key = next(self._keys)
         self.faults.bind_connection(key)
         state = SessionState(app_id=app_id, avatar_id=avatar_id, auth_style=style)
+        log.info(
+            "avatarkit devserver: session #%d connected from %s (app %r, avatar %r, %s auth)",
+            key,
+            request.remote,
+            app_id,
+            avatar_id,
+            style,
+        )
         self._last_session = state
         conn = Connection(
             ws=ws,
@@ -602,6 +606,17 @@ class DevServer:
             if state.connection_id:
                 self.sessions.pop(state.connection_id, None)
             self.closed_sessions.append(state)
+            reason = f" ({state.close_reason[:120]})" if state.close_reason else ""
+            log.info(
+                "avatarkit devserver: session #%d closed: close code %s%s%s, %d requests, "
+                "%d frames sent",
+                key,
+                state.close_code,
+                reason,
+                ", connection aborted" if state.aborted else "",
+                state.request_count,
+                state.frames_sent,
+            )
         return ws
 
     def _on_confirmed(self, conn: Connection) -> None:
@@ -612,6 +627,13 @@ class DevServer:
         text = (
             f"concurrency limit reached: app {app_id!r} already has "
             f"{self.max_sessions_per_app} sessions open"
+        )
+        log.info(
+            "avatarkit devserver: websocket upgrade rejected: app %r over its concurrency "
+            "limit of %d sessions, close code %d",
+            app_id,
+            self.max_sessions_per_app,
+            CLOSE_CONCURRENCY_LIMIT,
         )
         with contextlib.suppress(Exception):
             await ws.receive(timeout=2.0)

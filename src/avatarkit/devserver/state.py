@@ -125,6 +125,7 @@ class SessionState:
     bitrate: int = 0
     egress: EgressState | None = None
     requests: OrderedDict[str, RequestState] = field(default_factory=OrderedDict)
+    request_count: int = 0  # every request of the session (``requests`` keeps the latest)
     messages_received: int = 0
     frames_sent: int = 0
     messages_sent: int = 0
@@ -155,6 +156,7 @@ class SessionState:
         return last.state if last is not None else PlaybackState.UNSPECIFIED
 
     def add_request(self, request: RequestState) -> None:
+        self.request_count += 1
         self.requests[request.req_id] = request
         while len(self.requests) > MAX_REQUESTS_KEPT:
             self.requests.popitem(last=False)

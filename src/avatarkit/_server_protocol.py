@@ -1,0 +1,107 @@
+"""Server side of the protocol core: is a session configuration acceptable?
+
+:func:`check_configure` decides, without I/O, what a service answers to a
+``ClientConfigureSession``: :class:`ConfigureAccepted` (format, sample rate,
+bitrate, egress), or :class:`ConfigureRejected` with the ``ServerError`` code,
+its text and the close code that follows. The codes and texts are the ones
+both published clients classify as PROTOCOL.md sections 5 and 6 describe:
+``unsupported sample rate`` carries code 400 (not 3, which avatarkit 0.1.7
+reads as an invalid request before looking at the text); an invalid egress
+configuration carries code 3 and a text naming ``livekit_egress`` or
+``agora_egress``; every rejection closes with 1008. The local service
+(:mod:`avatarkit.devserver.connection`) only does the I/O around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._egress_check import EgressConfigError, EgressSettings, check_egress
+from .config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
+from .proto import avatarkit_wire_pb2 as pb
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_INTERNAL",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY",
+    "CLOSE_SESSION_DURATION",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED_DATA",
+    "CODE_BAD_REQUEST",
+    "CODE_IDLE",
+    "CODE_INTERNAL",
+    "CODE_INVALID_ARGUMENT",
+    "ConfigureAccepted",
+    "ConfigureRejected",
+    "check_configure",
+]
+
+# ServerError codes the service uses (gRPC or HTTP-like numbers).
+CODE_INVALID_ARGUMENT = 3  # bad request (or egress config, when the text names it)
+CODE_INTERNAL = 13
+CODE_BAD_REQUEST = 400  # protocol violations, unsupported sample rate (see PROTOCOL.md 6)
+CODE_IDLE = 408
+
+# WebSocket close codes.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_SESSION_DURATION = 4002
+
+_FORMATS = {0: ("pcm_s16le", PCM_SAMPLE_RATES), 1: ("ogg_opus", OGG_OPUS_SAMPLE_RATES)}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureAccepted:
+    """The configuration is valid: confirm the session with these settings."""
+
+    audio_format: str  # "pcm_s16le" or "ogg_opus"
+    sample_rate: int
+    bitrate: int
+    egress: EgressSettings | None  # None: frames go over the WebSocket
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureRejected:
+    """The configuration is refused: send ``ServerError(code, detail)``, then close."""
+
+    code: int
+    detail: str
+    close_code: int = CLOSE_POLICY
+
+
+def check_configure(
+    cfg: pb.ClientConfigureSession, *, now: float | None = None
+) -> ConfigureAccepted | ConfigureRejected:
+    """Accept or reject one ``ClientConfigureSession`` (``now``: unix time for JWT expiry)."""
+    fmt = _FORMATS.get(int(cfg.audio_format))
+    if fmt is None:
+        return ConfigureRejected(
+            CODE_INVALID_ARGUMENT,
+            f"invalid audio_format {cfg.audio_format}: use PCM_S16LE (0) or OGG_OPUS (1)",
+        )
+    name, rates = fmt
+    if cfg.sample_rate not in rates:
+        return ConfigureRejected(
+            CODE_BAD_REQUEST,
+            f"unsupported sample rate {cfg.sample_rate} Hz for {name}; "
+            f"supported: {', '.join(map(str, rates))}",
+        )
+    if cfg.bitrate < 0:
+        return ConfigureRejected(
+            CODE_INVALID_ARGUMENT, f"invalid bitrate {cfg.bitrate}: must be >= 0"
+        )
+    if cfg.transport_compression != 0:
+        return ConfigureRejected(
+            CODE_INVALID_ARGUMENT,
+            f"unsupported transport_compression {cfg.transport_compression}: use NONE (0)",
+        )
+    try:
+        egress = check_egress(cfg, now=now)
+    except EgressConfigError as exc:
+        return ConfigureRejected(CODE_INVALID_ARGUMENT, str(exc))
+    return ConfigureAccepted(name, cfg.sample_rate, cfg.bitrate, egress)

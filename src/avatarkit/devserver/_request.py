@@ -1,0 +1,210 @@
+"""Runtime state of one request of the local service, and its animation envelope.
+
+A :class:`RequestRuntime` holds what a request still producing output needs:
+its Ogg Opus decoder, decoded audio waiting for analysis, analysed frames
+waiting to be sent, and its schedule (``t0``). The connection
+(:mod:`avatarkit.devserver.connection`) feeds it audio and asks it for frames;
+the pacer (:mod:`avatarkit.devserver.pacing`) decides when.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from ..audio.ogg import OggError
+from ..protocol import encode_animation, encode_varint
+from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame
+from .state import RequestState
+
+__all__ = ["HAND_ENVELOPE", "AnimationEnvelope", "RequestRuntime"]
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
+
+
+def _field(tag: int, text: str) -> bytes:
+    """A length-delimited string field; nothing for an empty string (proto3)."""
+    data = text.encode()
+    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
+
+
+# Message.type (field 1) = SERVER_RESPONSE_ANIMATION, then the tag of field 6
+# (server_response_animation), taken from the protobuf encoder itself.
+_ANIMATION_PREFIX = encode_animation("", "", False, b"", "").removesuffix(b"\x32\x00") + b"\x32"
+
+
+class AnimationEnvelope:
+    """The ``ServerResponseAnimation`` messages of one request, written by hand.
+
+    Only the payload and ``end`` change from frame to frame, so the request's
+    fields are encoded once; the bytes equal what
+    :func:`~avatarkit.protocol.encode_animation` makes (checked at import,
+    see ``HAND_ENVELOPE``), at a fraction of the cost.
+    """
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, connection_id: str, req_id: str, avatar_id: str) -> None:
+        self.head = _field(0x0A, connection_id) + _field(0x12, req_id)
+        self.tail = _field(0x2A, avatar_id)
+
+    def encode(self, end: bool, payload: bytes) -> bytes:
+        body = self.head + b"\x18\x01" if end else self.head
+        if payload:
+            body += b"\x22" + encode_varint(len(payload)) + payload
+        body += self.tail
+        return _ANIMATION_PREFIX + encode_varint(len(body)) + body
+
+
+def _check_envelope() -> bool:
+    samples = [
+        ("conn-1", "req-1", False, b"\x01" * 600, "avatar-1"),
+        ("", "", True, b"", ""),
+        ("c" * 200, "r", True, b"\x00" * 20000, ""),
+    ]
+    return all(
+        AnimationEnvelope(cid, rid, avatar).encode(end, payload)
+        == encode_animation(cid, rid, end, payload, avatar)
+        for cid, rid, end, payload, avatar in samples
+    )
+
+
+HAND_ENVELOPE = _check_envelope()
+
+
+class RequestRuntime:
+    """Runtime of one request still producing output (its state is ``info``).
+
+    Audio is analysed lazily: decoded PCM waits in ``raw`` and the pacer runs
+    the analyzer a batch at a time just ahead of the frames it sends, so a
+    whole clip arriving at once costs no burst of work, and audio of a request
+    that gets interrupted is never analysed.
+    """
+
+    __slots__ = (
+        "analyzer",
+        "batch_samples",
+        "buffered",
+        "carry",
+        "decoder",
+        "delay_checked",
+        "envelope",
+        "flushed",
+        "info",
+        "pause_started",
+        "pending",
+        "raw",
+        "started",
+        "t0",
+    )
+
+    def __init__(
+        self, info: RequestState, analyzer: AnimationAnalyzer, t0: float, batch_frames: int
+    ) -> None:
+        self.info = info
+        self.analyzer = analyzer
+        self.batch_samples = batch_frames * info.sample_rate * FRAME_MS // 1000
+        self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
+        self.carry = b""  # odd trailing byte of PCM split across messages
+        self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
+        self.buffered = 0  # bytes of PCM in raw
+        self.pending: deque[AnimationFrame | None] = deque()  # None: empty end marker
+        self.flushed = False  # the analyzer has returned the request's last frame
+        self.t0 = t0  # realtime: time frame 0 is due; fast: not before this time
+        self.pause_started = 0.0
+        self.started = False  # PLAYING was reported
+        self.delay_checked = False  # fault delays consulted for the next frame
+        self.envelope: AnimationEnvelope | None = None  # set once the request is known
+
+    def can_emit(self) -> bool:
+        """Whether the next frame may be sent, analysing more audio if needed.
+
+        The newest frame is held back until more audio or the request's end
+        arrives, so that the frame carrying ``end=true`` is the last one.
+        """
+        pending = self.pending
+        if len(pending) < 2:
+            self._analyze()
+        return len(pending) >= 2 or (self.flushed and len(pending) == 1)
+
+    def _analyze(self) -> None:
+        info = self.info
+        pending = self.pending
+        raw = self.raw
+        while len(pending) < 2 and raw:
+            frames = self.analyzer.push(self._take(self.batch_samples))
+            info.frames_computed += len(frames)
+            pending.extend(frames)
+        if len(pending) < 2 and not raw and info.end_received and not self.flushed:
+            self.flushed = True
+            frames = self.analyzer.flush()
+            info.frames_computed += len(frames)
+            pending.extend(frames)
+            if info.frames_computed == 0:
+                pending.append(None)
+
+    def _take(self, n: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+        raw = self.raw
+        parts = []
+        got = 0
+        while raw and got < n:
+            head = raw[0]
+            if head.size <= n - got:
+                parts.append(raw.popleft())
+                got += head.size
+            else:
+                cut = n - got
+                parts.append(head[:cut])
+                raw[0] = head[cut:]
+                got = n
+        self.buffered -= 2 * got
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def decode(
+        self, data: bytes, end: bool, decoder_cls: Any, sample_rate: int
+    ) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """PCM samples of one audio message (Ogg Opus decoded incrementally).
+
+        ``decoder_cls``: the session's Ogg Opus decoder class, ``None`` for PCM.
+        Raises ``ValueError`` (``OggError``) for a broken Ogg stream.
+        """
+        if decoder_cls is not None:
+            if not data and self.decoder is None:
+                # Nothing of the stream arrived (e.g. an encoder that completed no
+                # Opus frame): an empty end ends the request like PCM does, with
+                # one empty end frame, instead of "stream ended before its OpusHead".
+                return _EMPTY
+            decoder = self.decoder
+            if decoder is None:
+                decoder = self.decoder = decoder_cls(sample_rate)
+            pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
+            if end and not decoder.ended:
+                reader = decoder.reader
+                if reader.head is None or reader.has_partial_data:
+                    raise OggError(
+                        "the Ogg Opus stream ended inside a page or before its OpusHead "
+                        "(send one whole stream per request)"
+                    )
+                # Whole pages but no end-of-stream flag: take what the resampler
+                # still holds rather than failing the request.
+                tail = decoder.finish()
+                if tail.size:
+                    pcm = np.concatenate((pcm, tail)) if pcm.size else tail
+            return pcm
+        if self.carry:
+            data = self.carry + data
+            self.carry = b""
+        if len(data) & 1:
+            self.carry = data[-1:]
+            data = data[:-1]
+        pcm = np.frombuffer(data, dtype=np.int16)
+        return pcm if _LITTLE_ENDIAN else pcm.byteswap()
+
+    def drop(self) -> None:
+        self.buffered = 0
+        self.raw.clear()
+        self.pending.clear()
