@@ -124,6 +124,9 @@ async def test_serve_config_file_and_repeated_options(
         (["--api-key", "no-colon"], "KEY:APP_ID"),
         (["--config", "/nonexistent/serve.toml"], "cannot read --config"),
         (["--idle-timeout", "-1"], "must be >= 0"),
+        (["--read-timeout", "0"], "read_timeout must be > 0"),
+        (["--max-request-audio-bytes", "0"], "max_request_audio_bytes must be > 0"),
+        (["--max-connection-audio-bytes", "0"], "max_connection_audio_bytes must be > 0"),
     ],
 )
 async def test_serve_rejects_bad_options(args: list[str], message: str) -> None:

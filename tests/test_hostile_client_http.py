@@ -211,3 +211,21 @@ async def test_aborted_upload_closes_quietly(
     assert raw.startswith(b"HTTP/1.1 200")
     await asyncio.sleep(0.1)  # let the aborted handlers finish
     assert_no_error_logged(errors_logged)
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        ("GET /nowhere HTTP/1.1", 404),
+        ("DELETE /v1/auth/session-token HTTP/1.1", 405),
+        ("PUT /v2/driveningress/websocket HTTP/1.1", 405),
+    ],
+)
+async def test_unknown_routes_and_methods_get_json_api(
+    avatar_server: DevServer, request_line: str, status: int
+) -> None:
+    raw = await raw_exchange(
+        avatar_server, f"{request_line}\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
+    got, data = parse_response(raw)
+    assert got == status and data["errors"][0]["detail"]

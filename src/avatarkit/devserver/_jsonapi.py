@@ -9,7 +9,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["error_body", "error_response", "jsonapi_errors"]
+__all__ = ["MAX_BODY_BYTES", "error_body", "error_response", "jsonapi_errors"]
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest HTTP request body the local service reads (token requests); 413 beyond."""
 
 log = logging.getLogger("avatarkit.devserver")
 
@@ -71,10 +74,7 @@ async def jsonapi_errors(request: web.Request, handler: _Handler) -> web.StreamR
             raise
         code, title = _HTTP_CODES.get(exc.status, ("httpError", exc.reason))
         if exc.status == 413:
-            detail = (
-                f"the request body is larger than {request.app._client_max_size} bytes; "
-                "send a smaller body"
-            )
+            detail = f"the request body is larger than {MAX_BODY_BYTES} bytes; send a smaller body"
         else:
             detail = f"{exc.reason}: {request.method} {request.path}"
         resp = error_response(exc.status, code, title, detail)

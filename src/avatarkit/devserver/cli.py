@@ -18,6 +18,8 @@ A ``--config`` TOML file may hold any option (command-line options win)::
     max_message_size = 16777216  # bytes
     pause_timeout = 0            # seconds; 0 = no limit
     read_timeout = 10            # seconds to send a request head (and a body)
+    max_request_audio_bytes = 67108864      # decoded audio waiting to play, per request
+    max_connection_audio_bytes = 134217728  # ... summed over a connection's requests
     avatars = ["my-avatar"]
 
     [api_keys]                   # API key = app id
@@ -48,6 +50,8 @@ _DEFAULTS: dict[str, Any] = {
     "max_message_size": 16 * 1024 * 1024,
     "pause_timeout": 0.0,
     "read_timeout": 10.0,
+    "max_request_audio_bytes": 64 * 1024 * 1024,
+    "max_connection_audio_bytes": 128 * 1024 * 1024,
 }
 
 
@@ -110,6 +114,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="close HTTP connections whose request head or body takes longer (default 10)",
+    )
+    parser.add_argument(
+        "--max-request-audio-bytes",
+        type=int,
+        metavar="BYTES",
+        help="decoded audio a request may buffer ahead of playback (default 64 MiB)",
+    )
+    parser.add_argument(
+        "--max-connection-audio-bytes",
+        type=int,
+        metavar="BYTES",
+        help="the same, summed over a connection's requests (default 128 MiB)",
     )
 
 
@@ -193,6 +209,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "max_message_size": int(opts["max_message_size"]),
         "pause_timeout": float(opts["pause_timeout"]) or None,
         "read_timeout": float(opts["read_timeout"]),
+        "max_request_audio_bytes": int(opts["max_request_audio_bytes"]),
+        "max_connection_audio_bytes": int(opts["max_connection_audio_bytes"]),
     }
 
 

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
 from ..protocol import encode_server_error
-from ._jsonapi import error_response, jsonapi_errors
+from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
@@ -52,7 +52,6 @@ log = logging.getLogger("avatarkit.devserver")
 CLOSE_CONCURRENCY_LIMIT = 4003
 _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
-_MAX_BODY = 1024 * 1024  # token request bodies: bigger ones get 413 (JSON:API)
 
 
 def _reject(rej: Rejection) -> web.Response:
@@ -376,7 +375,7 @@ class DevServer:
         """Bind and serve; returns ``self``."""
         if self._runner is not None:
             raise RuntimeError("DevServer is already started")
-        app = web.Application(client_max_size=_MAX_BODY, middlewares=[jsonapi_errors])
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[jsonapi_errors])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
