@@ -401,3 +401,20 @@ async def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> Non
             writer.close()
         await asyncio.gather(*raw.handlers)
         await raw.server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "console",
+    [
+        "http://a..b/v1/console",
+        "http://" + "a" * 300 + ".com/v1/console",
+        "http://127.0.0.1:99999/v1/console",
+    ],
+    ids=["empty-label", "label-too-long", "bad-port"],
+)
+async def test_unusable_console_url_is_a_clear_session_token_error(console: str) -> None:
+    session = session_for(console)
+    with pytest.raises(SessionTokenError) as info:
+        await asyncio.wait_for(session.init(), 5)  # type: ignore[attr-defined]
+    assert info.value.code.value == "connectionFailed"
+    assert "console_endpoint_url" in info.value.message
