@@ -253,9 +253,7 @@ async def partial_then_reset(reader: asyncio.StreamReader, writer: asyncio.Strea
     writer.transport.abort()
 
 
-async def partial_then_silence(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def partial_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await read_head(reader)
     writer.write(PARTIAL_101)
     await reader.read()
@@ -267,9 +265,7 @@ async def never_confirms(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     await reader.read()
 
 
-async def reset_before_confirm(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def reset_before_confirm(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(upgrade_answer(await read_head(reader)))
     await read_frame(reader)
     writer.transport.abort()
@@ -478,3 +474,22 @@ async def test_ping_flood_without_reading_keeps_client_memory_bounded(compressio
         stop.set()
         await asyncio.wait_for(session.close(), 8)
 
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize(
+    "ingress",
+    ["ws://a..b", "ws://" + "a" * 300 + ".com", "ws://127.0.0.1:99999"],
+    ids=["empty-label", "label-too-long", "bad-port"],
+)
+async def test_unusable_ingress_address_is_connection_failed(
+    compression: bool, ingress: str
+) -> None:
+    """An address that cannot even be looked up fails like any other
+    unreachable one (as in 0.1.7): connectionFailed, websocket_connect."""
+    session = session_for(1, compression, ingress_endpoint_url=ingress)
+    with pytest.raises(AvatarSDKError) as info:
+        await asyncio.wait_for(session.start(), 5)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert "ingress_endpoint_url" in info.value.message
+    assert TOKEN not in str(info.value)

@@ -262,6 +262,8 @@ class PicowsTransport:
             raise
         except (OSError, picows.WSError) as exc:
             raise _connect_error(f"cannot connect: {exc}", url) from None
+        except ValueError as exc:  # an address that cannot be looked up (IDNA, port)
+            raise _connect_error(f"unusable address: {exc}", url) from None
         if self._ws is None:
             # picows returns normally when the connection is lost before the
             # upgrade answer is complete; our listener was never connected.
@@ -510,6 +512,8 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             # aiohttp's text can hold the URL; _connect_error masks the token.
             raise _connect_error(f"cannot connect: {exc}", url) from None
+        except ValueError as exc:  # an address that cannot be looked up (IDNA)
+            raise _connect_error(f"unusable address: {exc}", url) from None
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
