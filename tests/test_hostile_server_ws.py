@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -339,6 +340,9 @@ async def test_close_code_survives_odd_close_frames(
     still ends with a code. A code-less close is a normal end (as 0.1.7's
     websockets treats 1005), not an error for on_error."""
     errors: list[AvatarSDKError] = []
+    unhandled: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     async with raw_server(close_then_wait(payload)) as server:
         session = session_for(server.port, compression, on_error=errors.append)
         await session.start()
@@ -346,8 +350,15 @@ async def test_close_code_survives_odd_close_frames(
         with pytest.raises(AvatarSDKError) as info:
             await session.send_audio(b"\0\0")
         await session.close()
-    assert info.value.code is AvatarSDKErrorCode.connectionClosed
-    assert info.value.close_code == code
+    failure = info.value
+    await asyncio.sleep(0.05)
+    del session, info
+    failure.__traceback__ = None
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert unhandled == []  # e.g. no "Future exception was never retrieved"
+    assert failure.code is AvatarSDKErrorCode.connectionClosed
+    assert failure.close_code == code
     if reported:
         assert len(errors) == 1 and errors[0].close_code == code
     else:
