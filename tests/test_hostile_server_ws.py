@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -253,9 +254,7 @@ async def partial_then_reset(reader: asyncio.StreamReader, writer: asyncio.Strea
     writer.transport.abort()
 
 
-async def partial_then_silence(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def partial_then_silence(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await read_head(reader)
     writer.write(PARTIAL_101)
     await reader.read()
@@ -267,9 +266,7 @@ async def never_confirms(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     await reader.read()
 
 
-async def reset_before_confirm(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def reset_before_confirm(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.write(upgrade_answer(await read_head(reader)))
     await read_frame(reader)
     writer.transport.abort()
@@ -343,6 +340,9 @@ async def test_close_code_survives_odd_close_frames(
     still ends with a code. A code-less close is a normal end (as 0.1.7's
     websockets treats 1005), not an error for on_error."""
     errors: list[AvatarSDKError] = []
+    unhandled: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     async with raw_server(close_then_wait(payload)) as server:
         session = session_for(server.port, compression, on_error=errors.append)
         await session.start()
@@ -350,8 +350,15 @@ async def test_close_code_survives_odd_close_frames(
         with pytest.raises(AvatarSDKError) as info:
             await session.send_audio(b"\0\0")
         await session.close()
-    assert info.value.code is AvatarSDKErrorCode.connectionClosed
-    assert info.value.close_code == code
+    failure = info.value
+    await asyncio.sleep(0.05)
+    del session, info
+    failure.__traceback__ = None
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert unhandled == []  # e.g. no "Future exception was never retrieved"
+    assert failure.code is AvatarSDKErrorCode.connectionClosed
+    assert failure.close_code == code
     if reported:
         assert len(errors) == 1 and errors[0].close_code == code
     else:
@@ -478,3 +485,22 @@ async def test_ping_flood_without_reading_keeps_client_memory_bounded(compressio
         stop.set()
         await asyncio.wait_for(session.close(), 8)
 
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize(
+    "ingress",
+    ["ws://a..b", "ws://" + "a" * 300 + ".com", "ws://127.0.0.1:99999"],
+    ids=["empty-label", "label-too-long", "bad-port"],
+)
+async def test_unusable_ingress_address_is_connection_failed(
+    compression: bool, ingress: str
+) -> None:
+    """An address that cannot even be looked up fails like any other
+    unreachable one (as in 0.1.7): connectionFailed, websocket_connect."""
+    session = session_for(1, compression, ingress_endpoint_url=ingress)
+    with pytest.raises(AvatarSDKError) as info:
+        await asyncio.wait_for(session.start(), 5)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert "ingress_endpoint_url" in info.value.message
+    assert TOKEN not in str(info.value)

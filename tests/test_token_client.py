@@ -171,9 +171,10 @@ async def test_a_pooled_connection_lost_after_the_request_fails_clearly() -> Non
 
 
 async def test_a_timeout_on_a_pooled_connection_is_not_retried() -> None:
-    async with serve(lambda n: answer() if n == 1 else None) as server, client(
-        total_timeout=0.3
-    ) as c:
+    async with (
+        serve(lambda n: answer() if n == 1 else None) as server,
+        client(total_timeout=0.3) as c,
+    ):
         assert (await post(c, server.url, HEADERS, b"{}"))[0] == 200
         with pytest.raises(asyncio.TimeoutError):
             await post(c, server.url, HEADERS, b"{}")
@@ -218,8 +219,13 @@ async def test_connection_close_answer_is_not_pooled() -> None:
 async def test_chunked_body() -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\n" + OK_BODY[:5] + b"\r\n" + f"{len(OK_BODY) - 5:x}".encode() + b"\r\n"
-        + OK_BODY[5:] + b"\r\n0\r\n\r\n"
+        b"5\r\n"
+        + OK_BODY[:5]
+        + b"\r\n"
+        + f"{len(OK_BODY) - 5:x}".encode()
+        + b"\r\n"
+        + OK_BODY[5:]
+        + b"\r\n0\r\n\r\n"
     )
     async with serve(lambda n: chunked) as server, client() as c:
         assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
@@ -275,7 +281,10 @@ async def test_oversized_answer_is_refused(framing: str) -> None:
     elif framing == "chunked":
         reply = (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + f"{len(big):x}".encode() + b"\r\n" + big + b"\r\n0\r\n\r\n"
+            + f"{len(big):x}".encode()
+            + b"\r\n"
+            + big
+            + b"\r\n0\r\n\r\n"
         )
     else:
         reply = b"HTTP/1.0 200 OK\r\n\r\n" + big
@@ -299,7 +308,8 @@ async def test_endless_headers_are_refused(shape: str) -> None:
 async def test_redirect_to_another_port_is_not_followed() -> None:
     async with serve(lambda n: answer()) as other:
         moved = (
-            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + other.url.encode()
+            b"HTTP/1.1 307 Temporary Redirect\r\nLocation: "
+            + other.url.encode()
             + b"\r\nContent-Length: 0\r\n\r\n"
         )
         async with serve(lambda n: moved) as server:
@@ -372,10 +382,26 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -401,3 +427,20 @@ async def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> Non
             writer.close()
         await asyncio.gather(*raw.handlers)
         await raw.server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "console",
+    [
+        "http://a..b/v1/console",
+        "http://" + "a" * 300 + ".com/v1/console",
+        "http://127.0.0.1:99999/v1/console",
+    ],
+    ids=["empty-label", "label-too-long", "bad-port"],
+)
+async def test_unusable_console_url_is_a_clear_session_token_error(console: str) -> None:
+    session = session_for(console)
+    with pytest.raises(SessionTokenError) as info:
+        await asyncio.wait_for(session.init(), 5)  # type: ignore[attr-defined]
+    assert info.value.code.value == "connectionFailed"
+    assert "console_endpoint_url" in info.value.message

@@ -91,12 +91,26 @@ def new_client(
 
 
 def _check_url(url: str) -> None:
-    parts = urlsplit(url)
+    """Refuse a URL the call cannot use, with a message naming the setting."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise TokenCallError(f"console_endpoint_url is not a usable URL ({exc})") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise TokenCallError(f"unsupported URL {url!r}: use http:// or https://")
     if parts.username is not None or parts.password is not None:
         raise TokenCallError(
             "credentials in console_endpoint_url are not supported; the API key is the credential"
+        )
+    host = parts.hostname
+    if not host.isascii():
+        return  # aiohttp encodes international names itself (IDNA 2008)
+    labels = host.rstrip(".").split(".")
+    if ":" not in host and any(not label or len(label) > 63 for label in labels):
+        raise TokenCallError(
+            f"console_endpoint_url has a host name that cannot be looked up ({host[:80]!r}): "
+            "empty or over-long label"
         )
 
 

@@ -262,6 +262,8 @@ class PicowsTransport:
             raise
         except (OSError, picows.WSError) as exc:
             raise _connect_error(f"cannot connect: {exc}", url) from None
+        except ValueError as exc:  # an address that cannot be looked up (IDNA, port)
+            raise _connect_error(f"unusable address: {exc}", url) from None
         if self._ws is None:
             # picows returns normally when the connection is lost before the
             # upgrade answer is complete; our listener was never connected.
@@ -422,6 +424,9 @@ class _PicowsListener(picows.WSListener):
             if sent is not None:
                 code = int(sent.code.value)
                 reason = f"invalid frame from the server: {sent.reason}"
+                # picows keeps the protocol error for wait_disconnected();
+                # retrieve it, or asyncio logs "exception never retrieved".
+                _reap(transport)
         owner._closed = True
         waiter = owner._closed_waiter
         if waiter is not None and not waiter.done():
@@ -438,6 +443,23 @@ class _PicowsListener(picows.WSListener):
         if drained is not None:
             drained.set()
             self.owner._drained = None
+
+
+_reapers: set[asyncio.Task[None]] = set()
+
+
+def _reap(transport: picows.WSTransport) -> None:
+    """Collect the error picows stored for a connection it failed itself."""
+
+    async def reap() -> None:
+        try:
+            await transport.wait_disconnected()
+        except Exception as exc:  # already reported as the close code and reason
+            logger.debug("picows ended the connection: %r", exc)
+
+    task = asyncio.get_running_loop().create_task(reap(), name="avatarkit-picows-reap")
+    _reapers.add(task)
+    task.add_done_callback(_reapers.discard)
 
 
 class AiohttpTransport:
@@ -510,6 +532,8 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             # aiohttp's text can hold the URL; _connect_error masks the token.
             raise _connect_error(f"cannot connect: {exc}", url) from None
+        except ValueError as exc:  # an address that cannot be looked up (IDNA)
+            raise _connect_error(f"unusable address: {exc}", url) from None
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
