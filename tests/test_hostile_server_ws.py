@@ -443,7 +443,7 @@ async def test_oversized_message_ends_the_session_with_1009(
         await asyncio.wait_for(session.wait_closed(), 10)
         await session.close()
     assert delivered == []
-    assert [e.close_code for e in errors] == [1009]
+    assert [e.close_code for e in errors] == [1009], errors
     assert errors[0].code is AvatarSDKErrorCode.connectionClosed
 
 
