@@ -113,6 +113,16 @@ async def test_async_iterable_at_24k_is_resampled_like_the_whole_clip() -> None:
     assert all(len(c.data) == 1280 for c in chunks[:-1])
 
 
+async def test_long_bytes_at_48k_stream_through_the_resampler_in_pieces() -> None:
+    clip = _tone(48000, 3.0)  # 288,000 bytes: several pieces fed to the resampler
+    chunks = await _collect(memoryview(clip.tobytes()), sample_rate=48000)
+    got = _pcm(chunks).astype(np.int32)
+    whole = soxr.resample(clip, 48000, 16000, quality="HQ").astype(np.int32)
+    n = min(len(got), len(whole))
+    assert abs(len(got) - len(whole)) <= 2 and n > 47000
+    assert np.max(np.abs(got[:n] - whole[:n])) <= 2
+
+
 async def test_dangling_byte_at_the_end_is_an_error() -> None:
     with pytest.raises(AudioSourceError, match="dangling byte"):
         await _collect([b"\x00\x01\x02"])

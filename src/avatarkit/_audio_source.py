@@ -13,7 +13,8 @@ Sources (see :func:`open_source`):
 - a path (``str`` or ``os.PathLike``) to a WAV file (8/16/24/32-bit integer or
   32/64-bit float, any channel count, downmixed to mono), a raw s16le file
   (``.pcm``/``.raw``; needs ``sample_rate``) or an Ogg Opus file (recognised
-  by its ``OggS`` magic bytes, not its suffix). Files are read with
+  by its ``OggS`` magic bytes, not its suffix). A WAV or Ogg file's own rate
+  is used (``sample_rate`` only applies to raw PCM). Files are read with
   :func:`avatarkit.audio.files.read_audio_file` (the CLI's reader) in a worker
   thread, so they are held in memory once;
 - a sync or async iterable of PCM chunks (bytes-like) at ``sample_rate``, of
@@ -162,7 +163,7 @@ def open_source(
         if not data:
             raise AudioSourceError("the audio is empty (0 bytes); pass PCM s16le samples")
         rate = sample_rate or session_rate
-        return AudioSource("pcm", shaper.run(_one(data), rate))
+        return AudioSource("pcm", shaper.run(_pieces(data), rate))
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not isinstance(path, str):
@@ -195,8 +196,15 @@ def _as_bytes(item: Any) -> bytes:
     )
 
 
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+_PIECE_BYTES = 1 << 16
+"""In-memory audio is fed to the shaper this much at a time: the first chunk is
+ready (and resampled) at once, and memory stays one piece above the input."""
+
+
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE_BYTES):
+        yield bytes(view[start : start + _PIECE_BYTES])
 
 
 async def _aiter_items(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
@@ -331,7 +339,7 @@ async def _file_pcm(
     samples, rate = await asyncio.to_thread(read)
     if len(samples) == 0:
         raise AudioSourceError(f"{path}: the file holds no audio samples")
-    async for chunk in shaper.run(_one(samples.astype("<i2").tobytes()), rate):
+    async for chunk in shaper.run(_pieces(samples.astype("<i2").tobytes()), rate):
         yield chunk
 
 
