@@ -7,7 +7,7 @@ import random
 import struct
 import sys
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +202,19 @@ async def test_ogg_file_is_decoded_for_a_pcm_session(tmp_path: Path) -> None:
     assert np.max(np.abs(got[:n] - whole[:n])) <= 2
 
 
+async def test_chained_ogg_file_is_refused_for_pass_through(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from avatarkit.audio.opus import OggOpusEncoder
+
+    enc = OggOpusEncoder(16000)
+    pcm = _tone(16000, 0.2).tobytes()
+    data = enc.encode(pcm) + enc.finish() + enc.encode(pcm) + enc.finish()  # two serials
+    path = tmp_path / "chained.ogg"
+    path.write_bytes(data)
+    with pytest.raises(AudioSourceError, match="2 chained Ogg streams"):
+        await _collect(path, session_format="ogg_opus")
+
+
 @pytest.mark.parametrize(
     "source", [12, 1.5, None, {"a": 1}, object()], ids=lambda s: type(s).__name__
 )
@@ -265,8 +278,26 @@ async def test_closing_early_closes_the_async_generator() -> None:
         finally:
             closed.append(True)
 
-    src = open_source(gen(), session_rate=16000)
+    source = gen()  # held here: closing must not rely on garbage collection
+    src = open_source(source, session_rate=16000)
     it = aiter(src)
     await anext(it)
+    await src.aclose()
+    assert closed == [True]
+
+
+async def test_closing_early_closes_a_sync_generator_too() -> None:
+    closed = []
+
+    def gen() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"\0" * 1280
+        finally:
+            closed.append(True)
+
+    source = gen()  # held here: closing must not rely on garbage collection
+    src = open_source(source, session_rate=16000)
+    await anext(aiter(src))
     await src.aclose()
     assert closed == [True]

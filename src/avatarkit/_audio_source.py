@@ -218,9 +218,15 @@ async def _aiter_items(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
 
 
 async def _sync_items(source: Iterable[Any]) -> AsyncIterator[bytes]:
-    for item in source:
-        yield _as_bytes(item)
-        await asyncio.sleep(0)  # a long in-memory iterable must not starve the loop
+    iterator = iter(source)
+    try:
+        for item in iterator:
+            yield _as_bytes(item)
+            await asyncio.sleep(0)  # a long in-memory iterable must not starve the loop
+    finally:  # stopping early closes the user's generator too
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 class _Shaper:
@@ -362,6 +368,12 @@ async def _ogg_pages(path: str) -> AsyncIterator[AudioChunk]:
         pages = OggPageReader().feed(data)
     except OggError as exc:
         raise AudioSourceError(f"{path}: broken Ogg Opus file: {exc}") from exc
+    serials = {page.serial for page in pages}
+    if len(serials) > 1:
+        raise AudioSourceError(
+            f"{path}: holds {len(serials)} chained Ogg streams; a request takes one "
+            "logical Ogg Opus stream (split the file, or decode it and send PCM)"
+        )
     granule = 0
     for page in pages:
         duration = 0.0
