@@ -21,6 +21,8 @@ A ``--config`` TOML file may hold any option (command-line options win)::
     max_request_audio_bytes = 67108864      # decoded audio waiting to play, per request
     max_connection_audio_bytes = 134217728  # ... summed over a connection's requests
     avatars = ["my-avatar"]
+    certfile = "cert.pem"        # serve HTTPS/WSS (PEM certificate chain)
+    keyfile = "key.pem"          # its private key, if not in certfile
 
     [api_keys]                   # API key = app id
     "my-key" = "my-app"
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +55,8 @@ _DEFAULTS: dict[str, Any] = {
     "read_timeout": 10.0,
     "max_request_audio_bytes": 64 * 1024 * 1024,
     "max_connection_audio_bytes": 128 * 1024 * 1024,
+    "certfile": None,
+    "keyfile": None,
 }
 
 
@@ -127,6 +132,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="the same, summed over a connection's requests (default 128 MiB)",
     )
+    parser.add_argument(
+        "--certfile",
+        metavar="PEM",
+        help="serve HTTPS/WSS with this certificate chain (PEM); URLs become https/wss",
+    )
+    parser.add_argument(
+        "--keyfile",
+        metavar="PEM",
+        help="the certificate's private key (PEM), when it is not in --certfile",
+    )
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -197,6 +212,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(avatars, list) or not all(isinstance(a, str) and a for a in avatars):
         raise ServeConfigError("avatars in --config must be a list of avatar ids")
     avatars = [*avatars, *(getattr(args, "avatar", None) or ())]
+    ssl_context = _server_ssl(opts["certfile"], opts["keyfile"])
     return {
         "host": opts["host"],
         "port": int(opts["port"]),
@@ -211,7 +227,31 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "read_timeout": float(opts["read_timeout"]),
         "max_request_audio_bytes": int(opts["max_request_audio_bytes"]),
         "max_connection_audio_bytes": int(opts["max_connection_audio_bytes"]),
+        "ssl_context": ssl_context,
     }
+
+
+def _server_ssl(certfile: Any, keyfile: Any) -> ssl.SSLContext | None:
+    """A server TLS context from ``--certfile``/``--keyfile``, or None without them."""
+    for name, value in (("certfile", certfile), ("keyfile", keyfile)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ServeConfigError(f"{name} must be a file path")
+    if certfile is None:
+        if keyfile is not None:
+            raise ServeConfigError("--keyfile needs --certfile (the certificate chain, PEM)")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        # the reason only (file name and OpenSSL's words), never the key material
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ServeConfigError(
+            f"cannot load --certfile {certfile}"
+            + (f" / --keyfile {keyfile}" if keyfile else "")
+            + f": {reason}; give a PEM certificate chain and its private key"
+        ) from None
+    return ctx
 
 
 def _banner(server: Any, kwargs: dict[str, Any]) -> str:

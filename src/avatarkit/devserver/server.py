@@ -21,6 +21,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from dataclasses import replace
@@ -155,6 +156,11 @@ class DevServer:
     avatarkit 0.1.7 always does, and this SDK with ``websocket_compression``);
     off by default, so clients that offer it get uncompressed frames, the
     cheapest for both sides.
+
+    ``ssl_context`` (a server-side :class:`ssl.SSLContext` holding the
+    certificate) serves HTTPS and WSS on the same port; the URL properties
+    then say ``https://`` and ``wss://``. The TLS handshake is bounded by
+    asyncio's default (60 s).
     """
 
     def __init__(
@@ -178,6 +184,7 @@ class DevServer:
         read_timeout: float = 10.0,
         compress: bool = False,
         secret: bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if pace not in _PACES:
             raise ValueError(f"pace must be 'realtime' or 'fast', not {pace!r}")
@@ -199,8 +206,16 @@ class DevServer:
         ):
             if size <= 0:
                 raise ValueError(f"{name} must be > 0 bytes")
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(
+                "ssl_context must be an ssl.SSLContext (e.g. ssl.create_default_context"
+                "(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()), "
+                f"not {type(ssl_context).__name__}"
+            )
         self.host = host
         self._requested_port = port
+        self.ssl_context = ssl_context
+        """TLS for the whole port (token routes and WebSocket), or None for plain HTTP/WS."""
         self._settings = ServiceSettings(
             pace=pace,
             idle_timeout=idle_timeout,
@@ -285,8 +300,9 @@ class DevServer:
 
     @property
     def api_root(self) -> str:
-        """``http://HOST:PORT``."""
-        return f"http://{self._url_host}:{self.port}"
+        """``http://HOST:PORT`` (``https://`` with an ``ssl_context``)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self._url_host}:{self.port}"
 
     @property
     def console_url(self) -> str:
@@ -295,8 +311,9 @@ class DevServer:
 
     @property
     def ingress_url(self) -> str:
-        """Ingress base URL, ``ws://HOST:PORT/v2/driveningress``."""
-        return f"ws://{self._url_host}:{self.port}/v2/driveningress"
+        """Ingress base URL, ``ws://HOST:PORT/v2/driveningress`` (``wss://`` with TLS)."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self._url_host}:{self.port}/v2/driveningress"
 
     @property
     def websocket_url(self) -> str:
@@ -396,7 +413,9 @@ class DevServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self._requested_port)
+            site = web.TCPSite(
+                runner, self.host, self._requested_port, ssl_context=self.ssl_context
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
