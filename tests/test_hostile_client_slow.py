@@ -21,8 +21,21 @@ from avatarkit.devserver import DevServer
 
 
 async def read_until_closed(reader: asyncio.StreamReader, bound: float = 5.0) -> bytes:
-    """Everything the service sends until it closes (fails if it does not within ``bound``)."""
-    return await asyncio.wait_for(reader.read(), bound)
+    """Everything the service sends until it closes (fails if it does not within ``bound``).
+
+    Read as it arrives: a service that answers while the client is still
+    sending may end with a reset once its lingering time is over (the unread
+    bytes make the kernel send RST), and what was read before it is kept.
+    """
+
+    async def collect() -> bytes:
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await reader.read(65536):
+                data += chunk
+        return data
+
+    return await asyncio.wait_for(collect(), bound)
 
 
 async def close_writer(writer: asyncio.StreamWriter) -> None:
