@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +25,8 @@ from avatarkit.devserver.animation import (
     frames_for_samples,
 )
 from avatarkit.proto import avatarkit_animation_pb2 as pb
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 REQUIRED_SHAPES = {
     "jawOpen",

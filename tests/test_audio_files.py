@@ -19,8 +19,7 @@ from avatarkit.audio import (
     read_audio_file,
     resample,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests._helpers import FIXTURES
 
 
 def fixture_pcm(rate: int) -> npt.NDArray[np.int16]:

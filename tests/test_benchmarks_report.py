@@ -19,8 +19,8 @@ import pytest
 
 from benchmarks import report
 from benchmarks.__main__ import failures
+from tests._helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LATEST = ROOT / "benchmarks" / "results" / "latest.json"
 
 

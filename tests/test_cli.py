@@ -24,9 +24,8 @@ import pytest
 from avatarkit import AvatarSDKError, new_avatar_session
 from avatarkit.cli import FrameSink, Progress, main, main_async, read_frames_file
 from avatarkit.devserver import DevServer
+from tests._helpers import FIXTURES, ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).resolve().parent.parent
 ENV_VARS = (
     "AVATARKIT_API_KEY",
     "AVATARKIT_APP_ID",

@@ -22,8 +22,7 @@ import pytest
 from avatarkit import AvatarSDKError, AvatarSDKErrorCode, SessionConfigBuilder
 from avatarkit.devserver import DevServer
 from avatarkit.transport import AiohttpTransport, PicowsTransport
-
-from .test_session_integration import SPEECH_16K, Recorder, make_session
+from tests._helpers import SPEECH_16K, Recorder, make_session
 
 # The local service negotiates permessage-deflate only when asked to.
 pytestmark = pytest.mark.avatar_server(compress=True)

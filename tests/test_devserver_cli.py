@@ -7,19 +7,12 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from avatarkit.devserver._rawclient import RawClient, fetch_token
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def start_serve(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, str]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,12 +18,6 @@ from avatarkit.errors import AvatarSDKErrorCode, ErrorPhase, classify_http_rejec
 from avatarkit.protocol import build_websocket_url
 
 TOKEN_ROUTES = ("/v1/console/session-tokens", "/v1/auth/session-token")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post_token(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ import pytest
 from avatarkit.devserver import DevServer, decode_animation
 from avatarkit.devserver._rawclient import RawClient, fetch_token
 from avatarkit.proto import avatarkit_wire_pb2 as pb
+from tests._helpers import FIXTURES, ROOT, ensure_peer
 
 spatialreal = pytest.importorskip("spatialreal")
 
 pytestmark = pytest.mark.interop
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = (FIXTURES / "speech_16000.pcm").read_bytes()
 SILENCE = (FIXTURES / "silence_1s_16000.pcm").read_bytes()
 
@@ -222,12 +221,6 @@ async def test_spatialreal_errors(avatar_server: DevServer) -> None:
 # -- the animation follows the audio ------------------------------------------------
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def test_jaw_opens_only_during_speech(
     avatar_server: DevServer, http: aiohttp.ClientSession
 ) -> None:
@@ -303,7 +296,7 @@ def _python_017() -> str | None:
 
     candidates = [
         os.environ.get("AVATARKIT017_PYTHON", ""),
-        str(Path(__file__).parent.parent / "benchmarks" / ".venv-avatarkit017" / "bin" / "python"),
+        str(ROOT / "benchmarks" / ".venv-avatarkit017" / "bin" / "python"),
     ]
     return next((c for c in candidates if c and Path(c).exists()), None)
 
@@ -331,8 +324,6 @@ async def test_avatarkit_017_client(avatar_server: DevServer, tmp_path: Path) ->
     """Whole clips in one message (its quick start), PCM 48 kHz and Ogg Opus; interrupt."""
     python = _python_017()
     if python is None:  # make the peer's virtualenv (pip, from the package index)
-        from .test_interop_avatarkit017 import ensure_peer
-
         python = str(await asyncio.to_thread(ensure_peer))
     pcm48, ogg24 = await _drive_017(python, avatar_server, tmp_path, "requests")
     assert (pcm48["frames"], pcm48["ends"], pcm48["errors"]) == (341, 1, [])
@@ -379,8 +370,6 @@ async def test_unsupported_rate_is_unsupported_sample_rate_for_0_1_7(
     avatar_server: DevServer, tmp_path: Path
 ) -> None:
     """PROTOCOL.md section 6: code 400 with the text, classified by 0.1.7's text rules."""
-    from .test_interop_avatarkit017 import ensure_peer
-
     script = tmp_path / "bad_rate.py"
     script.write_text(_BAD_RATE_PEER)
     proc = await asyncio.create_subprocess_exec(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,19 +19,14 @@ from avatarkit.errors import (
 )
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import ClientProtocol, MessageType, parse_token_response
+from tests._helpers import FIXTURES
 
-SPEECH = (Path(__file__).parent / "fixtures" / "speech_16000.pcm").read_bytes()
+SPEECH = (FIXTURES / "speech_16000.pcm").read_bytes()
 RUNTIME = ErrorPhase.WEBSOCKET_RUNTIME.value
 
 
 def seconds(s: float) -> bytes:
     return SPEECH[: int(s * 16000) * 2]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def open_client(

@@ -13,7 +13,6 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -25,12 +24,6 @@ from avatarkit.proto import avatarkit_wire_pb2 as pb
 SECRET_KEY = "sk-very-secret-9c1f2e"
 LIVEKIT_SECRET = "lk-secret-71aa0b"
 LIVEKIT_TOKEN = "lk-token-5d03cc"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:

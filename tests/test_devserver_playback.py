@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,8 +12,8 @@ from avatarkit.devserver._rawclient import Collected, RawClient, fetch_token
 from avatarkit.events import PlaybackState
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import MessageType
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = (FIXTURES / "speech_16000.pcm").read_bytes()
 RATE = 16000
 PAUSED = pb.ServerPlaybackState.PAUSED
@@ -26,12 +24,6 @@ INTERRUPTED = pb.ServerPlaybackState.INTERRUPTED
 def seconds(s: float) -> bytes:
     """``s`` seconds of the speech fixture at 16 kHz."""
     return SPEECH[: int(s * RATE) * 2]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def open_client(

@@ -10,8 +10,6 @@ import json
 import math
 import struct
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,15 +20,9 @@ from avatarkit.devserver._rawclient import RawClient, fetch_token
 from avatarkit.errors import AvatarSDKErrorCode, ErrorPhase, classify_server_error
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import MessageType, encode_audio_input
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ENDED = pb.ServerPlaybackState.ENDED
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def connect(server: DevServer, http: aiohttp.ClientSession) -> RawClient:

@@ -8,7 +8,6 @@ writes ``pre_skip + input samples so far * 48000 / rate`` on every audio page
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ from avatarkit.devserver import DevServer
 pytest.importorskip("av")
 
 from avatarkit.audio.opus import OggOpusEncoder
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 RATE = 16000
 FRAME = RATE // 50  # 20 ms
 

@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 
 from avatarkit.devserver import DevServer
-
-from .test_interop_avatarkit017 import ensure_peer
+from tests._helpers import PEERS, ensure_peer
 
 pytestmark = pytest.mark.interop
 
-SCRIPT = Path(__file__).parent / "peers" / "error_scenarios.py"
+SCRIPT = PEERS / "error_scenarios.py"
 
 SCENARIOS = [
     "send_before_init",

@@ -11,8 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from avatarkit import AvatarSDKError, AvatarSDKErrorCode, LiveKitEgressConfig, new_avatar_session
-
-from ._e2e import e2e_target
+from tests._e2e import e2e_target
 
 pytestmark = pytest.mark.e2e
 

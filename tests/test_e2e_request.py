@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from avatarkit import AudioFormat, OggOpusEncoderConfig, new_avatar_session
-
-from ._e2e import FIXTURES, e2e_target, hosted_configured
+from tests._e2e import e2e_target, hosted_configured
+from tests._helpers import FIXTURES
 
 pytestmark = pytest.mark.e2e
 

@@ -21,10 +21,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from avatarkit.devserver import decode_animation
 from avatarkit.proto import avatarkit_wire_pb2 as pb
+from tests._helpers import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-FIXTURES = Path(__file__).parent / "fixtures"
 ENV_VARS = (
     "AVATARKIT_API_KEY",
     "AVATARKIT_APP_ID",

@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -80,12 +79,6 @@ HOSTILE = {
     "payload-not-utf8": livekit(api_token=jwt_raw(b"\xff\xfe{}")),
     "payload-non-ascii": livekit(api_token=HEADER + ".ünïcödé.c2ln"),
 }
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def configure_reply(

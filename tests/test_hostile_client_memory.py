@@ -10,7 +10,6 @@ session goes on, and other sessions are served meanwhile.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -23,12 +22,6 @@ from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import MessageType
 
 SECOND = b"\x01\x00" * 16000  # one second of 16 kHz PCM
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def connect(server: DevServer, http: aiohttp.ClientSession) -> RawClient:

@@ -10,31 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from avatarkit.devserver import DevServer
-
-ROOT = Path(__file__).resolve().parent.parent
-PEER_VENV = ROOT / ".peers" / "avatarkit017"
-PEER_PY = PEER_VENV / "bin" / "python"
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests._helpers import FIXTURES, PEERS, ensure_peer
 
 pytestmark = pytest.mark.interop
-
-
-def ensure_peer() -> Path:
-    if not PEER_PY.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run(
-            [str(PEER_PY), "-m", "pip", "install", "--quiet", "avatarkit==0.1.7"],
-            check=True,
-            timeout=600,
-        )
-    return PEER_PY
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +33,7 @@ async def test_published_0_1_7_client_completes_a_request(
     pcm.write_bytes((FIXTURES / "speech_16000.pcm").read_bytes()[: 16000 * 2 * 2])  # 2 s
     proc = await asyncio.create_subprocess_exec(
         str(peer_python),
-        str(Path(__file__).parent / "peers" / "avatarkit017_client.py"),
+        str(PEERS / "avatarkit017_client.py"),
         avatar_server.console_url,
         avatar_server.ingress_url,
         avatar_server.api_key,

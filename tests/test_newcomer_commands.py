@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._helpers import ROOT
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "examples").glob("*/README.md"))]
 SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from avatarkit.cli import main
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 NOT_FRAMES = "is not an avatarkit frames file"
 NOISE = bytes((i * 131 + 7) % 256 for i in range(4096))  # deterministic noise
 

@@ -17,8 +17,8 @@ import pytest
 
 from avatarkit.cli import main_async
 from avatarkit.devserver import DevServer
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ENV_VARS = (
     "AVATARKIT_API_KEY",
     "AVATARKIT_APP_ID",

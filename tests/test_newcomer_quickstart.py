@@ -12,12 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests._helpers import ROOT
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
 
 # Importable names of what the extras add on top of the base dependencies.
 EXTRA_MODULES = ("av", "uvloop", "matplotlib", "pytest", "mypy", "grpc_tools", "spatialreal")

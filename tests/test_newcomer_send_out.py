@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from avatarkit.cli import main, main_async
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 WAV = str(FIXTURES / "speech_16000.wav")
 ENV_VARS = (
     "AVATARKIT_API_KEY",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,8 @@ from avatarkit.audio.ogg import (
     ogg_crc32_table,
     opus_packet_duration,
 )
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 OGG_FIXTURE = FIXTURES / "speech_24000.ogg"
 
 # A CELT-only 20 ms packet (config 31, code 0): TOC byte 0xF8.

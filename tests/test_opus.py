@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import av
 import numpy as np
@@ -15,8 +14,7 @@ import soxr
 from avatarkit.audio import OPUS_RATES
 from avatarkit.audio.ogg import OggError, OggOpusReader, OggPage, OggPageReader, OpusHead
 from avatarkit.audio.opus import OggOpusDecoder, OggOpusEncoder, import_av
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests._helpers import FIXTURES
 
 
 def speech(rate: int, seconds: float | None = None) -> bytes:

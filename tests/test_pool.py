@@ -11,7 +11,6 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +27,8 @@ from avatarkit import (
 )
 from avatarkit.devserver import DevServer, decode_animation
 from avatarkit.pool import PoolClosedError, PoolStats, SessionLease, SessionPool
+from tests._helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH_16K = (FIXTURES / "speech_16000.pcm").read_bytes()
 FRAME_BYTES = 640 * 2  # 40 ms of 16 kHz PCM: one animation frame
 AVATAR_NOT_FOUND = {

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests._helpers import ROOT
+
 PROTO_DIR = ROOT / "src" / "avatarkit" / "proto"
 
 

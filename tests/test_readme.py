@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests._helpers import FIXTURES, ROOT
+
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 

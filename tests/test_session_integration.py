@@ -12,74 +12,26 @@ import logging
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from avatarkit import (
-    AnimationFrameEvent,
     AudioFormat,
     AvatarSDKError,
     AvatarSDKErrorCode,
     AvatarSession,
     OggOpusEncoderConfig,
-    PlaybackSignal,
     PlaybackState,
-    PlaybackStateEvent,
     SessionTokenError,
     new_avatar_session,
 )
 from avatarkit.config import PCM_SAMPLE_RATES
 from avatarkit.devserver import DevServer, decode_animation
-
-FIXTURES = Path(__file__).parent / "fixtures"
-SPEECH_16K = (FIXTURES / "speech_16000.pcm").read_bytes()
+from tests._helpers import FIXTURES, SPEECH_16K, Recorder, make_session
 
 
 def expected_frames(n_samples: int, rate: int) -> int:
     return math.ceil(n_samples * 25 / rate)
-
-
-class Recorder:
-    """Collects everything the session reports."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[bytes, bool]] = []
-        self.errors: list[Exception] = []
-        self.closes = 0
-        self.signals: list[PlaybackSignal] = []
-        self.states: list[PlaybackStateEvent] = []
-        self.animations: list[AnimationFrameEvent] = []
-        self.encoded: list[tuple[str, bytes]] = []
-        self.ended = asyncio.Event()
-        self.closed = asyncio.Event()
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(
-            transport_frames=self.on_frame,
-            on_error=self.errors.append,
-            on_close=self.on_close,
-            on_playback=self.signals.append,
-            on_playback_state=self.states.append,
-            on_animation=self.animations.append,
-            on_encoded_audio=lambda req_id, data: self.encoded.append((req_id, data)),
-        )
-
-    def on_frame(self, data: bytes, last: bool) -> None:
-        self.frames.append((data, last))
-        if last:
-            self.ended.set()
-
-    def on_close(self) -> None:
-        self.closes += 1
-        self.closed.set()
-
-
-def make_session(server: DevServer, rec: Recorder | None = None, **overrides: Any) -> AvatarSession:
-    kwargs = server.session_kwargs(**(rec.kwargs() if rec is not None else {}))
-    kwargs.update(overrides)
-    return new_avatar_session(**kwargs)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
