@@ -260,5 +260,5 @@ RUN_HERE = [
     *RUN_HERE_POOL,
     *RUN_HERE_HTTP,
     # README "End-to-end tests": run by tests/test_readme.py (against the local service)
-    "AVATARKIT_RUN_E2E=1 python -m pytest tests/test_e2e_errors.py tests/test_e2e_request.py",
+    "AVATARKIT_RUN_E2E=1 python -m pytest -m e2e",
 ]
