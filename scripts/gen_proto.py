@@ -3,8 +3,8 @@
 Usage: python scripts/gen_proto.py [--out DIR]
 
 Needs the ``grpcio-tools`` package (a dev dependency), which bundles protoc,
-so no system protoc is required. tests/test_proto_generated.py runs this into a
-temporary folder and fails when the committed files differ.
+so no system protoc is required. tests/integration/test_proto_generated.py
+runs this into a temporary folder and fails when the committed files differ.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
     "python -m pytest": "this very suite",
     "ruff check . && mypy": ".ci/run runs both",
     "python scripts/gen_proto.py": (
-        "rewrites committed files; tests/test_proto_generated.py checks they are current"
+        "rewrites committed files; tests/integration/test_proto_generated.py "
+        "checks they are current"
     ),
     "python -m benchmarks": "minutes of CPU on a shared machine; .ci/run runs --smoke",
 }
@@ -259,6 +260,6 @@ RUN_HERE = [
     *RUN_HERE_SINGLE,
     *RUN_HERE_POOL,
     *RUN_HERE_HTTP,
-    # README "End-to-end tests": run by tests/test_readme.py (against the local service)
+    # README "End-to-end tests": run by tests/integration/test_readme.py (against the local service)
     "AVATARKIT_RUN_E2E=1 python -m pytest -m e2e",
 ]
