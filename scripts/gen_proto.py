@@ -5,7 +5,7 @@ Usage: python scripts/gen_proto.py [--out DIR]
 Needs the pinned ``grpcio-tools`` (the ``protoc`` extra), which bundles protoc,
 so no system protoc is required. Another grpcio-tools writes other version
 lines (and may emit code the oldest supported protobuf refuses), so this
-refuses to run with any version but the pinned one. tests/test_proto_generated.py
+refuses to run with any version but the pinned one. tests/integration/test_proto_generated.py
 runs this into a temporary folder and fails when the committed files differ.
 """
 

@@ -12,9 +12,6 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Run one error scenario with whichever ``avatarkit`` this interpreter imports.
 
-Used by tests/test_dropin_errors.py to run the same small program under the
-published avatarkit 0.1.7 (its own virtualenv) and under ours, against the
-same local avatar service, and compare what each raises.
+Used by tests/integration/test_dropin_errors.py to run the same small program
+under the published avatarkit 0.1.7 (its own virtualenv) and under ours,
+against the same local avatar service, and compare what each raises.
 
 Usage: python error_scenarios.py CONSOLE_URL INGRESS_URL API_KEY APP_ID AVATAR_ID SCENARIO
 Prints one JSON line: {"raised": null} or {"raised": {"mro": [...], "code": ..., "phase": ...}}.

@@ -1,0 +1,91 @@
+"""Code the tests share: repository paths, the published-peer virtualenv, and
+the session recorder. Not a test module (pytest collects ``test_*.py`` only),
+so test modules import from here and never from one another.
+
+Paths are anchored on this file, which stays at ``tests/``, so a test module
+finds the clips whichever subfolder (``unit/``, ``integration/``) it lives in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from avatarkit import (
+    AnimationFrameEvent,
+    AvatarSession,
+    PlaybackSignal,
+    PlaybackStateEvent,
+    new_avatar_session,
+)
+
+if TYPE_CHECKING:  # unit tests import this module without the service
+    from avatarkit.devserver import DevServer
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+PEERS = TESTS / "peers"
+SPEECH_16K = (FIXTURES / "speech_16000.pcm").read_bytes()
+
+# The published avatarkit 0.1.7 has our import name, so it runs from its own
+# virtualenv (made once, by pip from the package index) in a subprocess.
+PEER_VENV = ROOT / ".peers" / "avatarkit017"
+PEER_PY = PEER_VENV / "bin" / "python"
+
+
+def ensure_peer() -> Path:
+    """The 0.1.7 peer's interpreter, making its virtualenv on first use."""
+    if not PEER_PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True, timeout=600)
+        subprocess.run(
+            [str(PEER_PY), "-m", "pip", "install", "--quiet", "avatarkit==0.1.7"],
+            check=True,
+            timeout=600,
+        )
+    return PEER_PY
+
+
+class Recorder:
+    """Collects everything the session reports."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[bytes, bool]] = []
+        self.errors: list[Exception] = []
+        self.closes = 0
+        self.signals: list[PlaybackSignal] = []
+        self.states: list[PlaybackStateEvent] = []
+        self.animations: list[AnimationFrameEvent] = []
+        self.encoded: list[tuple[str, bytes]] = []
+        self.ended = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(
+            transport_frames=self.on_frame,
+            on_error=self.errors.append,
+            on_close=self.on_close,
+            on_playback=self.signals.append,
+            on_playback_state=self.states.append,
+            on_animation=self.animations.append,
+            on_encoded_audio=lambda req_id, data: self.encoded.append((req_id, data)),
+        )
+
+    def on_frame(self, data: bytes, last: bool) -> None:
+        self.frames.append((data, last))
+        if last:
+            self.ended.set()
+
+    def on_close(self) -> None:
+        self.closes += 1
+        self.closed.set()
+
+
+def make_session(server: DevServer, rec: Recorder | None = None, **overrides: Any) -> AvatarSession:
+    """A session on ``server``'s settings, reporting to ``rec``; ``overrides`` win."""
+    kwargs = server.session_kwargs(**(rec.kwargs() if rec is not None else {}))
+    kwargs.update(overrides)
+    return new_avatar_session(**kwargs)
