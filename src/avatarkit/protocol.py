@@ -51,6 +51,7 @@ __all__ = [
     "ClientState",
     "MessageType",
     "PlaybackStateReceived",
+    "ProtocolStateError",
     "ServerErrorReceived",
     "SessionConfirmed",
     "build_token_request",
@@ -63,22 +64,28 @@ CAPABILITY_PLAYBACK_STATE = "playback_state"
 
 
 class MessageType:
-    """``MessageType`` enum values (PROTOCOL.md section 3)."""
+    """Short names for the generated ``MessageType`` enum (PROTOCOL.md section 3).
 
-    UNSPECIFIED = 0
-    CLIENT_CONFIGURE_SESSION = 1
-    SERVER_CONFIRM_SESSION = 2
-    CLIENT_AUDIO_INPUT = 3
-    SERVER_ERROR = 4
-    SERVER_RESPONSE_ANIMATION = 5
-    CLIENT_INTERRUPT = 7
-    CLIENT_PAUSE = 8
-    CLIENT_RESUME = 9
-    SERVER_PLAYBACK_STATE = 10
+    The numbers are defined once, in ``avatarkit_wire.proto``; this only names
+    them without the ``MESSAGE_`` prefix for the local service's code (a test
+    checks it mirrors the generated enum exactly). New code may use
+    ``pb.MESSAGE_*`` directly.
+    """
+
+    UNSPECIFIED = pb.MESSAGE_UNSPECIFIED
+    CLIENT_CONFIGURE_SESSION = pb.MESSAGE_CLIENT_CONFIGURE_SESSION
+    SERVER_CONFIRM_SESSION = pb.MESSAGE_SERVER_CONFIRM_SESSION
+    CLIENT_AUDIO_INPUT = pb.MESSAGE_CLIENT_AUDIO_INPUT
+    SERVER_ERROR = pb.MESSAGE_SERVER_ERROR
+    SERVER_RESPONSE_ANIMATION = pb.MESSAGE_SERVER_RESPONSE_ANIMATION
+    CLIENT_INTERRUPT = pb.MESSAGE_CLIENT_INTERRUPT
+    CLIENT_PAUSE = pb.MESSAGE_CLIENT_PAUSE
+    CLIENT_RESUME = pb.MESSAGE_CLIENT_RESUME
+    SERVER_PLAYBACK_STATE = pb.MESSAGE_SERVER_PLAYBACK_STATE
 
 
 #: ``MessageType`` of ``ServerResponseAnimation``, for the per-frame path.
-ANIMATION_TYPE = MessageType.SERVER_RESPONSE_ANIMATION
+ANIMATION_TYPE: int = pb.MESSAGE_SERVER_RESPONSE_ANIMATION
 
 _STATE_FROM_WIRE = {
     0: PlaybackState.UNSPECIFIED,
@@ -270,12 +277,28 @@ def encode_playback_state(
 
 
 class ClientState(Enum):
-    """Where a client connection is in its life."""
+    """Where a client connection is in its life.
+
+    ``IDLE -> CONNECTING -> AWAITING_CONFIRM -> OPEN -> CLOSING -> CLOSED``;
+    ``CONNECTING`` falls back to ``IDLE`` when the socket could not be opened
+    (a retry is allowed), and any state may go to ``CLOSING`` or ``CLOSED``.
+    """
 
     IDLE = "idle"
+    CONNECTING = "connecting"
     AWAITING_CONFIRM = "awaiting_confirm"
     OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
+
+
+class ProtocolStateError(ValueError):
+    """A step that is not legal in the connection's current state.
+
+    A ``ValueError`` because that is what the session raised for calls out of
+    order (``start()`` twice, audio before ``start()``). The message says
+    what to do instead.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +342,22 @@ class ClientProtocol:
     messages echoed back). Unknown fields are ignored by protobuf itself.
     """
 
-    __slots__ = ("_current_req_id", "_last_req_id", "capabilities", "connection_id", "state")
+    __slots__ = (
+        "_current_req_id",
+        "_last_req_id",
+        "capabilities",
+        "connection_id",
+        "state",
+        "streaming",
+    )
 
     def __init__(self) -> None:
         self.state = ClientState.IDLE
+        #: Whether animation messages are delivered now: from the confirm
+        #: until the connection is gone (also while our close is under way,
+        #: for frames already in flight). The per-frame fast path reads
+        #: only this flag; it is kept in step with ``state`` here.
+        self.streaming = False
         self.connection_id: str | None = None
         self.capabilities: tuple[str, ...] = ()
         self._current_req_id: str | None = None  # open request (no end=True yet)
@@ -330,12 +365,58 @@ class ClientProtocol:
 
     # -- handshake ---------------------------------------------------------
 
+    def connecting(self) -> None:
+        """The socket is being opened (``IDLE -> CONNECTING``)."""
+        state = self.state
+        if state is not ClientState.IDLE:
+            if state in (ClientState.CLOSING, ClientState.CLOSED):
+                raise ProtocolStateError("session is closed; create a new session")
+            raise ProtocolStateError(
+                f"session already started (state {state.value}); use a new session "
+                "for a second connection"
+            )
+        self.state = ClientState.CONNECTING
+
+    def connect_failed(self) -> None:
+        """The socket could not be opened (``CONNECTING -> IDLE``: a retry is legal)."""
+        if self.state is not ClientState.CONNECTING:
+            raise ProtocolStateError(
+                f"connect_failed() in state {self.state.value}; only a connection being "
+                "opened can fail to open"
+            )
+        self.state = ClientState.IDLE
+
     def configure(self, config: SessionConfig) -> bytes:
-        """Bytes of the opening ``ClientConfigureSession``."""
-        if self.state is not ClientState.IDLE:
-            raise RuntimeError(f"configure() in state {self.state.value}")
+        """Bytes of the opening ``ClientConfigureSession`` (``-> AWAITING_CONFIRM``).
+
+        Legal once, from ``CONNECTING`` (or ``IDLE`` for a caller that tracks
+        no socket, such as a test driving the core with bytes).
+        """
+        if self.state not in (ClientState.IDLE, ClientState.CONNECTING):
+            raise ProtocolStateError(
+                f"configure() in state {self.state.value}; a connection is configured "
+                "once, right after it opens"
+            )
+        data = encode_configure(config)
         self.state = ClientState.AWAITING_CONFIRM
-        return encode_configure(config)
+        return data
+
+    def start_closing(self) -> None:
+        """Our close has begun (``-> CLOSING``); idempotent, a no-op once closed."""
+        if self.state is not ClientState.CLOSED:
+            self.state = ClientState.CLOSING
+
+    def closed(self) -> None:
+        """The connection is gone; nothing more may be sent (``-> CLOSED``)."""
+        self.state = ClientState.CLOSED
+        self.streaming = False
+
+    @property
+    def phase(self) -> ErrorPhase:
+        """The phase of an error now: handshake until the session was confirmed."""
+        if self.connection_id is None:
+            return ErrorPhase.WEBSOCKET_HANDSHAKE
+        return ErrorPhase.WEBSOCKET_RUNTIME
 
     def receive(self, data: bytes) -> ClientEvent | None:
         """Interpret one binary message from the server."""
@@ -372,9 +453,9 @@ class ClientProtocol:
                     phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
                 )
             return msg.server_response_animation
-        if kind == MessageType.SERVER_CONFIRM_SESSION:
+        if kind == pb.MESSAGE_SERVER_CONFIRM_SESSION:
             return self._on_confirm(msg.server_confirm_session)
-        if kind == MessageType.SERVER_ERROR:
+        if kind == pb.MESSAGE_SERVER_ERROR:
             err = msg.server_error
             fatal = self.state is ClientState.AWAITING_CONFIRM
             error = classify_server_error(
@@ -385,7 +466,7 @@ class ClientProtocol:
                 req_id=err.req_id,
             )
             return ServerErrorReceived(error, fatal)
-        if kind == MessageType.SERVER_PLAYBACK_STATE:
+        if kind == pb.MESSAGE_SERVER_PLAYBACK_STATE:
             ps = msg.server_playback_state
             return PlaybackStateReceived(
                 PlaybackStateEvent(
@@ -414,6 +495,7 @@ class ClientProtocol:
                 phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
             )
         self.state = ClientState.OPEN
+        self.streaming = True
         self.connection_id = confirm.connection_id
         self.capabilities = tuple(confirm.capabilities)
         return SessionConfirmed(self.connection_id, self.capabilities)
@@ -422,10 +504,6 @@ class ClientProtocol:
         if self.state is ClientState.AWAITING_CONFIRM:
             return ErrorPhase.WEBSOCKET_HANDSHAKE.value
         return ErrorPhase.WEBSOCKET_RUNTIME.value
-
-    def closed(self) -> None:
-        """The connection is gone; nothing more may be sent."""
-        self.state = ClientState.CLOSED
 
     # -- requests ----------------------------------------------------------
 
@@ -454,6 +532,11 @@ class ClientProtocol:
         """The id of the open request, starting a new one if none is open."""
         req_id = self._current_req_id
         if req_id is None:
+            if self.connection_id is None:
+                raise ProtocolStateError(
+                    f"audio in state {self.state.value}: the session is not open yet; "
+                    "call start() first"
+                )
             req_id = self._current_req_id = self._last_req_id = generate_log_id()
         return req_id
 
@@ -557,7 +640,7 @@ class ServerProtocol:
             raise ProtocolViolation("invalid protobuf payload") from None
         kind = msg.type
         if not self.configured:
-            if kind != MessageType.CLIENT_CONFIGURE_SESSION:
+            if kind != pb.MESSAGE_CLIENT_CONFIGURE_SESSION:
                 raise ProtocolViolation(
                     f"expected ClientConfigureSession message, got message type {kind}"
                 )
@@ -565,22 +648,22 @@ class ServerProtocol:
                 raise ProtocolViolation("ClientConfigureSession message is nil")
             self.configured = True
             return msg.client_configure_session
-        if kind == MessageType.CLIENT_AUDIO_INPUT:
+        if kind == pb.MESSAGE_CLIENT_AUDIO_INPUT:
             a = msg.client_audio_input
             return ClientAudio(a.req_id, a.end, a.audio)
-        if kind == MessageType.CLIENT_INTERRUPT:
+        if kind == pb.MESSAGE_CLIENT_INTERRUPT:
             return ClientControl(kind, msg.client_interrupt.req_id)
-        if kind == MessageType.CLIENT_PAUSE:
+        if kind == pb.MESSAGE_CLIENT_PAUSE:
             return ClientControl(kind, msg.client_pause.req_id)
-        if kind == MessageType.CLIENT_RESUME:
+        if kind == pb.MESSAGE_CLIENT_RESUME:
             return ClientControl(kind, msg.client_resume.req_id)
-        if kind == MessageType.CLIENT_CONFIGURE_SESSION:
+        if kind == pb.MESSAGE_CLIENT_CONFIGURE_SESSION:
             raise ProtocolViolation("unexpected message type: session is already configured")
         if kind in (
-            MessageType.SERVER_CONFIRM_SESSION,
-            MessageType.SERVER_ERROR,
-            MessageType.SERVER_RESPONSE_ANIMATION,
-            MessageType.SERVER_PLAYBACK_STATE,
+            pb.MESSAGE_SERVER_CONFIRM_SESSION,
+            pb.MESSAGE_SERVER_ERROR,
+            pb.MESSAGE_SERVER_RESPONSE_ANIMATION,
+            pb.MESSAGE_SERVER_PLAYBACK_STATE,
         ):
             raise ProtocolViolation(f"unexpected message type {kind} from a client")
         return None  # unknown (newer) message types are ignored

@@ -89,9 +89,6 @@ class AvatarSession:
         "_cb_playback",
         "_cb_state",
         "_close_error",
-        "_close_notified",
-        "_closed",
-        "_closing",
         "_config",
         "_confirm",
         "_disconnected",
@@ -102,9 +99,7 @@ class AvatarSession:
         "_encoder",
         "_encoder_lock",
         "_frame_queues",
-        "_open",
         "_protocol",
-        "_starting",
         "_token",
         "_transport",
         "_transport_factory",
@@ -120,12 +115,7 @@ class AvatarSession:
         self._token: str | None = None
         self._transport: Transport | None = None
         self._confirm: asyncio.Future[SessionConfirmed] | None = None
-        self._starting = False
-        self._open = False  # confirmed, not yet closed
         self._encoder_lock: asyncio.Lock | None = None
-        self._closing = False
-        self._closed = False
-        self._close_notified = False
         self._close_error: AvatarSDKError | None = None
         self._encoder: Any = None
         self._encoded: bytearray | None = None
@@ -210,7 +200,7 @@ class AvatarSession:
                         logger.exception("avatarkit: %s callback raised; the session goes on", name)
                     finally:
                         queue.popleft()
-                if self._closed:
+                if self._protocol.state is ClientState.CLOSED:
                     return
                 wakeup.clear()
                 await wakeup.wait()
@@ -250,7 +240,7 @@ class AvatarSession:
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else self._protocol.state.value
+        state = self._protocol.state.value
         return (
             f"<AvatarSession avatar_id={self._config.avatar_id!r} "
             f"connection_id={self.connection_id!r} state={state}>"
@@ -292,19 +282,18 @@ class AvatarSession:
         ``websocket_handshake`` (configuration refused), and ``ValueError``
         when called out of order or with configuration that cannot work.
         """
-        cfg = self._config
-        if self._closed or self._closing:
-            raise ValueError("session is closed; create a new session")
-        if self._starting or self._protocol.state is not ClientState.IDLE:
-            raise ValueError("session already started")
-        if self._token is None:
-            raise ValueError("session not initialized: call init() (or use_session_token()) first")
-        cfg.validate_for_connect()
-        self._starting = True
+        protocol = self._protocol
+        protocol.connecting()  # ProtocolStateError (a ValueError) when out of order
         try:
+            if self._token is None:
+                raise ValueError(
+                    "session not initialized: call init() (or use_session_token()) first"
+                )
+            self._config.validate_for_connect()
             return await self._start()
         finally:
-            self._starting = False
+            if protocol.state is ClientState.CONNECTING:  # the socket never opened
+                protocol.connect_failed()
 
     async def _start(self) -> str:
         cfg = self._config
@@ -330,7 +319,7 @@ class AvatarSession:
         except BaseException:
             self._confirm = None
             raise
-        if self._closing or self._closed:
+        if self._protocol.state is not ClientState.CONNECTING:
             # close() ran while the socket was opening: don't leave it open.
             await transport.close()
             raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT.value)
@@ -401,11 +390,12 @@ class AvatarSession:
 
     async def _close(self, timeout: float) -> None:
         """:meth:`close`, waiting at most ``timeout`` for the close handshake."""
-        if self._closed or self._closing:
-            if not self._closed:
+        protocol = self._protocol
+        if protocol.state in (ClientState.CLOSING, ClientState.CLOSED):
+            if protocol.state is not ClientState.CLOSED:
                 await self._wait_disconnected()
             return
-        self._closing = True
+        protocol.start_closing()
         transport = self._transport
         try:
             if transport is not None:
@@ -419,9 +409,8 @@ class AvatarSession:
 
     def _finish(self) -> None:
         """Mark closed; fire ``on_close`` once; wake everything waiting."""
-        if self._closed:
+        if self._protocol.state is ClientState.CLOSED:
             return
-        self._closed = True
         self._protocol.closed()
         with contextlib.suppress(RuntimeError):  # no running loop: nothing tracked
             _loopguard.untrack(self)
@@ -433,16 +422,14 @@ class AvatarSession:
             buffer.close()
         if self._disconnected is not None:
             self._disconnected.set()
-        if not self._close_notified:
-            self._close_notified = True
-            if self._cb_close is not None:
-                self._call(self._cb_close, "on_close")
+        if self._cb_close is not None:
+            self._call(self._cb_close, "on_close")
         if self._dispatch_wakeup is not None:
             self._dispatch_wakeup.set()
 
     def _abort_for_loop_shutdown(self) -> None:
         """The event loop is shutting down with this session open: drop the socket."""
-        self._closing = True
+        self._protocol.start_closing()
         if self._transport is not None:
             self._transport.abort()
 
@@ -548,15 +535,13 @@ class AvatarSession:
 
     def _require_open(self, action: str) -> None:
         state = self._protocol.state
-        if state is ClientState.OPEN and not self._closed:
+        if state is ClientState.OPEN:
             return
-        if self._closed or state is ClientState.CLOSED:
+        if state in (ClientState.CLOSING, ClientState.CLOSED):
             raise self._close_error_for_send(action)
         raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
 
-    def _close_error_for_send(
-        self, action: str, req_id: str | None = None
-    ) -> SessionClosedError:
+    def _close_error_for_send(self, action: str, req_id: str | None = None) -> SessionClosedError:
         # A ValueError too: what 0.1.7 raises once its connection is gone.
         base = self._close_error
         return SessionClosedError(
@@ -573,7 +558,7 @@ class AvatarSession:
 
     async def _send(self, message: bytes, req_id: str, action: str) -> None:
         transport = self._transport
-        if transport is None or self._closed:
+        if transport is None or self._protocol.state is ClientState.CLOSED:
             raise self._close_error_for_send(action, req_id)
         try:
             transport.send(message)
@@ -596,7 +581,7 @@ class AvatarSession:
         except DecodeError as exc:
             self._on_protocol_error(protocol.decode_error(exc))
             return
-        if msg.type == ANIMATION_TYPE and self._open:
+        if msg.type == ANIMATION_TYPE and protocol.streaming:
             anim = msg.server_response_animation
             frames = self._cb_frames
             if frames is not None:
@@ -622,7 +607,6 @@ class AvatarSession:
             self._on_protocol_error(err)
             return
         if type(event) is SessionConfirmed:
-            self._open = True  # before any later message of the same read
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
         elif type(event) is ServerErrorReceived:
@@ -676,17 +660,12 @@ class AvatarSession:
         err = AvatarSDKError(
             AvatarSDKErrorCode.protocolError,
             "failed during websocket handshake: expected binary protobuf message"
-            if not self._open
+            if not self._protocol.streaming
             else "server sent a text frame; the protocol is binary protobuf only",
-            phase=self._protocol_phase(),
+            phase=self._protocol.phase.value,
             connection_id=self.connection_id,
         )
         self._on_protocol_error(err)
-
-    def _protocol_phase(self) -> str:
-        if self._open:
-            return ErrorPhase.WEBSOCKET_RUNTIME.value
-        return ErrorPhase.WEBSOCKET_HANDSHAKE.value
 
     def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
         """Transport callback: the connection ended.
@@ -698,14 +677,12 @@ class AvatarSession:
         avatarkit 0.1.7. ``close_code`` is ``None`` only when no close frame
         came at all (the connection dropped).
         """
-        self._open = False
-        if not self._closing:
+        protocol = self._protocol
+        if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
                 close_reason,
-                phase=self._protocol_phase()
-                if self._protocol.state is not ClientState.OPEN
-                else ErrorPhase.WEBSOCKET_RUNTIME.value,
+                phase=protocol.phase.value,
                 connection_id=self.connection_id,
             )
             self._close_error = err
@@ -734,7 +711,7 @@ class AvatarSession:
         run at once. Ends cleanly when the session closes; a frame is never
         dropped (the queue is unbounded, so consume promptly).
         """
-        if self._closed:
+        if self._protocol.state is ClientState.CLOSED:
             return
         buffer = _FrameBuffer()
         if self._frame_queues is None:
@@ -754,7 +731,7 @@ class AvatarSession:
             self._update_wants_events()
 
     async def _wait_disconnected(self) -> None:
-        if self._closed:
+        if self._protocol.state is ClientState.CLOSED:
             return
         if self._disconnected is None:
             self._disconnected = asyncio.Event()
