@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._closecodes import CloseCode, WsClose
 from ._egress_check import EgressConfigError, EgressSettings, check_egress
-from .config import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
+from ._facts import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
 from .proto import avatarkit_wire_pb2 as pb
 
 __all__ = [
@@ -43,14 +44,14 @@ CODE_INTERNAL = 13
 CODE_BAD_REQUEST = 400  # protocol violations, unsupported sample rate (see PROTOCOL.md 6)
 CODE_IDLE = 408
 
-# WebSocket close codes.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_SESSION_DURATION = 4002
+# WebSocket close codes the local service sends (names kept for its code).
+CLOSE_NORMAL = WsClose.NORMAL
+CLOSE_GOING_AWAY = WsClose.GOING_AWAY
+CLOSE_UNSUPPORTED_DATA = WsClose.UNSUPPORTED_DATA
+CLOSE_POLICY = WsClose.POLICY
+CLOSE_TOO_BIG = WsClose.TOO_BIG
+CLOSE_INTERNAL = WsClose.INTERNAL
+CLOSE_SESSION_DURATION = int(CloseCode.SESSION_DURATION_EXCEEDED)
 
 _FORMATS = {0: ("pcm_s16le", PCM_SAMPLE_RATES), 1: ("ogg_opus", OGG_OPUS_SAMPLE_RATES)}
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum, IntEnum
+from enum import Enum
 from itertools import accumulate
 from typing import Any
+
+from ._advice import advice as _advice
+from ._closecodes import CloseCode, close_code_retryable
 
 __all__ = [
     "MAX_JSON_BODY",
@@ -75,35 +78,6 @@ class ErrorPhase(str, Enum):
     WEBSOCKET_HANDSHAKE = "websocket_handshake"
     WEBSOCKET_RUNTIME = "websocket_runtime"
     WEBSOCKET_SEND = "websocket_send"
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes the service uses to say what became of a session."""
-
-    CREDITS_EXHAUSTED = 4001
-    SESSION_DURATION_EXCEEDED = 4002
-    CONCURRENCY_LIMIT = 4003
-    AUTHENTICATION_FAILED = 4010
-    UPSTREAM_UNAVAILABLE = 4503
-
-
-def close_code_retryable(close_code: int | None) -> bool:
-    """Whether reconnecting can help after a close with ``close_code``.
-
-    40xx: the request is at fault (except 4002, where a reconnect is expected);
-    45xx: transient, retry with backoff; no close code (transport failure) and
-    ordinary closes: retry. 1002/1003/1007/1008/1009 mean our own traffic was
-    refused, which a retry would repeat.
-    """
-    if close_code is None:
-        return True
-    if close_code == CloseCode.SESSION_DURATION_EXCEEDED:
-        return True
-    if 4000 <= close_code < 4500:
-        return False
-    if 4500 <= close_code < 4600:
-        return True
-    return close_code not in (1002, 1003, 1007, 1008, 1009)
 
 
 _RETRYABLE_CODES = frozenset(
@@ -623,26 +597,3 @@ def classify_close(
         close_reason=close_reason or None,
         connection_id=connection_id,
     )
-
-
-_ADVICE: dict[AvatarSDKErrorCode, str] = {
-    AvatarSDKErrorCode.sessionTokenExpired: "check the API key, or request a new session token",
-    AvatarSDKErrorCode.sessionTokenInvalid: "check the API key and app id; get a new token",
-    AvatarSDKErrorCode.appIDUnrecognized: "check the app id and console endpoint",
-    AvatarSDKErrorCode.appIDMismatch: "the token belongs to another app: check app_id",
-    AvatarSDKErrorCode.avatarNotFound: "check avatar_id",
-    AvatarSDKErrorCode.billingRequired: "check the account's billing",
-    AvatarSDKErrorCode.creditsExhausted: "top up credits before retrying",
-    AvatarSDKErrorCode.sessionDurationExceeded: "open a new session",
-    AvatarSDKErrorCode.concurrencyLimit: "close other sessions or wait for load to drop",
-    AvatarSDKErrorCode.unsupportedSampleRate: "use a sample rate the audio format allows",
-    AvatarSDKErrorCode.invalidEgressConfig: "check the LiveKit/Agora egress settings",
-    AvatarSDKErrorCode.egressUnavailable: "retry later; egress is unavailable",
-    AvatarSDKErrorCode.idleTimeout: "send audio more often, or open a new session",
-    AvatarSDKErrorCode.upstreamError: "retry with backoff",
-}
-
-
-def _advice(code: AvatarSDKErrorCode) -> str:
-    advice = _ADVICE.get(code)
-    return f" ({advice})" if advice else ""

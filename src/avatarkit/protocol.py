@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from google.protobuf.message import DecodeError
 
+from ._redact import redact_url
 from .errors import (
     MAX_JSON_BODY,
     AvatarSDKError,
@@ -57,6 +58,7 @@ __all__ = [
     "build_token_request",
     "build_websocket_url",
     "parse_token_response",
+    "redact_url",
 ]
 
 CAPABILITY_PLAYBACK_CONTROL = "playback_control"
@@ -786,15 +788,3 @@ def build_websocket_url(
         headers = {"X-App-ID": app_id, "X-Session-Key": token}
     url = urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
     return url, headers
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the ``sessionKey`` query value masked, for logs and errors."""
-    parts = urlsplit(url)
-    if "sessionKey" not in parts.query:
-        return url
-    query = [
-        (k, "***" if k == "sessionKey" else v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    ]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))

@@ -33,6 +33,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from . import _loopguard
+from ._closecodes import NORMAL_CLOSES
+from ._framebuffer import FrameBuffer
 from .config import AudioFormat, SessionConfig
 from .errors import (
     AvatarSDKError,
@@ -123,7 +125,7 @@ class AvatarSession:
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[_FrameBuffer] | None = None  # made by frames()
+        self._frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._bind_callbacks()
 
@@ -688,7 +690,7 @@ class AvatarSession:
             self._close_error = err
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_exception(err)
-            elif self._protocol.state is ClientState.OPEN and close_code not in _NORMAL_CLOSES:
+            elif self._protocol.state is ClientState.OPEN and close_code not in NORMAL_CLOSES:
                 if self._cb_error is not None:
                     self._call(self._cb_error, "on_error", err)
                 else:
@@ -713,12 +715,12 @@ class AvatarSession:
         """
         if self._protocol.state is ClientState.CLOSED:
             return
-        buffer = _FrameBuffer()
+        buffer: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
         if self._frame_queues is None:
             self._frame_queues = []
         self._frame_queues.append(buffer)
         self._update_wants_events()
-        frames = buffer.frames
+        frames = buffer.items
         try:
             while True:
                 while frames:
@@ -741,43 +743,6 @@ class AvatarSession:
         """Wait until the session has ended (by ``close()`` or the server)."""
         await self._wait_disconnected()
 
-
-class _FrameBuffer:
-    """Frames waiting for one ``frames()`` iterator: a deque and one wake-up.
-
-    Cheaper per frame than an ``asyncio.Queue`` (no waiter bookkeeping per
-    item): the producer appends and wakes the consumer only when it sleeps.
-    """
-
-    __slots__ = ("closed", "frames", "waiter")
-
-    def __init__(self) -> None:
-        self.frames: deque[AnimationFrameEvent] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
-
-    def put(self, frame: AnimationFrameEvent) -> None:
-        self.frames.append(frame)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait(self) -> None:
-        self.waiter = asyncio.get_running_loop().create_future()
-        await self.waiter
-
-
-#: Close codes that end a session normally (1005: a close frame without a code).
-_NORMAL_CLOSES = frozenset({1000, 1001, 1005})
 
 #: Seconds close() waits for queued messages and the server's close frame.
 _CLOSE_TIMEOUT = 2.0

@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import picows
 
+from ._advice import check_endpoint
+from ._closecodes import NOT_ON_WIRE, WsClose
+from ._redact import redact_text as _redact
+from ._redact import redact_url
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_http_rejection
-from .protocol import redact_url
 
 __all__ = [
     "AiohttpTransport",
@@ -44,8 +46,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("avatarkit.transport")
-
-_SECRET_IN_LOG = re.compile(r"(sessionKey=|X-Session-Key:\s*)[^&\s'\\]+", re.IGNORECASE)
 
 
 class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused-ignore]
@@ -70,20 +70,13 @@ _BINARY = picows.WSMsgType.BINARY
 _HEADROOM = 14  # the largest client frame header picows writes in front
 
 
-def _redact(text: str) -> str:
-    """``text`` with session tokens (query or header form) masked."""
-    return _SECRET_IN_LOG.sub(r"\1***", text)
-
-
 #: Largest incoming message (whole, or reassembled from fragments): 16 MiB.
 #: The service sends animation frames well under 1 MiB; a larger message
 #: ends the session with close code 1009 instead of growing client memory.
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
-#: Close codes that say "no code" or "no close frame"; never sent in a frame.
-_NOT_ON_WIRE = frozenset({1005, 1006, 1015})
 #: Reported as the close code when the server's close frame carried none (RFC 6455).
-NO_STATUS_CODE = 1005
+NO_STATUS_CODE = WsClose.NO_STATUS
 
 
 def _parse_close(payload: bytes) -> tuple[int, str | None]:
@@ -136,7 +129,9 @@ class Transport(Protocol):
         was queued may not have been sent).
         """
 
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+    async def close(
+        self, code: int = WsClose.NORMAL, reason: str = "", timeout: float = 2.0
+    ) -> None:
         """Close politely (close frame, wait for the peer), then drop the socket.
 
         Returns within about ``timeout`` seconds whatever the peer does: a
@@ -158,7 +153,7 @@ TransportFactory = Callable[[], Transport]
 def _connect_error(message: str, url: str) -> AvatarSDKError:
     return AvatarSDKError(
         AvatarSDKErrorCode.connectionFailed,
-        f"{_redact(message)} ({redact_url(url)}); check ingress_endpoint_url and the network",
+        f"{_redact(message)} ({redact_url(url)})" + check_endpoint("ingress_endpoint_url"),
         phase=ErrorPhase.WEBSOCKET_CONNECT.value,
     )
 
@@ -313,7 +308,9 @@ class PicowsTransport:
             if self._closed:
                 raise ConnectionError("WebSocket closed before the message was sent")
 
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+    async def close(
+        self, code: int = WsClose.NORMAL, reason: str = "", timeout: float = 2.0
+    ) -> None:
         """Send a close frame, wait up to ``timeout`` for the peer, then drop.
 
         When the peer answers, the connection is already closed by then;
@@ -375,7 +372,7 @@ class _PicowsListener(picows.WSListener):
                 return
             if len(self.fragments) + frame.payload_size > MAX_MESSAGE_SIZE:
                 self.fragments = None
-                self.close_info = (1009, f"message larger than {MAX_MESSAGE_SIZE} bytes")
+                self.close_info = (WsClose.TOO_BIG, f"message larger than {MAX_MESSAGE_SIZE} bytes")
                 transport.send_close(picows.WSCloseCode.MESSAGE_TOO_BIG)
                 transport.disconnect(graceful=False)
                 return
@@ -389,7 +386,7 @@ class _PicowsListener(picows.WSListener):
             # Echo the code (1000 for a code-less close: picows always writes
             # two code bytes, and 0 or 1005 must not go on the wire).
             if not transport.is_close_frame_sent:  # else it answers our close()
-                echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+                echo = code if 1000 <= code < 5000 and code not in NOT_ON_WIRE else WsClose.NORMAL
                 transport.send_close(picows.WSCloseCode(echo))
             transport.disconnect()
         elif msg_type is picows.WSMsgType.PING:
@@ -553,7 +550,7 @@ class AiohttpTransport:
             # The event loop is shutting down with this connection open: drop
             # it (this task may be cancelled before the loop guard gets to the
             # session) and end it as "going away", not as a lost connection.
-            self._close_code, self._close_reason = 1001, "event loop shutting down"
+            self._close_code, self._close_reason = WsClose.GOING_AWAY, "event loop shutting down"
             self.abort()
             raise
         finally:
@@ -571,7 +568,7 @@ class AiohttpTransport:
         # aiohttp's close() drops the connection right after the echo when
         # it knows the peer's code; "no code" (0) would make it wait.
         ws._close_code = code
-        echo = code if 1000 <= code < 5000 and code not in _NOT_ON_WIRE else 1000
+        echo = code if 1000 <= code < 5000 and code not in NOT_ON_WIRE else WsClose.NORMAL
         try:
             await ws.close(code=echo)
         except (ConnectionError, RuntimeError, OSError):  # gone already: nothing to answer
@@ -637,7 +634,9 @@ class AiohttpTransport:
         if self._closed and self._outbox:
             raise ConnectionError("WebSocket closed before the message was sent")
 
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+    async def close(
+        self, code: int = WsClose.NORMAL, reason: str = "", timeout: float = 2.0
+    ) -> None:
         """Send what is queued and a close frame, wait up to ``timeout`` in all
         for the peer, then drop the connection."""
         ws = self._ws
