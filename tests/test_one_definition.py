@@ -120,6 +120,6 @@ def test_frame_buffer_order_unget_and_close() -> None:
     assert asyncio.run(main()) == [1, 2, 20, 3]
 
 
-def test_envelopes_built_only_by_the_core() -> None:
+def test_envelopes_built_only_by_the_encoders() -> None:
     builders = sorted(p.name for p in _modules() if "pb.Message(" in p.read_text())
-    assert builders == ["protocol.py"]
+    assert builders == ["_encode.py"]

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
-__all__ = ["FrameBuffer"]
+from .events import AnimationFrameEvent
+from .protocol import ClientProtocol, ClientState
+
+__all__ = ["FrameBuffer", "FrameStreams"]
 
 T = TypeVar("T")
 
@@ -71,3 +75,39 @@ class FrameBuffer(Generic[T]):
                 return None
             await self.wait()
         return items.popleft()
+
+
+class FrameStreams:
+    """Mixin of :class:`~avatarkit.AvatarSession`: ``frames()``, one buffer per iterator."""
+
+    _protocol: ClientProtocol
+    _frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None
+
+    def _update_wants_events(self) -> None:
+        raise NotImplementedError  # the session's
+
+    async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
+        """Iterate over animation frames as they arrive, until the session ends.
+
+        Each iterator gets every frame from the moment it starts; several may
+        run at once. Ends cleanly when the session closes; a frame is never
+        dropped (the queue is unbounded, so consume promptly).
+        """
+        if self._protocol.state is ClientState.CLOSED:
+            return
+        buffer: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
+        if self._frame_queues is None:
+            self._frame_queues = []
+        self._frame_queues.append(buffer)
+        self._update_wants_events()
+        frames = buffer.items
+        try:
+            while True:
+                while frames:
+                    yield frames.popleft()
+                if buffer.closed:
+                    return
+                await buffer.wait()
+        finally:
+            self._frame_queues.remove(buffer)
+            self._update_wants_events()

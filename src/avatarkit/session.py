@@ -24,23 +24,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from . import _loopguard
+from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
-from ._framebuffer import FrameBuffer
-from .config import AudioFormat, SessionConfig
+from ._framebuffer import FrameBuffer, FrameStreams
+from ._sending import SessionSending
+from .config import SessionConfig
 from .errors import (
     AvatarSDKError,
     AvatarSDKErrorCode,
     ErrorPhase,
-    SessionClosedError,
     classify_close,
 )
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -59,10 +59,8 @@ from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFa
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
-logger = logging.getLogger("avatarkit.session")
 
-
-class AvatarSession:
+class AvatarSession(SessionSending, FrameStreams):
     """One avatar session: token, WebSocket, audio out, animation in.
 
     Typical use::
@@ -78,11 +76,10 @@ class AvatarSession:
     ``close()`` on exit.
     """
 
-    # Slots: a process may hold a thousand sessions; the instance dict exists
-    # only once something (a test's mock, a subclass) sets an attribute.
+    # Slots: a process may hold a thousand sessions; the instance dict (from
+    # the slot-less mixins) exists only once something (a test's mock, a
+    # subclass) sets an attribute that has no slot here.
     __slots__ = (
-        "__dict__",  # made on first use only: lets tests patch methods on a session
-        "__weakref__",
         "_cb_animation",
         "_cb_close",
         "_cb_encoded",
@@ -150,82 +147,12 @@ class AvatarSession:
             self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
         )
 
-    def _call(self, func: Callable[..., Any], name: str, *args: Any) -> None:
-        """Call a user callback: never raises, keeps callbacks in order.
-
-        A plain function runs now, unless async callbacks are still pending,
-        then it waits its turn on the dispatcher task. A coroutine function
-        (or any callback returning an awaitable) is awaited on that task.
-        """
-        if self._dispatch_queue:
-            self._enqueue(func, args)
-            return
-        try:
-            result = func(*args)
-        except Exception:
-            logger.exception("avatarkit: %s callback raised; the session goes on", name)
-            return
-        if result is not None and inspect.isawaitable(result):
-            self._enqueue(_await_result, (result, name))
-
-    def _enqueue(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        """Run ``func(*args)`` on the dispatcher task, after what is queued."""
-        queue = self._dispatch_queue
-        if queue is None:
-            queue = self._dispatch_queue = deque()
-        queue.append((func, args))
-        self._wake_dispatcher()
-
-    def _wake_dispatcher(self) -> None:
-        if self._dispatch_task is None or self._dispatch_task.done():
-            self._dispatch_wakeup = asyncio.Event()
-            self._dispatch_task = asyncio.get_running_loop().create_task(
-                self._dispatch(), name="avatarkit-callbacks"
-            )
-        assert self._dispatch_wakeup is not None
-        self._dispatch_wakeup.set()
-
-    async def _dispatch(self) -> None:
-        queue = self._dispatch_queue
-        wakeup = self._dispatch_wakeup
-        assert queue is not None and wakeup is not None
-        try:
-            while True:
-                while queue:
-                    func, args = queue[0]
-                    try:
-                        result = func(*args)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        name = args[1] if func is _await_result else _name(func)
-                        logger.exception("avatarkit: %s callback raised; the session goes on", name)
-                    finally:
-                        queue.popleft()
-                if self._protocol.state is ClientState.CLOSED:
-                    return
-                wakeup.clear()
-                await wakeup.wait()
-        finally:
-            # Cancelled (the loop is shutting down): coroutines of async
-            # callbacks that never got their turn are closed, not left to
-            # warn "never awaited".
-            while queue:
-                func, args = queue.popleft()
-                if func is _await_result and inspect.iscoroutine(args[0]):
-                    args[0].close()
-
     # -- public properties ---------------------------------------------------
 
     @property
     def config(self) -> SessionConfig:
         """The session's configuration."""
         return self._config
-
-    @property
-    def connection_id(self) -> str | None:
-        """Connection id the server confirmed, once ``start()`` returned."""
-        return self._protocol.connection_id
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -361,24 +288,6 @@ class AvatarSession:
         await self._close(max(0.0, deadline - loop.time()))
         raise failure
 
-    def _make_encoder(self) -> Any:
-        from .audio.opus import OggOpusEncoder
-
-        cfg = self._config
-        enc = cfg.ogg_opus_encoder
-        assert enc is not None
-        try:
-            return OggOpusEncoder(
-                cfg.sample_rate,
-                bitrate=cfg.bitrate,
-                frame_duration_ms=enc.frame_duration_ms,
-                application=enc.application,
-            )
-        except ImportError as exc:
-            from .errors import OptionalDependencyError
-
-            raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
-
     async def close(self) -> None:
         """Close the WebSocket politely and end the session.
 
@@ -452,121 +361,6 @@ class AvatarSession:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # -- sending -----------------------------------------------------------------
-
-    async def send_audio(self, audio: bytes, end: bool = False) -> str:
-        """Send a chunk of the current request's audio; return its request id.
-
-        PCM chunks must hold whole 16-bit samples. With the built-in encoder
-        configured, PCM is encoded to Ogg Opus page by page and a chunk that
-        completes no Opus frame sends nothing yet. ``end=True`` ends the
-        request; the next call starts a new request id.
-        """
-        if not isinstance(audio, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"audio must be bytes (16-bit PCM or Ogg Opus), not {type(audio).__name__}"
-            )
-        data = bytes(audio)
-        cfg = self._config
-        raw_pcm = cfg.audio_format is AudioFormat.PCM_S16LE or self._encoder is not None
-        if raw_pcm and len(data) % 2:
-            raise ValueError(
-                f"PCM audio must hold whole 16-bit samples; got {len(data)} bytes (odd). "
-                "Keep the odd byte for the next chunk."
-            )
-        self._require_open("send_audio")
-        if self._encoder is not None:
-            if self._encoder_lock is None:
-                self._encoder_lock = asyncio.Lock()
-            async with self._encoder_lock:  # one Ogg stream at a time, in call order
-                return await self._send_encoded(data, end)
-        req_id, message = self._protocol.audio(data, end)
-        await self._send(message, req_id, "send audio")
-        return req_id
-
-    async def _send_encoded(self, pcm: bytes, end: bool) -> str:
-        req_id = self._protocol.begin_request()
-        pages: bytes = self._encoder.encode(pcm)
-        if end:
-            pages += self._encoder.finish()
-        if self._cb_encoded is not None and pages:
-            if self._encoded is None:
-                self._encoded = bytearray()
-            self._encoded += pages
-        stream = None
-        if end:  # finish() already began a fresh stream for the next request
-            stream, self._encoded = self._encoded, None
-        if pages or end:
-            _, message = self._protocol.audio(pages, end)
-            await self._send(message, req_id, "send audio")
-        if stream and self._cb_encoded is not None:
-            self._call(self._cb_encoded, "on_encoded_audio", req_id, bytes(stream))
-        return req_id
-
-    async def interrupt(self) -> str:
-        """Stop the most recent request, even one whose audio already ended.
-
-        Returns the interrupted request id. The next ``send_audio`` starts a
-        new request.
-        """
-        self._require_open("interrupt")
-        req_id, message = self._protocol.interrupt()
-        if self._encoder is not None:
-            self._encoder.reset()
-            self._encoded = None
-        await self._send(message, req_id, "send interrupt")
-        return req_id
-
-    async def pause(self) -> str:
-        """Hold the output of the most recent request (``playback_control``).
-
-        The server keeps ingesting audio meanwhile. Returns the request id.
-        """
-        self._require_open("pause")
-        req_id, message = self._protocol.pause()
-        await self._send(message, req_id, "send pause")
-        return req_id
-
-    async def resume(self) -> str:
-        """Continue the output held by :meth:`pause`. Returns the request id."""
-        self._require_open("resume")
-        req_id, message = self._protocol.resume()
-        await self._send(message, req_id, "send resume")
-        return req_id
-
-    def _require_open(self, action: str) -> None:
-        state = self._protocol.state
-        if state is ClientState.OPEN:
-            return
-        if state in (ClientState.CLOSING, ClientState.CLOSED):
-            raise self._close_error_for_send(action)
-        raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
-
-    def _close_error_for_send(self, action: str, req_id: str | None = None) -> SessionClosedError:
-        # A ValueError too: what 0.1.7 raises once its connection is gone.
-        base = self._close_error
-        return SessionClosedError(
-            AvatarSDKErrorCode.connectionClosed,
-            f"cannot {action.replace('_', ' ')}: the session is closed"
-            + (f" ({base.message})" if base is not None else "")
-            + "; open a new session",
-            phase=ErrorPhase.WEBSOCKET_SEND.value,
-            connection_id=self.connection_id,
-            req_id=req_id,
-            close_code=base.close_code if base is not None else None,
-            close_reason=base.close_reason if base is not None else None,
-        )
-
-    async def _send(self, message: bytes, req_id: str, action: str) -> None:
-        transport = self._transport
-        if transport is None or self._protocol.state is ClientState.CLOSED:
-            raise self._close_error_for_send(action, req_id)
-        try:
-            transport.send(message)
-            await transport.drain()  # raises when the connection ends while blocked
-        except ConnectionError:
-            raise self._close_error_for_send(action, req_id) from None
 
     # -- receiving (TransportListener) -----------------------------------------
 
@@ -706,32 +500,6 @@ class AvatarSession:
 
     # -- streaming ------------------------------------------------------------------
 
-    async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
-        """Iterate over animation frames as they arrive, until the session ends.
-
-        Each iterator gets every frame from the moment it starts; several may
-        run at once. Ends cleanly when the session closes; a frame is never
-        dropped (the queue is unbounded, so consume promptly).
-        """
-        if self._protocol.state is ClientState.CLOSED:
-            return
-        buffer: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
-        if self._frame_queues is None:
-            self._frame_queues = []
-        self._frame_queues.append(buffer)
-        self._update_wants_events()
-        frames = buffer.items
-        try:
-            while True:
-                while frames:
-                    yield frames.popleft()
-                if buffer.closed:
-                    return
-                await buffer.wait()
-        finally:
-            self._frame_queues.remove(buffer)
-            self._update_wants_events()
-
     async def _wait_disconnected(self) -> None:
         if self._protocol.state is ClientState.CLOSED:
             return
@@ -751,15 +519,6 @@ _CLOSE_TIMEOUT = 2.0
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _name(func: Callable[..., Any]) -> str:
-    return getattr(func, "__name__", type(func).__name__)
-
-
-async def _await_result(result: Awaitable[Any], name: str) -> None:
-    """Await what an async callback ``name`` returned (on the dispatcher task)."""
-    await result
 
 
 _SESSION_FIELDS = frozenset(f for f in SessionConfig.__dataclass_fields__)
