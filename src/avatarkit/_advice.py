@@ -23,7 +23,6 @@ _ADVICE: dict[str, str] = {
     "billingRequired": "check the account's billing",
     "creditsExhausted": "top up credits before retrying",
     "sessionDurationExceeded": "open a new session",
-    "concurrencyLimit": "close other sessions or wait for load to drop",
     "unsupportedSampleRate": "use a sample rate the audio format allows",
     "invalidEgressConfig": "check the LiveKit/Agora egress settings",
     "egressUnavailable": "retry later; egress is unavailable",

@@ -82,7 +82,7 @@ class AiohttpTransport:
             if not exc.status or exc.status == 101:
                 raise _connect_error(f"WebSocket handshake failed: {exc.message}", url) from None
             raise classify_http_rejection(
-                exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT.value
+                exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT
             ) from None
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None

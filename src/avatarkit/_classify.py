@@ -209,7 +209,7 @@ def _match(
 
 def classify(
     *,
-    phase: str,
+    phase: ErrorPhase,
     http_status: int | None = None,
     server_code: str | None = None,
     title: str | None = None,
@@ -248,18 +248,18 @@ def classify(
     return _http_fallback(http_status, phase, text)
 
 
-def _http_fallback(status: int | None, phase: str, text: str) -> AvatarSDKErrorCode:
+def _http_fallback(status: int | None, phase: ErrorPhase, text: str) -> AvatarSDKErrorCode:
     if status == 401:
         return AvatarSDKErrorCode.sessionTokenExpired
     if status == 404:
         return AvatarSDKErrorCode.appIDUnrecognized
-    if status == 400 and phase == ErrorPhase.WEBSOCKET_CONNECT.value:
+    if status == 400 and phase == ErrorPhase.WEBSOCKET_CONNECT:
         return AvatarSDKErrorCode.sessionTokenInvalid
     if status is not None and 400 <= status < 500:
         return AvatarSDKErrorCode.invalidRequest
     if status is not None and status >= 500:
         return AvatarSDKErrorCode.serverError
-    if phase in (ErrorPhase.WEBSOCKET_HANDSHAKE.value, ErrorPhase.WEBSOCKET_RUNTIME.value):
+    if phase in (ErrorPhase.WEBSOCKET_HANDSHAKE, ErrorPhase.WEBSOCKET_RUNTIME):
         return AvatarSDKErrorCode.serverError
     return AvatarSDKErrorCode.unknown
 
@@ -268,7 +268,7 @@ def classify_http_rejection(
     status: int | None,
     body: str | bytes | None,
     *,
-    phase: str,
+    phase: ErrorPhase,
 ) -> AvatarSDKError:
     """Turn a rejected token call or WebSocket upgrade into an error.
 
@@ -290,13 +290,13 @@ def classify_http_rejection(
         title=parsed.title,
         detail=parsed.detail,
     )
-    what = "session token request" if phase == ErrorPhase.SESSION_TOKEN.value else "connection"
+    what = "session token request" if phase == ErrorPhase.SESSION_TOKEN else "connection"
     summary = parsed.detail or parsed.title or (f"HTTP {http_status}" if http_status else "")
     if len(summary) > _MAX_SUMMARY:
         summary = summary[:_MAX_SUMMARY] + "..."
     message = f"{what} rejected: {summary}" if summary else f"{what} rejected"
     message += _advice(code)
-    cls = SessionTokenError if phase == ErrorPhase.SESSION_TOKEN.value else AvatarSDKError
+    cls = SessionTokenError if phase == ErrorPhase.SESSION_TOKEN else AvatarSDKError
     return cls(
         code,
         message,
@@ -313,7 +313,7 @@ def classify_server_error(
     code: int,
     message: str,
     *,
-    phase: str,
+    phase: ErrorPhase,
     connection_id: str | None = None,
     req_id: str | None = None,
 ) -> AvatarSDKError:
@@ -342,7 +342,7 @@ def classify_close(
     close_code: int | None,
     close_reason: str | None,
     *,
-    phase: str = ErrorPhase.WEBSOCKET_RUNTIME.value,
+    phase: ErrorPhase = ErrorPhase.WEBSOCKET_RUNTIME,
     connection_id: str | None = None,
 ) -> AvatarSDKError:
     """An unexpected disconnect: ``connectionClosed`` as in 0.1.7, plus close details.

@@ -74,7 +74,7 @@ def parse_token_response(status: int, body: bytes) -> str:
     :data:`~avatarkit.errors.MAX_JSON_DEPTH`, not UTF-8, not JSON or not a
     JSON object is ``protocolError`` (as 0.1.7 reports an undecodable answer).
     """
-    phase = ErrorPhase.SESSION_TOKEN.value
+    phase = ErrorPhase.SESSION_TOKEN
     if status != 200:
         raise classify_http_rejection(status, body, phase=phase)
     data, problem = load_json_body(body)

@@ -144,7 +144,7 @@ async def request_session_token(
                 AvatarSDKErrorCode.connectionFailed,
                 f"session token request to {url} timed out"
                 + check_endpoint("console_endpoint_url"),
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                phase=ErrorPhase.SESSION_TOKEN,
             ) from None
         except (TokenCallError, aiohttp.ClientError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
@@ -152,7 +152,7 @@ async def request_session_token(
                 AvatarSDKErrorCode.connectionFailed,
                 f"session token request to {url} failed: {detail}"
                 + check_endpoint("console_endpoint_url"),
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                phase=ErrorPhase.SESSION_TOKEN,
             ) from None
         if 300 <= status < 400:
             raise SessionTokenError(
@@ -160,7 +160,7 @@ async def request_session_token(
                 f"session token request to {url} was answered with a redirect (HTTP {status}); "
                 "redirects are not followed, so the API key never goes to another address: "
                 "set console_endpoint_url to the final address",
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                phase=ErrorPhase.SESSION_TOKEN,
                 http_status=status,
             )
         if status == 404 and index + 1 < len(urls):

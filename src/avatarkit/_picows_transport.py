@@ -79,7 +79,7 @@ class PicowsTransport:
             if 300 <= status < 400:
                 raise _redirect_error(status, url) from None
             raise classify_http_rejection(
-                status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT.value
+                status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT
             ) from None
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None

@@ -152,7 +152,7 @@ class SessionSending(CallbackRunner):
             f"cannot {action.replace('_', ' ')}: the session is closed"
             + (f" ({base.message})" if base is not None else "")
             + "; open a new session",
-            phase=ErrorPhase.WEBSOCKET_SEND.value,
+            phase=ErrorPhase.WEBSOCKET_SEND,
             connection_id=self.connection_id,
             req_id=req_id,
             close_code=base.close_code if base is not None else None,

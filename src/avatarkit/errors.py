@@ -56,7 +56,6 @@ class AvatarSDKErrorCode(str, Enum):
     billingRequired = "billingRequired"
     creditsExhausted = "creditsExhausted"
     sessionDurationExceeded = "sessionDurationExceeded"
-    concurrencyLimit = "concurrencyLimit"
     unsupportedSampleRate = "unsupportedSampleRate"
     invalidEgressConfig = "invalidEgressConfig"
     egressUnavailable = "egressUnavailable"
@@ -71,14 +70,29 @@ class AvatarSDKErrorCode(str, Enum):
 
 
 class ErrorPhase(str, Enum):
-    """Where in a session's life an error happened (``AvatarSDKError.phase``)."""
+    """Where in a session's life an error happened (``AvatarSDKError.phase``).
+
+    A ``str`` whose ``str()``/``format()`` is the value, so code written for
+    avatarkit 0.1.7 (which used plain strings) compares, prints and
+    serializes it unchanged.
+    """
 
     SESSION_TOKEN = "session_token"
     WEBSOCKET_CONNECT = "websocket_connect"
     WEBSOCKET_HANDSHAKE = "websocket_handshake"
     WEBSOCKET_RUNTIME = "websocket_runtime"
     WEBSOCKET_SEND = "websocket_send"
+    #: An error built without a phase (0.1.7's default).
+    UNKNOWN = "unknown"
 
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
+
+_PHASES: dict[str, ErrorPhase] = {phase.value: phase for phase in ErrorPhase}
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -107,7 +121,7 @@ class AvatarSDKError(Exception):
         code: AvatarSDKErrorCode,
         message: str,
         *,
-        phase: str = "unknown",
+        phase: ErrorPhase | str = ErrorPhase.UNKNOWN,
         http_status: int | None = None,
         server_code: str | None = None,
         server_title: str | None = None,
@@ -122,7 +136,9 @@ class AvatarSDKError(Exception):
         super().__init__(message)
         self.code = AvatarSDKErrorCode(code)
         self.message = message
-        self.phase = phase
+        #: An :class:`ErrorPhase` (a ``str``); a phase string we do not know
+        #: is kept as given.
+        self.phase: ErrorPhase | str = _PHASES.get(phase, phase)
         self.http_status = http_status
         self.server_code = server_code
         self.server_title = server_title
@@ -169,7 +185,7 @@ class AvatarSDKError(Exception):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r}, "
-            f"phase={self.phase!r}, http_status={self.http_status!r}, "
+            f"phase={str(self.phase)!r}, http_status={self.http_status!r}, "
             f"server_code={self.server_code!r}, close_code={self.close_code!r})"
         )
 
@@ -202,7 +218,7 @@ class SessionTokenError(AvatarSDKError):
         message: str | None = None,
         *,
         code: AvatarSDKErrorCode | None = None,
-        phase: str = ErrorPhase.SESSION_TOKEN.value,
+        phase: ErrorPhase | str = ErrorPhase.SESSION_TOKEN,
         **fields: Any,
     ) -> None:
         if message is None:  # SessionTokenError(message, code=...)
@@ -237,7 +253,7 @@ class UnsupportedSampleRateError(AvatarSDKError, ValueError):
         super().__init__(
             AvatarSDKErrorCode.unsupportedSampleRate,
             message,
-            phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+            phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
             retryable=False,
         )
 

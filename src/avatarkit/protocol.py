@@ -52,7 +52,7 @@ from .errors import (
     ErrorPhase,
     classify_server_error,
 )
-from .events import PlaybackState, PlaybackStateEvent
+from .events import InterruptReason, PlaybackState, PlaybackStateEvent
 from .ids import generate_log_id
 from .proto import avatarkit_wire_pb2 as pb
 
@@ -121,6 +121,8 @@ class MessageType:
 
 #: ``MessageType`` of ``ServerResponseAnimation``, for the per-frame path.
 ANIMATION_TYPE: int = pb.MESSAGE_SERVER_RESPONSE_ANIMATION
+
+_REASONS: dict[str, InterruptReason] = {reason.value: reason for reason in InterruptReason}
 
 #: Parse one serialized ``Message`` (raises ``DecodeError``).
 parse_message = pb.Message.FromString
@@ -305,7 +307,7 @@ class ClientProtocol:
                 raise AvatarSDKError(
                     AvatarSDKErrorCode.protocolError,
                     "server sent animation before confirming the session",
-                    phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                    phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
                 )
             return msg.server_response_animation
         if kind == pb.MESSAGE_SERVER_CONFIRM_SESSION:
@@ -328,7 +330,7 @@ class ClientProtocol:
                     req_id=ps.req_id,
                     state=_STATE_FROM_WIRE.get(ps.state, PlaybackState.UNSPECIFIED),
                     played_ms=ps.played_ms,
-                    reason=ps.reason,
+                    reason=_REASONS.get(ps.reason, ps.reason),
                     connection_id=ps.connection_id,
                 )
             )
@@ -336,7 +338,7 @@ class ClientProtocol:
             raise AvatarSDKError(
                 AvatarSDKErrorCode.protocolError,
                 f"expected ServerConfirmSession during the handshake, got message type {kind}",
-                phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
             )
         return None
 
@@ -347,7 +349,7 @@ class ClientProtocol:
             raise AvatarSDKError(
                 AvatarSDKErrorCode.protocolError,
                 "server confirmed the session without a connection id",
-                phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
             )
         self.state = ClientState.OPEN
         self.streaming = True
@@ -355,10 +357,10 @@ class ClientProtocol:
         self.capabilities = tuple(confirm.capabilities)
         return SessionConfirmed(self.connection_id, self.capabilities)
 
-    def _phase(self) -> str:
+    def _phase(self) -> ErrorPhase:
         if self.state is ClientState.AWAITING_CONFIRM:
-            return ErrorPhase.WEBSOCKET_HANDSHAKE.value
-        return ErrorPhase.WEBSOCKET_RUNTIME.value
+            return ErrorPhase.WEBSOCKET_HANDSHAKE
+        return ErrorPhase.WEBSOCKET_RUNTIME
 
     # -- requests ----------------------------------------------------------
 
@@ -422,7 +424,7 @@ class ClientProtocol:
                 AvatarSDKErrorCode.invalidRequest,
                 f"{action}() needs a server that declares the '{CAPABILITY_PLAYBACK_CONTROL}' "
                 f"capability; this one declared {list(self.capabilities)}",
-                phase=ErrorPhase.WEBSOCKET_SEND.value,
+                phase=ErrorPhase.WEBSOCKET_SEND,
                 connection_id=self.connection_id,
             )
         req_id = self._require_request(action)

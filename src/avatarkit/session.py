@@ -251,7 +251,7 @@ class AvatarSession(SessionSending, FrameStreams):
         if self._protocol.state is not ClientState.CONNECTING:
             # close() ran while the socket was opening: don't leave it open.
             await transport.close()
-            raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT.value)
+            raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT)
         self._transport = transport
         _loopguard.track(self)
         try:
@@ -268,12 +268,12 @@ class AvatarSession(SessionSending, FrameStreams):
             failure: AvatarSDKError = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
                 f"the server did not confirm the session within {cfg.open_timeout:g} s",
-                phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
             )
         except AvatarSDKError as err:
             failure = err
         except ConnectionError:
-            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE)
         except BaseException:
             await self._close(max(0.0, deadline - loop.time()))
             raise
@@ -326,7 +326,7 @@ class AvatarSession(SessionSending, FrameStreams):
         with contextlib.suppress(RuntimeError):  # no running loop: nothing tracked
             _loopguard.untrack(self)
         if self._confirm is not None and not self._confirm.done():
-            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE)
             self._confirm.set_exception(failure)
             self._confirm.exception()  # mark retrieved: start() may be gone
         for buffer in self._frame_queues or ():
@@ -458,7 +458,7 @@ class AvatarSession(SessionSending, FrameStreams):
             "failed during websocket handshake: expected binary protobuf message"
             if not self._protocol.streaming
             else "server sent a text frame; the protocol is binary protobuf only",
-            phase=self._protocol.phase.value,
+            phase=self._protocol.phase,
             connection_id=self.connection_id,
         )
         self._on_protocol_error(err)
@@ -478,7 +478,7 @@ class AvatarSession(SessionSending, FrameStreams):
             err = classify_close(
                 close_code,
                 close_reason,
-                phase=protocol.phase.value,
+                phase=protocol.phase,
                 connection_id=self.connection_id,
             )
             self._close_error = err
@@ -491,7 +491,7 @@ class AvatarSession(SessionSending, FrameStreams):
                     logger.warning("avatarkit: %s", err)
         self._finish()
 
-    def _closed_error(self, phase: str) -> AvatarSDKError:
+    def _closed_error(self, phase: ErrorPhase) -> AvatarSDKError:
         return AvatarSDKError(
             AvatarSDKErrorCode.connectionClosed,
             "the connection closed before the session was confirmed",

@@ -152,7 +152,7 @@ def _connect_error(message: str, url: str) -> AvatarSDKError:
     return AvatarSDKError(
         AvatarSDKErrorCode.connectionFailed,
         f"{_redact(message)} ({redact_url(url)})" + check_endpoint("ingress_endpoint_url"),
-        phase=ErrorPhase.WEBSOCKET_CONNECT.value,
+        phase=ErrorPhase.WEBSOCKET_CONNECT,
     )
 
 
@@ -167,7 +167,7 @@ def _redirect_error(status: int, url: str) -> AvatarSDKError:
         f"the server answered the WebSocket upgrade with a redirect (HTTP {status}) "
         f"({redact_url(url)}); redirects are not followed, so the session token never "
         "goes to another address: set ingress_endpoint_url to the final address",
-        phase=ErrorPhase.WEBSOCKET_CONNECT.value,
+        phase=ErrorPhase.WEBSOCKET_CONNECT,
         http_status=status,
     )
 

@@ -29,7 +29,6 @@ _HINTS: dict[str, str] = {
     "unsupportedSampleRate": "pass audio at a rate the format allows (send resamples files)",
     "connectionFailed": "check --console-endpoint / --ingress-endpoint and the network",
     "connectionClosed": "run again; add --debug to see the close details",
-    "concurrencyLimit": "close other sessions or wait, then retry",
     "serverError": "retry; add --debug for details",
     "upstreamError": "retry in a moment",
     "protocolError": "the service spoke an unexpected protocol: check --ingress-endpoint",
