@@ -291,7 +291,7 @@ class ClientProtocol:
         return AvatarSDKError(
             AvatarSDKErrorCode.protocolError,
             f"server sent a message that is not a valid protobuf Message ({exc})",
-            phase=self._phase(),
+            phase=self.phase,
         )
 
     def handle(self, msg: pb.Message) -> ClientEvent | None:
@@ -318,7 +318,7 @@ class ClientProtocol:
             error = classify_server_error(
                 err.code,
                 err.message,
-                phase=self._phase(),
+                phase=self.phase,
                 connection_id=err.connection_id or self.connection_id,
                 req_id=err.req_id,
             )
@@ -356,11 +356,6 @@ class ClientProtocol:
         self.connection_id = confirm.connection_id
         self.capabilities = tuple(confirm.capabilities)
         return SessionConfirmed(self.connection_id, self.capabilities)
-
-    def _phase(self) -> ErrorPhase:
-        if self.state is ClientState.AWAITING_CONFIRM:
-            return ErrorPhase.WEBSOCKET_HANDSHAKE
-        return ErrorPhase.WEBSOCKET_RUNTIME
 
     # -- requests ----------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """AvatarSession: the asyncio shell around the protocol core.
 
 The session owns the token call, the WebSocket and the callbacks; what each
-message means is asked of :class:`avatarkit.protocol.ClientProtocol`.
-Incoming frames are handled in the transport's receive callback: no reader
-task, no queue and no task per frame. Callbacks run in order of arrival:
-plain functions inline, coroutine functions one after another on a single
-dispatcher task of the session. A callback that raises is logged with its
-traceback (logger ``avatarkit.session``) and the session carries on.
+message means and the connection's state are asked of
+:class:`avatarkit.protocol.ClientProtocol` (the session keeps none). Mixins:
+sending (``_sending``), callbacks (``_callbacks``), ``frames()``. Frames are
+handled in the transport's receive callback: no reader task, no queue, no
+task per frame. Callbacks run in order of arrival: plain functions inline,
+coroutine functions one after another on one dispatcher task. A callback
+that raises is logged with its traceback (logger ``avatarkit.session``) and
+the session carries on.
 
 Errors:
 
@@ -76,9 +78,8 @@ class AvatarSession(SessionSending, FrameStreams):
     ``close()`` on exit.
     """
 
-    # Slots: a process may hold a thousand sessions; the instance dict (from
-    # the slot-less mixins) exists only once something (a test's mock, a
-    # subclass) sets an attribute that has no slot here.
+    # Slots: a process may hold a thousand sessions. The instance dict (the
+    # mixins have no slots) is made only when a mock or subclass needs it.
     __slots__ = (
         "_cb_animation",
         "_cb_close",
@@ -303,8 +304,7 @@ class AvatarSession(SessionSending, FrameStreams):
         """:meth:`close`, waiting at most ``timeout`` for the close handshake."""
         protocol = self._protocol
         if protocol.state in (ClientState.CLOSING, ClientState.CLOSED):
-            if protocol.state is not ClientState.CLOSED:
-                await self._wait_disconnected()
+            await self._wait_disconnected()  # returns at once when closed
             return
         protocol.start_closing()
         transport = self._transport

@@ -18,6 +18,11 @@ connection up faster (figures in BENCHMARKS.md, "Transport choice").
 
 Another library can be plugged in by implementing :class:`Transport` and
 passing ``transport_factory`` to :class:`avatarkit.AvatarSession`.
+
+This module holds the interface and what both clients share (close-frame
+parsing, error mapping, the redacting logger); the clients themselves live in
+:mod:`avatarkit._picows_transport` and :mod:`avatarkit._aiohttp_transport` and
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -186,5 +191,6 @@ async def _refuse_redirect(session: Any, context: Any, params: Any) -> None:
     raise _RedirectRefused(int(params.response.status))
 
 
+# Last: both modules import the shared helpers above from here.
 from ._aiohttp_transport import AiohttpTransport  # noqa: E402  (re-export)
 from ._picows_transport import PicowsTransport  # noqa: E402  (re-export)
