@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ._advice import check_endpoint
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
 from .protocol import build_token_request, parse_token_response, token_urls
 
@@ -155,17 +156,17 @@ async def request_session_token(
         except (asyncio.TimeoutError, TimeoutError):
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,
-                f"session token request to {url} timed out; check console_endpoint_url "
-                "and the network",
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                f"session token request to {url} timed out"
+                + check_endpoint("console_endpoint_url"),
+                phase=ErrorPhase.SESSION_TOKEN,
             ) from None
         except (TokenCallError, aiohttp.ClientError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,
-                f"session token request to {url} failed: {detail}; check console_endpoint_url "
-                "and the network",
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                f"session token request to {url} failed: {detail}"
+                + check_endpoint("console_endpoint_url"),
+                phase=ErrorPhase.SESSION_TOKEN,
             ) from None
         if 300 <= status < 400:
             raise SessionTokenError(
@@ -173,7 +174,7 @@ async def request_session_token(
                 f"session token request to {url} was answered with a redirect (HTTP {status}); "
                 "redirects are not followed, so the API key never goes to another address: "
                 "set console_endpoint_url to the final address",
-                phase=ErrorPhase.SESSION_TOKEN.value,
+                phase=ErrorPhase.SESSION_TOKEN,
                 http_status=status,
             )
         if status == 404 and index + 1 < len(urls):

@@ -16,6 +16,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from ._facts import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
+from ._redact import mask as _mask
+
 if TYPE_CHECKING:
     from .events import AnimationFrameEvent, PlaybackSignal, PlaybackStateEvent
 
@@ -30,13 +33,6 @@ __all__ = [
     "SessionConfigBuilder",
 ]
 
-#: Sample rates the protocol lists for raw PCM input. The client does not
-#: enforce them: the service decides (it refuses others with
-#: ``unsupportedSampleRate`` in ``start()``, as with avatarkit 0.1.7).
-PCM_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-#: Sample rates the protocol lists for Ogg Opus input (Opus's own rates). The
-#: built-in encoder can only encode these, so that one is checked locally.
-OGG_OPUS_SAMPLE_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)
 #: Largest sample rate / bitrate the wire can carry (``int32`` fields).
 _INT32_MAX = 2**31 - 1
 
@@ -162,10 +158,6 @@ class AgoraEgressConfig:
             f"AgoraEgressConfig(channel_name={self.channel_name!r}, token={_mask(self.token)}, "
             f"uid={self.uid!r}, publisher_id={self.publisher_id!r})"
         )
-
-
-def _mask(secret: str) -> str:
-    return "'***'" if secret else "''"
 
 
 TransportFramesHandler = Callable[[bytes, bool], Any]

@@ -49,6 +49,12 @@ class InterruptReason(str, Enum):
     PREEMPTED = "preempted"
     PAUSE_TIMEOUT = "pause_timeout"
 
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
 
 @dataclass(frozen=True, slots=True)
 class PlaybackStateEvent:
@@ -57,13 +63,14 @@ class PlaybackStateEvent:
     Sent in answer to pause/resume and unprompted when a request starts
     playing, ends or is interrupted. ``played_ms`` is the position in the
     request's content and does not advance while paused; ``reason`` is set for
-    ``INTERRUPTED`` (``explicit``, ``preempted`` or ``pause_timeout``).
+    ``INTERRUPTED``: an :class:`InterruptReason` (``explicit``, ``preempted``
+    or ``pause_timeout``), or the service's text for a reason we do not know.
     """
 
     req_id: str
     state: PlaybackState
     played_ms: int = 0
-    reason: str = ""
+    reason: InterruptReason | str = ""
     connection_id: str = ""
 
 

@@ -1,12 +1,14 @@
 """AvatarSession: the asyncio shell around the protocol core.
 
 The session owns the token call, the WebSocket and the callbacks; what each
-message means is asked of :class:`avatarkit.protocol.ClientProtocol`.
-Incoming frames are handled in the transport's receive callback: no reader
-task, no queue and no task per frame. Callbacks run in order of arrival:
-plain functions inline, coroutine functions one after another on a single
-dispatcher task of the session. A callback that raises is logged with its
-traceback (logger ``avatarkit.session``) and the session carries on.
+message means and the connection's state are asked of
+:class:`avatarkit.protocol.ClientProtocol` (the session keeps none). Mixins:
+sending (``_sending``), callbacks (``_callbacks``), ``frames()``. Frames are
+handled in the transport's receive callback: no reader task, no queue, no
+task per frame. Callbacks run in order of arrival: plain functions inline,
+coroutine functions one after another on one dispatcher task. A callback
+that raises is logged with its traceback (logger ``avatarkit.session``) and
+the session carries on.
 
 Errors:
 
@@ -24,21 +26,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from . import _loopguard
-from .config import AudioFormat, SessionConfig
+from ._callbacks import _await_result, logger
+from ._closecodes import NORMAL_CLOSES
+from ._framebuffer import FrameBuffer, FrameStreams
+from ._sending import SessionSending
+from .config import SessionConfig
 from .errors import (
     AvatarSDKError,
     AvatarSDKErrorCode,
     ErrorPhase,
-    SessionClosedError,
     classify_close,
 )
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -57,10 +61,8 @@ from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFa
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
-logger = logging.getLogger("avatarkit.session")
 
-
-class AvatarSession:
+class AvatarSession(SessionSending, FrameStreams):
     """One avatar session: token, WebSocket, audio out, animation in.
 
     Typical use::
@@ -76,11 +78,9 @@ class AvatarSession:
     ``close()`` on exit.
     """
 
-    # Slots: a process may hold a thousand sessions; the instance dict exists
-    # only once something (a test's mock, a subclass) sets an attribute.
+    # Slots: a process may hold a thousand sessions. The instance dict (the
+    # mixins have no slots) is made only when a mock or subclass needs it.
     __slots__ = (
-        "__dict__",  # made on first use only: lets tests patch methods on a session
-        "__weakref__",
         "_cb_animation",
         "_cb_close",
         "_cb_encoded",
@@ -89,9 +89,6 @@ class AvatarSession:
         "_cb_playback",
         "_cb_state",
         "_close_error",
-        "_close_notified",
-        "_closed",
-        "_closing",
         "_config",
         "_confirm",
         "_disconnected",
@@ -102,9 +99,7 @@ class AvatarSession:
         "_encoder",
         "_encoder_lock",
         "_frame_queues",
-        "_open",
         "_protocol",
-        "_starting",
         "_token",
         "_transport",
         "_transport_factory",
@@ -120,12 +115,7 @@ class AvatarSession:
         self._token: str | None = None
         self._transport: Transport | None = None
         self._confirm: asyncio.Future[SessionConfirmed] | None = None
-        self._starting = False
-        self._open = False  # confirmed, not yet closed
         self._encoder_lock: asyncio.Lock | None = None
-        self._closing = False
-        self._closed = False
-        self._close_notified = False
         self._close_error: AvatarSDKError | None = None
         self._encoder: Any = None
         self._encoded: bytearray | None = None
@@ -133,7 +123,7 @@ class AvatarSession:
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[_FrameBuffer] | None = None  # made by frames()
+        self._frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._bind_callbacks()
 
@@ -158,82 +148,12 @@ class AvatarSession:
             self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
         )
 
-    def _call(self, func: Callable[..., Any], name: str, *args: Any) -> None:
-        """Call a user callback: never raises, keeps callbacks in order.
-
-        A plain function runs now, unless async callbacks are still pending,
-        then it waits its turn on the dispatcher task. A coroutine function
-        (or any callback returning an awaitable) is awaited on that task.
-        """
-        if self._dispatch_queue:
-            self._enqueue(func, args)
-            return
-        try:
-            result = func(*args)
-        except Exception:
-            logger.exception("avatarkit: %s callback raised; the session goes on", name)
-            return
-        if result is not None and inspect.isawaitable(result):
-            self._enqueue(_await_result, (result, name))
-
-    def _enqueue(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        """Run ``func(*args)`` on the dispatcher task, after what is queued."""
-        queue = self._dispatch_queue
-        if queue is None:
-            queue = self._dispatch_queue = deque()
-        queue.append((func, args))
-        self._wake_dispatcher()
-
-    def _wake_dispatcher(self) -> None:
-        if self._dispatch_task is None or self._dispatch_task.done():
-            self._dispatch_wakeup = asyncio.Event()
-            self._dispatch_task = asyncio.get_running_loop().create_task(
-                self._dispatch(), name="avatarkit-callbacks"
-            )
-        assert self._dispatch_wakeup is not None
-        self._dispatch_wakeup.set()
-
-    async def _dispatch(self) -> None:
-        queue = self._dispatch_queue
-        wakeup = self._dispatch_wakeup
-        assert queue is not None and wakeup is not None
-        try:
-            while True:
-                while queue:
-                    func, args = queue[0]
-                    try:
-                        result = func(*args)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        name = args[1] if func is _await_result else _name(func)
-                        logger.exception("avatarkit: %s callback raised; the session goes on", name)
-                    finally:
-                        queue.popleft()
-                if self._closed:
-                    return
-                wakeup.clear()
-                await wakeup.wait()
-        finally:
-            # Cancelled (the loop is shutting down): coroutines of async
-            # callbacks that never got their turn are closed, not left to
-            # warn "never awaited".
-            while queue:
-                func, args = queue.popleft()
-                if func is _await_result and inspect.iscoroutine(args[0]):
-                    args[0].close()
-
     # -- public properties ---------------------------------------------------
 
     @property
     def config(self) -> SessionConfig:
         """The session's configuration."""
         return self._config
-
-    @property
-    def connection_id(self) -> str | None:
-        """Connection id the server confirmed, once ``start()`` returned."""
-        return self._protocol.connection_id
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -250,7 +170,7 @@ class AvatarSession:
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else self._protocol.state.value
+        state = self._protocol.state.value
         return (
             f"<AvatarSession avatar_id={self._config.avatar_id!r} "
             f"connection_id={self.connection_id!r} state={state}>"
@@ -292,19 +212,18 @@ class AvatarSession:
         ``websocket_handshake`` (configuration refused), and ``ValueError``
         when called out of order or with configuration that cannot work.
         """
-        cfg = self._config
-        if self._closed or self._closing:
-            raise ValueError("session is closed; create a new session")
-        if self._starting or self._protocol.state is not ClientState.IDLE:
-            raise ValueError("session already started")
-        if self._token is None:
-            raise ValueError("session not initialized: call init() (or use_session_token()) first")
-        cfg.validate_for_connect()
-        self._starting = True
+        protocol = self._protocol
+        protocol.connecting()  # ProtocolStateError (a ValueError) when out of order
         try:
+            if self._token is None:
+                raise ValueError(
+                    "session not initialized: call init() (or use_session_token()) first"
+                )
+            self._config.validate_for_connect()
             return await self._start()
         finally:
-            self._starting = False
+            if protocol.state is ClientState.CONNECTING:  # the socket never opened
+                protocol.connect_failed()
 
     async def _start(self) -> str:
         cfg = self._config
@@ -330,10 +249,10 @@ class AvatarSession:
         except BaseException:
             self._confirm = None
             raise
-        if self._closing or self._closed:
+        if self._protocol.state is not ClientState.CONNECTING:
             # close() ran while the socket was opening: don't leave it open.
             await transport.close()
-            raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT.value)
+            raise self._closed_error(ErrorPhase.WEBSOCKET_CONNECT)
         self._transport = transport
         _loopguard.track(self)
         try:
@@ -350,12 +269,12 @@ class AvatarSession:
             failure: AvatarSDKError = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
                 f"the server did not confirm the session within {cfg.open_timeout:g} s",
-                phase=ErrorPhase.WEBSOCKET_HANDSHAKE.value,
+                phase=ErrorPhase.WEBSOCKET_HANDSHAKE,
             )
         except AvatarSDKError as err:
             failure = err
         except ConnectionError:
-            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE)
         except BaseException:
             await self._close(max(0.0, deadline - loop.time()))
             raise
@@ -370,24 +289,6 @@ class AvatarSession:
         await self._close(max(0.0, deadline - loop.time()))
         raise failure
 
-    def _make_encoder(self) -> Any:
-        from .audio.opus import OggOpusEncoder
-
-        cfg = self._config
-        enc = cfg.ogg_opus_encoder
-        assert enc is not None
-        try:
-            return OggOpusEncoder(
-                cfg.sample_rate,
-                bitrate=cfg.bitrate,
-                frame_duration_ms=enc.frame_duration_ms,
-                application=enc.application,
-            )
-        except ImportError as exc:
-            from .errors import OptionalDependencyError
-
-            raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
-
     async def close(self) -> None:
         """Close the WebSocket politely and end the session.
 
@@ -401,11 +302,11 @@ class AvatarSession:
 
     async def _close(self, timeout: float) -> None:
         """:meth:`close`, waiting at most ``timeout`` for the close handshake."""
-        if self._closed or self._closing:
-            if not self._closed:
-                await self._wait_disconnected()
+        protocol = self._protocol
+        if protocol.state in (ClientState.CLOSING, ClientState.CLOSED):
+            await self._wait_disconnected()  # returns at once when closed
             return
-        self._closing = True
+        protocol.start_closing()
         transport = self._transport
         try:
             if transport is not None:
@@ -419,30 +320,27 @@ class AvatarSession:
 
     def _finish(self) -> None:
         """Mark closed; fire ``on_close`` once; wake everything waiting."""
-        if self._closed:
+        if self._protocol.state is ClientState.CLOSED:
             return
-        self._closed = True
         self._protocol.closed()
         with contextlib.suppress(RuntimeError):  # no running loop: nothing tracked
             _loopguard.untrack(self)
         if self._confirm is not None and not self._confirm.done():
-            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE.value)
+            failure = self._close_error or self._closed_error(ErrorPhase.WEBSOCKET_HANDSHAKE)
             self._confirm.set_exception(failure)
             self._confirm.exception()  # mark retrieved: start() may be gone
         for buffer in self._frame_queues or ():
             buffer.close()
         if self._disconnected is not None:
             self._disconnected.set()
-        if not self._close_notified:
-            self._close_notified = True
-            if self._cb_close is not None:
-                self._call(self._cb_close, "on_close")
+        if self._cb_close is not None:
+            self._call(self._cb_close, "on_close")
         if self._dispatch_wakeup is not None:
             self._dispatch_wakeup.set()
 
     def _abort_for_loop_shutdown(self) -> None:
         """The event loop is shutting down with this session open: drop the socket."""
-        self._closing = True
+        self._protocol.start_closing()
         if self._transport is not None:
             self._transport.abort()
 
@@ -464,123 +362,6 @@ class AvatarSession:
     ) -> None:
         await self.close()
 
-    # -- sending -----------------------------------------------------------------
-
-    async def send_audio(self, audio: bytes, end: bool = False) -> str:
-        """Send a chunk of the current request's audio; return its request id.
-
-        PCM chunks must hold whole 16-bit samples. With the built-in encoder
-        configured, PCM is encoded to Ogg Opus page by page and a chunk that
-        completes no Opus frame sends nothing yet. ``end=True`` ends the
-        request; the next call starts a new request id.
-        """
-        if not isinstance(audio, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"audio must be bytes (16-bit PCM or Ogg Opus), not {type(audio).__name__}"
-            )
-        data = bytes(audio)
-        cfg = self._config
-        raw_pcm = cfg.audio_format is AudioFormat.PCM_S16LE or self._encoder is not None
-        if raw_pcm and len(data) % 2:
-            raise ValueError(
-                f"PCM audio must hold whole 16-bit samples; got {len(data)} bytes (odd). "
-                "Keep the odd byte for the next chunk."
-            )
-        self._require_open("send_audio")
-        if self._encoder is not None:
-            if self._encoder_lock is None:
-                self._encoder_lock = asyncio.Lock()
-            async with self._encoder_lock:  # one Ogg stream at a time, in call order
-                return await self._send_encoded(data, end)
-        req_id, message = self._protocol.audio(data, end)
-        await self._send(message, req_id, "send audio")
-        return req_id
-
-    async def _send_encoded(self, pcm: bytes, end: bool) -> str:
-        req_id = self._protocol.begin_request()
-        pages: bytes = self._encoder.encode(pcm)
-        if end:
-            pages += self._encoder.finish()
-        if self._cb_encoded is not None and pages:
-            if self._encoded is None:
-                self._encoded = bytearray()
-            self._encoded += pages
-        stream = None
-        if end:  # finish() already began a fresh stream for the next request
-            stream, self._encoded = self._encoded, None
-        if pages or end:
-            _, message = self._protocol.audio(pages, end)
-            await self._send(message, req_id, "send audio")
-        if stream and self._cb_encoded is not None:
-            self._call(self._cb_encoded, "on_encoded_audio", req_id, bytes(stream))
-        return req_id
-
-    async def interrupt(self) -> str:
-        """Stop the most recent request, even one whose audio already ended.
-
-        Returns the interrupted request id. The next ``send_audio`` starts a
-        new request.
-        """
-        self._require_open("interrupt")
-        req_id, message = self._protocol.interrupt()
-        if self._encoder is not None:
-            self._encoder.reset()
-            self._encoded = None
-        await self._send(message, req_id, "send interrupt")
-        return req_id
-
-    async def pause(self) -> str:
-        """Hold the output of the most recent request (``playback_control``).
-
-        The server keeps ingesting audio meanwhile. Returns the request id.
-        """
-        self._require_open("pause")
-        req_id, message = self._protocol.pause()
-        await self._send(message, req_id, "send pause")
-        return req_id
-
-    async def resume(self) -> str:
-        """Continue the output held by :meth:`pause`. Returns the request id."""
-        self._require_open("resume")
-        req_id, message = self._protocol.resume()
-        await self._send(message, req_id, "send resume")
-        return req_id
-
-    def _require_open(self, action: str) -> None:
-        state = self._protocol.state
-        if state is ClientState.OPEN and not self._closed:
-            return
-        if self._closed or state is ClientState.CLOSED:
-            raise self._close_error_for_send(action)
-        raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
-
-    def _close_error_for_send(
-        self, action: str, req_id: str | None = None
-    ) -> SessionClosedError:
-        # A ValueError too: what 0.1.7 raises once its connection is gone.
-        base = self._close_error
-        return SessionClosedError(
-            AvatarSDKErrorCode.connectionClosed,
-            f"cannot {action.replace('_', ' ')}: the session is closed"
-            + (f" ({base.message})" if base is not None else "")
-            + "; open a new session",
-            phase=ErrorPhase.WEBSOCKET_SEND.value,
-            connection_id=self.connection_id,
-            req_id=req_id,
-            close_code=base.close_code if base is not None else None,
-            close_reason=base.close_reason if base is not None else None,
-        )
-
-    async def _send(self, message: bytes, req_id: str, action: str) -> None:
-        transport = self._transport
-        if transport is None or self._closed:
-            raise self._close_error_for_send(action, req_id)
-        try:
-            transport.send(message)
-            await transport.drain()  # raises when the connection ends while blocked
-        except ConnectionError:
-            raise self._close_error_for_send(action, req_id) from None
-
     # -- receiving (TransportListener) -----------------------------------------
 
     def on_message(self, data: bytes) -> None:
@@ -596,7 +377,7 @@ class AvatarSession:
         except DecodeError as exc:
             self._on_protocol_error(protocol.decode_error(exc))
             return
-        if msg.type == ANIMATION_TYPE and self._open:
+        if msg.type == ANIMATION_TYPE and protocol.streaming:
             anim = msg.server_response_animation
             frames = self._cb_frames
             if frames is not None:
@@ -622,7 +403,6 @@ class AvatarSession:
             self._on_protocol_error(err)
             return
         if type(event) is SessionConfirmed:
-            self._open = True  # before any later message of the same read
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
         elif type(event) is ServerErrorReceived:
@@ -676,17 +456,12 @@ class AvatarSession:
         err = AvatarSDKError(
             AvatarSDKErrorCode.protocolError,
             "failed during websocket handshake: expected binary protobuf message"
-            if not self._open
+            if not self._protocol.streaming
             else "server sent a text frame; the protocol is binary protobuf only",
-            phase=self._protocol_phase(),
+            phase=self._protocol.phase,
             connection_id=self.connection_id,
         )
         self._on_protocol_error(err)
-
-    def _protocol_phase(self) -> str:
-        if self._open:
-            return ErrorPhase.WEBSOCKET_RUNTIME.value
-        return ErrorPhase.WEBSOCKET_HANDSHAKE.value
 
     def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
         """Transport callback: the connection ended.
@@ -698,27 +473,25 @@ class AvatarSession:
         avatarkit 0.1.7. ``close_code`` is ``None`` only when no close frame
         came at all (the connection dropped).
         """
-        self._open = False
-        if not self._closing:
+        protocol = self._protocol
+        if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
                 close_reason,
-                phase=self._protocol_phase()
-                if self._protocol.state is not ClientState.OPEN
-                else ErrorPhase.WEBSOCKET_RUNTIME.value,
+                phase=protocol.phase,
                 connection_id=self.connection_id,
             )
             self._close_error = err
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_exception(err)
-            elif self._protocol.state is ClientState.OPEN and close_code not in _NORMAL_CLOSES:
+            elif self._protocol.state is ClientState.OPEN and close_code not in NORMAL_CLOSES:
                 if self._cb_error is not None:
                     self._call(self._cb_error, "on_error", err)
                 else:
                     logger.warning("avatarkit: %s", err)
         self._finish()
 
-    def _closed_error(self, phase: str) -> AvatarSDKError:
+    def _closed_error(self, phase: ErrorPhase) -> AvatarSDKError:
         return AvatarSDKError(
             AvatarSDKErrorCode.connectionClosed,
             "the connection closed before the session was confirmed",
@@ -727,34 +500,8 @@ class AvatarSession:
 
     # -- streaming ------------------------------------------------------------------
 
-    async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
-        """Iterate over animation frames as they arrive, until the session ends.
-
-        Each iterator gets every frame from the moment it starts; several may
-        run at once. Ends cleanly when the session closes; a frame is never
-        dropped (the queue is unbounded, so consume promptly).
-        """
-        if self._closed:
-            return
-        buffer = _FrameBuffer()
-        if self._frame_queues is None:
-            self._frame_queues = []
-        self._frame_queues.append(buffer)
-        self._update_wants_events()
-        frames = buffer.frames
-        try:
-            while True:
-                while frames:
-                    yield frames.popleft()
-                if buffer.closed:
-                    return
-                await buffer.wait()
-        finally:
-            self._frame_queues.remove(buffer)
-            self._update_wants_events()
-
     async def _wait_disconnected(self) -> None:
-        if self._closed:
+        if self._protocol.state is ClientState.CLOSED:
             return
         if self._disconnected is None:
             self._disconnected = asyncio.Event()
@@ -765,43 +512,6 @@ class AvatarSession:
         await self._wait_disconnected()
 
 
-class _FrameBuffer:
-    """Frames waiting for one ``frames()`` iterator: a deque and one wake-up.
-
-    Cheaper per frame than an ``asyncio.Queue`` (no waiter bookkeeping per
-    item): the producer appends and wakes the consumer only when it sleeps.
-    """
-
-    __slots__ = ("closed", "frames", "waiter")
-
-    def __init__(self) -> None:
-        self.frames: deque[AnimationFrameEvent] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.closed = False
-
-    def put(self, frame: AnimationFrameEvent) -> None:
-        self.frames.append(frame)
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait(self) -> None:
-        self.waiter = asyncio.get_running_loop().create_future()
-        await self.waiter
-
-
-#: Close codes that end a session normally (1005: a close frame without a code).
-_NORMAL_CLOSES = frozenset({1000, 1001, 1005})
-
 #: Seconds close() waits for queued messages and the server's close frame.
 _CLOSE_TIMEOUT = 2.0
 
@@ -809,15 +519,6 @@ _CLOSE_TIMEOUT = 2.0
 def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _name(func: Callable[..., Any]) -> str:
-    return getattr(func, "__name__", type(func).__name__)
-
-
-async def _await_result(result: Awaitable[Any], name: str) -> None:
-    """Await what an async callback ``name`` returned (on the dispatcher task)."""
-    await result
 
 
 _SESSION_FIELDS = frozenset(f for f in SessionConfig.__dataclass_fields__)

@@ -280,3 +280,21 @@ async def test_confirm_timeout(avatar_server: DevServer) -> None:
         assert closes == [1]
     finally:
         await runner.cleanup()
+
+
+async def test_send_while_close_is_under_way_is_session_closed(avatar_server: DevServer) -> None:
+    # Nothing may follow our close frame: once close() has begun, every send
+    # is refused by the core's CLOSING state, not attempted on the socket.
+    from avatarkit import SessionClosedError
+
+    session = make(avatar_server)
+    await session.init()
+    await session.start()
+    closing = asyncio.ensure_future(session.close())
+    await asyncio.sleep(0)  # close() has sent its close frame and waits for the answer
+    assert "state=closing" in repr(session)
+    with pytest.raises(SessionClosedError, match="closed"):
+        await session.send_audio(b"\x00\x00" * 160)
+    await asyncio.wait_for(closing, 5)
+    assert "state=closed" in repr(session)
+    await settle(avatar_server)

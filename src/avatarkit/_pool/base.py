@@ -262,7 +262,7 @@ class PoolBase:
                     AvatarSDKError(
                         AvatarSDKErrorCode.connectionClosed,
                         "the pooled session was closed",
-                        phase=ErrorPhase.WEBSOCKET_RUNTIME.value,
+                        phase=ErrorPhase.WEBSOCKET_RUNTIME,
                         connection_id=member.session.connection_id if member.session else None,
                     ),
                     terminal=True,

@@ -317,7 +317,7 @@ class SessionPool(PoolBase):
         if lease._released:
             return
         lease._released = True
-        lease._queue.put_nowait(_RELEASED)
+        lease._queue.put(_RELEASED)
         member = lease._member
         member.lease = None
         for req_id in lease._unfinished():

@@ -11,6 +11,7 @@ import copy
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from .._framebuffer import FrameBuffer
 from ..errors import AvatarSDKError
 from ..events import AnimationFrameEvent
 from ..session import AvatarSession
@@ -105,7 +106,7 @@ class SessionLease:
         self._pool = pool
         self._member = member
         self._session = session
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._queue: FrameBuffer[_Item] = FrameBuffer()
         self._released = False
         self._open = False  # audio sent (or being sent) without end=True
         self._sent: dict[str, None] = {}  # request ids sent on this lease, in order
@@ -225,23 +226,24 @@ class SessionLease:
             raise RuntimeError(f"{action}(): this lease was released; acquire a new one")
 
     async def _next(self) -> AnimationFrameEvent | None:
-        item = await self._queue.get()
+        item = await self._queue.get()  # never closed: a release is a marker item
         if isinstance(item, AnimationFrameEvent):
             return item
-        if isinstance(item, _Released):
-            self._queue.put_nowait(item)
+        if item is None or isinstance(item, _Released):
+            if item is not None:
+                self._queue.unget(item)  # every later call stops too
             return None
         if item.terminal:
-            self._queue.put_nowait(item)  # every later call raises again
+            self._queue.unget(item)  # every later call raises again
         raise _fresh(item.error)
 
     def _deliver(self, frame: AnimationFrameEvent) -> None:
         if frame.end:
             self._ended.add(frame.req_id)
-        self._queue.put_nowait(frame)
+        self._queue.put(frame)
 
     def _fail(self, error: BaseException, *, terminal: bool) -> None:
-        self._queue.put_nowait(_Failure(error, terminal))
+        self._queue.put(_Failure(error, terminal))
 
     def _wants_error(self, error: AvatarSDKError) -> bool:
         """Whether a run-time service error concerns this lease's requests."""

@@ -92,7 +92,7 @@ class SessionOpener:
                 raise member.close_error or AvatarSDKError(
                     AvatarSDKErrorCode.connectionClosed,
                     "the session closed as soon as it opened",
-                    phase=ErrorPhase.WEBSOCKET_RUNTIME.value,
+                    phase=ErrorPhase.WEBSOCKET_RUNTIME,
                 )
         except BaseException:
             await session.close()

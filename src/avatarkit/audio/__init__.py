@@ -15,12 +15,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._facts import OGG_OPUS_SAMPLE_RATES as OPUS_RATES
+from .._facts import PCM_SAMPLE_RATES as PCM_RATES
 from .ogg import OggError, OggOpusReader, OggOpusWriter, OggPage, OggPageReader, OpusHead, OpusTags
-
-PCM_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-"""Sample rates the service accepts for PCM s16le audio."""
-OPUS_RATES: tuple[int, ...] = (8000, 12000, 16000, 24000, 48000)
-"""Sample rates the service accepts for Ogg Opus audio."""
 
 if TYPE_CHECKING:
     from .files import nearest_supported_rate, read_audio_file, resample

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._facts import OGG_OPUS_SAMPLE_RATES
 from .ogg import OPUS_RATE, OggError, OggOpusReader, OggOpusWriter
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ __all__ = [
     "import_av",
 ]
 
-ENCODER_RATES = (8000, 12000, 16000, 24000, 48000)
+ENCODER_RATES = OGG_OPUS_SAMPLE_RATES
 """Sample rates libopus encodes natively (the Ogg Opus rates of the protocol)."""
 FRAME_DURATIONS_MS = (2.5, 5, 10, 20, 40, 60)
 """Opus frame durations the encoder accepts, in milliseconds."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-FRAME_MS = 40
-"""Animation frame interval of the service (25 frames per second)."""
+from .._frames_codec import FRAME_MS  # the service's frame interval, defined there once
+
+__all__ = ["DEFAULT_DEMO_OUT", "DEMO_CLIP", "DEMO_RATE", "FRAME_MS", "CLIError"]
 DEFAULT_DEMO_OUT = "avatarkit-demo-frames.jsonl"
 DEMO_CLIP = "speech_16000.pcm"
 DEMO_RATE = 16000

@@ -29,7 +29,6 @@ _HINTS: dict[str, str] = {
     "unsupportedSampleRate": "pass audio at a rate the format allows (send resamples files)",
     "connectionFailed": "check --console-endpoint / --ingress-endpoint and the network",
     "connectionClosed": "run again; add --debug to see the close details",
-    "concurrencyLimit": "close other sessions or wait, then retry",
     "serverError": "retry; add --debug for details",
     "upstreamError": "retry in a moment",
     "protocolError": "the service spoke an unexpected protocol: check --ingress-endpoint",
@@ -334,27 +333,15 @@ def _without_sdk_advice(message: str, exc: Any) -> str:
     <parameter> and the network`` from the token call and the WebSocket
     connect. The command prints its own hint instead, naming flags.
     """
-    generic = _generic_advice(exc)
+    from .._advice import CONNECT_ADVICE, advice
+
+    generic = advice(exc.code)
     if generic and message.endswith(generic):
         message = message[: -len(generic)]
-    for advice in _SDK_CONNECT_ADVICE:
-        if message.endswith(advice):
-            message = message[: -len(advice)]
+    for suffix in CONNECT_ADVICE:
+        if message.endswith(suffix):
+            message = message[: -len(suffix)]
     return message
-
-
-_SDK_CONNECT_ADVICE = (
-    "; check console_endpoint_url and the network",
-    "; check ingress_endpoint_url and the network",
-)
-
-
-def _generic_advice(exc: Any) -> str:
-    """The ``" (what to do)"`` suffix the SDK puts on messages of ``exc.code``, if any."""
-    from .. import errors
-
-    advice = getattr(errors, "_ADVICE", {}).get(exc.code)
-    return f" ({advice})" if isinstance(advice, str) else ""
 
 
 # ---------------------------------------------------------------------------

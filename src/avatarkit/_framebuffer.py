@@ -1,0 +1,113 @@
+"""The one buffer between a receive callback and an async consumer.
+
+Used by :meth:`AvatarSession.frames` and by a pool lease. Cheaper per item
+than an ``asyncio.Queue`` (no waiter bookkeeping per item): the producer
+appends and wakes the consumer only when it sleeps. Unbounded by design: a
+frame is never dropped, so the consumer must keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
+
+from .events import AnimationFrameEvent
+from .protocol import ClientProtocol, ClientState
+
+__all__ = ["FrameBuffer", "FrameStreams"]
+
+T = TypeVar("T")
+
+
+class FrameBuffer(Generic[T]):
+    """Items for a consumer: a deque, a ``closed`` flag and the sleepers' wake-ups.
+
+    Usually one consumer sleeps at a time; several may (a lease iterated by
+    two tasks), and each is woken.
+    """
+
+    __slots__ = ("closed", "items", "waiters")
+
+    def __init__(self) -> None:
+        self.items: deque[T] = deque()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+
+    def put(self, item: T) -> None:
+        """Append ``item`` and wake the consumer."""
+        self.items.append(item)
+        self._wake()
+
+    def unget(self, item: T) -> None:
+        """Put ``item`` back in front, to be read again first (a sticky marker)."""
+        self.items.appendleft(item)
+        self._wake()
+
+    def close(self) -> None:
+        """No more items: the consumer ends once it has read what is left."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiters:
+            waiters, self.waiters = self.waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Sleep until the next ``put``, ``unget`` or ``close``."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done() and waiter in self.waiters:  # cancelled while asleep
+                self.waiters.remove(waiter)
+
+    async def get(self) -> T | None:
+        """The next item, waiting for one; ``None`` once closed and empty."""
+        items = self.items
+        while not items:
+            if self.closed:
+                return None
+            await self.wait()
+        return items.popleft()
+
+
+class FrameStreams:
+    """Mixin of :class:`~avatarkit.AvatarSession`: ``frames()``, one buffer per iterator."""
+
+    _protocol: ClientProtocol
+    _frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None
+
+    def _update_wants_events(self) -> None:
+        raise NotImplementedError  # the session's
+
+    async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
+        """Iterate over animation frames as they arrive, until the session ends.
+
+        Each iterator gets every frame from the moment it starts; several may
+        run at once. Ends cleanly when the session closes; a frame is never
+        dropped (the queue is unbounded, so consume promptly).
+        """
+        if self._protocol.state is ClientState.CLOSED:
+            return
+        buffer: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
+        if self._frame_queues is None:
+            self._frame_queues = []
+        self._frame_queues.append(buffer)
+        self._update_wants_events()
+        frames = buffer.items
+        try:
+            while True:
+                while frames:
+                    yield frames.popleft()
+                if buffer.closed:
+                    return
+                await buffer.wait()
+        finally:
+            self._frame_queues.remove(buffer)
+            self._update_wants_events()
