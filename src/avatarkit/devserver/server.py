@@ -7,6 +7,7 @@ HTTP routes and the ingress WebSocket share one aiohttp server and one port:
 ``POST /v1/console/session-tokens``      session token (legacy route)
 ``POST /v1/auth/session-token``          session token (successor route)
 ``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
+``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets)
 =======================================  ======================================
 
 Both token routes answer ``{"sessionToken": t, "session_token": t}`` so each
@@ -16,10 +17,8 @@ published client finds its own key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import itertools
-import json
 import logging
 import time
 from collections import deque
@@ -31,44 +30,26 @@ from typing import Any
 from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
-from ..protocol import encode_server_error
+from ._handlers import authenticate, fault_response, refuse_concurrency, token_route
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
     DEV_AVATAR_ID,
     Credentials,
-    Rejection,
     TokenSigner,
 )
 from .connection import Connection, IngressWebSocket, ServiceSettings
-from .faults import FaultRule, Faults
+from .faults import Faults
+from .sessions_api import sessions_document
 from .state import SessionState
 
 __all__ = ["DevServer"]
 
 log = logging.getLogger("avatarkit.devserver")
 
-CLOSE_CONCURRENCY_LIMIT = 4003
 _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
-
-
-def _reject(rej: Rejection) -> web.Response:
-    return error_response(rej.status, rej.code, rej.title, rej.detail)
-
-
-def _fault_response(rule: FaultRule, what: str) -> web.Response:
-    if rule.body is not None:
-        body = rule.body
-        content_type = "application/json" if body[:1] in (b"{", b"[") else "text/plain"
-        return web.Response(status=rule.status, body=body, content_type=content_type)
-    return error_response(
-        rule.status,
-        "injectedFault",
-        f"Injected fault: {what} rejected",
-        f"{what} rejected with HTTP {rule.status} by an injected fault",
-    )
 
 
 class DevServer:
@@ -358,6 +339,18 @@ class DevServer:
                 return closed
         return None
 
+    def session_summaries(self) -> list[dict[str, Any]]:
+        """What ``GET /v1/dev/sessions`` lists under ``"sessions"``, in process.
+
+        Live sessions then the last 100 closed ones, each a dict with
+        ``connection_id``, ``app_id``, ``avatar_id``, ``state`` (``"open"`` or
+        ``"closed"``), ``egress`` (``"livekit"``, ``"agora"`` or ``None``),
+        ``close_code`` and ``requests`` (``req_id``, ``frames``,
+        ``audio_seconds``, ``ended``, ``interrupted``, ``paused``). No token,
+        API key or egress secret (see :mod:`avatarkit.devserver.sessions_api`).
+        """
+        return sessions_document(list(self.sessions.values()), list(self.closed_sessions))
+
     async def wait_closed_sessions(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` sessions have closed (for tests)."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -379,6 +372,7 @@ class DevServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
+        app.router.add_get("/v1/dev/sessions", self._sessions_route)
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
         # keepalive_timeout also runs from the moment a connection is accepted
@@ -445,101 +439,17 @@ class DevServer:
         return web.json_response({"status": "ok"})
 
     async def _token(self, request: web.Request) -> web.Response:
-        rule = self.faults.take_rejection("reject_token")
-        if rule is not None:
-            return _fault_response(rule, "session token request")
-        api_key = request.headers.get("X-Api-Key", "")
-        if not api_key:
-            return error_response(
-                401,
-                "missingApiKey",
-                "Missing API key",
-                "missing api key: send the X-Api-Key header",
-            )
-        app_id = self.credentials.app_for_key(api_key)
-        if app_id is None:
-            return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
-        try:
-            raw = await asyncio.wait_for(request.read(), self.read_timeout)
-        except asyncio.TimeoutError:
-            resp = error_response(
-                408,
-                "requestTimeout",
-                "Request timeout",
-                f"the request body did not arrive within {self.read_timeout:g} seconds",
-            )
-            resp.force_close()
-            return resp
-        try:
-            body = json.loads(raw or b"null")
-        except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
-            body = None
-        if not isinstance(body, dict):
-            return error_response(
-                400,
-                "invalidRequest",
-                "Invalid request body",
-                'the body must be a JSON object like {"expireAt": <unix seconds>}',
-            )
-        expire_at = body.get("expireAt")
-        if not isinstance(expire_at, int) or isinstance(expire_at, bool):
-            return error_response(
-                400,
-                "invalidExpireAt",
-                "Invalid expireAt",
-                f"expireAt must be an integer number of unix seconds, got {expire_at!r}",
-            )
-        now = time.time()
-        if expire_at <= now:
-            return error_response(
-                400, "invalidExpireAt", "Invalid expireAt", "expireAt is not in the future"
-            )
-        if expire_at > now + self.max_token_ttl:
-            return error_response(
-                400,
-                "invalidExpireAt",
-                "Invalid expireAt",
-                f"expireAt is more than {self.max_token_ttl:g} seconds ahead",
-            )
-        token = self._signer.issue(app_id, expire_at)
-        return web.json_response({"sessionToken": token, "session_token": token})
+        return await token_route(self, request)
 
-    def _authenticate(self, request: web.Request) -> tuple[str, str] | web.Response:
-        """``(app_id, auth_style)`` of an upgrade request, or its rejection."""
-        headers, query = request.headers, request.query
-        if "X-Session-Key" in headers or "X-App-ID" in headers:
-            token = headers.get("X-Session-Key", "")
-            app_id = headers.get("X-App-ID", "")
-            style = "header"
-        else:
-            token = query.get("sessionKey", "")
-            app_id = query.get("appId", "")
-            style = "query"
-        claims = self._signer.verify(token)
-        if isinstance(claims, Rejection):
-            return _reject(claims)
-        if app_id != claims.app_id:
-            if not self.credentials.has_app(app_id):
-                return error_response(
-                    404,
-                    "appIDUnrecognized",
-                    "App id unrecognized",
-                    f"app id unrecognized: {app_id!r}",
-                )
-            return error_response(
-                400,
-                "appIDMismatch",
-                "App id mismatch",
-                "app id mismatch: the session token was issued for another app",
-            )
-        return app_id, style
+    async def _sessions_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         rule = self.faults.take_rejection("reject_upgrade")
         if rule is not None:
             self.rejected_upgrades += 1
-            return _fault_response(rule, "websocket upgrade")
-        auth = self._authenticate(request)
+            return fault_response(rule, "websocket upgrade")
+        auth = authenticate(self, request)
         if isinstance(auth, web.Response):
             self.rejected_upgrades += 1
             return auth
@@ -572,7 +482,7 @@ class DevServer:
         over_limit = limit is not None and self._live_for_app(app_id) >= limit
         await ws.prepare(request)
         if over_limit:
-            await self._refuse_concurrency(ws, app_id)
+            await refuse_concurrency(self, ws, app_id)
             return ws
         key = next(self._keys)
         self.faults.bind_connection(key)
@@ -620,22 +530,3 @@ class DevServer:
 
     def _on_confirmed(self, conn: Connection) -> None:
         self.sessions[conn.state.connection_id] = conn.state
-
-    async def _refuse_concurrency(self, ws: IngressWebSocket, app_id: str) -> None:
-        """Over the per-app limit: read the configure, answer 4003, close 4003."""
-        text = (
-            f"concurrency limit reached: app {app_id!r} already has "
-            f"{self.max_sessions_per_app} sessions open"
-        )
-        log.info(
-            "avatarkit devserver: websocket upgrade rejected: app %r over its concurrency "
-            "limit of %d sessions, close code %d",
-            app_id,
-            self.max_sessions_per_app,
-            CLOSE_CONCURRENCY_LIMIT,
-        )
-        with contextlib.suppress(Exception):
-            await ws.receive(timeout=2.0)
-        with contextlib.suppress(Exception):
-            await ws.send_bytes(encode_server_error("", "", CLOSE_CONCURRENCY_LIMIT, text))
-            await ws.close(code=CLOSE_CONCURRENCY_LIMIT, message=b"concurrency limit reached")
