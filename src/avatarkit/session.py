@@ -554,9 +554,7 @@ class AvatarSession:
             raise self._close_error_for_send(action)
         raise ValueError(f"{action}(): the session is not connected; call init() and start() first")
 
-    def _close_error_for_send(
-        self, action: str, req_id: str | None = None
-    ) -> SessionClosedError:
+    def _close_error_for_send(self, action: str, req_id: str | None = None) -> SessionClosedError:
         # A ValueError too: what 0.1.7 raises once its connection is gone.
         base = self._close_error
         return SessionClosedError(

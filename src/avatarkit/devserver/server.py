@@ -8,6 +8,7 @@ HTTP routes and the ingress WebSocket share one aiohttp server and one port:
 ``POST /v1/auth/session-token``          session token (successor route)
 ``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
 ``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets)
+``GET  /``, ``/sessions/<id>``           the live viewer (:mod:`.viewer`)
 =======================================  ======================================
 
 Both token routes answer ``{"sessionToken": t, "session_token": t}`` so each
@@ -43,6 +44,7 @@ from .connection import Connection, IngressWebSocket, ServiceSettings
 from .faults import Faults
 from .sessions_api import sessions_document
 from .state import SessionState
+from .viewer import ViewerHub, add_viewer_routes
 
 __all__ = ["DevServer"]
 
@@ -215,6 +217,8 @@ class DevServer:
         self._port: int | None = None
         self._closing = False
         self._last_session: SessionState | None = None
+        self.viewers = ViewerHub(self)
+        """Pages of the live viewer (:mod:`avatarkit.devserver.viewer`)."""
 
     # -- configuration ------------------------------------------------------------
 
@@ -373,6 +377,7 @@ class DevServer:
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
         app.router.add_get("/v1/dev/sessions", self._sessions_route)
+        add_viewer_routes(app, self.viewers)
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
         # keepalive_timeout also runs from the moment a connection is accepted
@@ -409,6 +414,7 @@ class DevServer:
         await runner.cleanup()
 
     async def _on_shutdown(self, app: web.Application) -> None:
+        await self.viewers.close_all()
         conns = list(self._connections)
         if conns:
             await asyncio.gather(
