@@ -197,9 +197,16 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         help="draw jawOpen and other blendshapes over time (needs avatarkit[plot])",
     )
     inspect.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write one self-contained HTML file replaying the request (face, waveform, "
+        "curves; opens offline)",
+    )
+    inspect.add_argument(
         "--audio",
         metavar="FILE",
-        help="audio to draw under the blendshapes (default: the one in the .jsonl header)",
+        help="audio to draw under the blendshapes / play in the --html replay (default: the "
+        "one in the .jsonl header)",
     )
     inspect.add_argument(
         "--sample-rate",
@@ -208,7 +215,9 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         help="sample rate of a raw PCM --audio file",
     )
     inspect.add_argument(
-        "--req-id", metavar="ID", help="request to plot (default: the first with animation)"
+        "--req-id",
+        metavar="ID",
+        help="request to plot or replay (default: the first with animation)",
     )
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
 
