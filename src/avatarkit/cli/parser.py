@@ -115,6 +115,12 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         metavar="PATH",
         help=f"frames file, .jsonl or .bin (default: ./{DEFAULT_DEMO_OUT})",
     )
+    demo.add_argument(
+        "--open",
+        action="store_true",
+        help="open the session's live viewer in the default browser and keep the local "
+        "service up until it has played the clip (bounded; the URL is printed either way)",
+    )
     demo.add_argument("--timeout", type=float, metavar="S", help=argparse.SUPPRESS)
     _add_connection_arguments(demo)
 
