@@ -118,3 +118,10 @@ async def test_server_close_does_not_wait_for_open_viewer_pages() -> None:
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await ws.close()
+
+
+async def test_serve_banner_names_the_viewer(avatar_server: DevServer) -> None:
+    from avatarkit.devserver.cli import _banner
+
+    banner = _banner(avatar_server, {"api_keys": {}, "avatars": [], "host": "127.0.0.1"})
+    assert f"viewer:       {avatar_server.api_root}/ " in banner
