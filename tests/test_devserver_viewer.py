@@ -125,3 +125,26 @@ async def test_serve_banner_names_the_viewer(avatar_server: DevServer) -> None:
 
     banner = _banner(avatar_server, {"api_keys": {}, "avatars": [], "host": "127.0.0.1"})
     assert f"viewer:       {avatar_server.api_root}/ " in banner
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},  # another site's page in the user's browser
+        {"Origin": "null"},
+        {"Host": "evil.example"},  # DNS rebinding: a name that resolves to 127.0.0.1
+    ],
+)
+async def test_other_sites_cannot_read_the_viewer(
+    avatar_server: DevServer, headers: dict[str, str]
+) -> None:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(avatar_server.api_root + "/v1/dev/viewer/ws", headers=headers)
+        assert info.value.status == 403
+        async with http.get(avatar_server.api_root + "/", headers=headers) as resp:
+            assert resp.status == 403
+            assert "same origin" in await resp.text()
+        same = {"Origin": avatar_server.api_root}
+        async with http.ws_connect(avatar_server.api_root + "/v1/dev/viewer/ws", headers=same):
+            pass

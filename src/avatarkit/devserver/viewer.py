@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import struct
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -130,6 +132,11 @@ class ViewerHub:
                 return_exceptions=True,
             )
 
+    @property
+    def bound_host(self) -> str:
+        """The address the service was bound to (accepted as a ``Host`` name)."""
+        return self._server.host
+
     def watchers(self, connection_id: str) -> int:
         """Pages watching ``connection_id`` now."""
         return self._watching.get(connection_id, 0)
@@ -178,6 +185,9 @@ class ViewerHub:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """The pages' WebSocket (see the module docstring)."""
+        refusal = same_origin_refusal(request, self.bound_host)
+        if refusal is not None:
+            return refusal
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -230,8 +240,50 @@ class ViewerHub:
             pass
 
 
-def _page(name: str) -> Any:
+def _hostname(host: str) -> str:
+    """``host`` of a ``Host`` header value (``[::1]:80`` -> ``::1``)."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def same_origin_refusal(request: web.Request, bound_host: str) -> web.Response | None:
+    """403 for a request another site's page makes, else ``None``.
+
+    The viewer shows the sessions' audio, so a page of another site open in
+    the same browser must not read it: a browser lets any page open a
+    WebSocket to 127.0.0.1, sending its own ``Origin``, and DNS rebinding can
+    make a foreign name resolve to 127.0.0.1 (then ``Host`` is that name).
+    Accepted: ``Host`` an IP address, ``localhost`` or the address the service
+    was bound to, and ``Origin`` absent (not a browser) or this very origin.
+    """
+    host = request.host
+    name = _hostname(host).lower()
+    ok = name in ("localhost", bound_host.lower())
+    if not ok:
+        try:
+            ipaddress.ip_address(name)
+            ok = True
+        except ValueError:
+            ok = False
+    origin = request.headers.get("Origin")
+    if ok and origin is not None:
+        parts = urlsplit(origin)
+        ok = parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    if ok:
+        return None
+    return web.Response(
+        status=403,
+        text="the viewer only answers pages of its own origin (same origin as the service); "
+        f"open it as http://{_hostname(host) if ok else '127.0.0.1'}:PORT/",
+    )
+
+
+def _page(name: str, bound_host: str) -> Any:
     async def handler(request: web.Request) -> web.Response:
+        refusal = same_origin_refusal(request, bound_host)
+        if refusal is not None:
+            return refusal
         return web.Response(
             text=static_text(name),
             content_type="text/html",
@@ -241,17 +293,24 @@ def _page(name: str) -> Any:
     return handler
 
 
-async def _static(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if name not in _STATIC:
-        raise web.HTTPNotFound(text=f"no viewer file {name!r}")
-    kind = "text/css" if name.endswith(".css") else "text/javascript"
-    return web.Response(text=static_text(name), content_type=kind)
+def _static(bound_host: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        refusal = same_origin_refusal(request, bound_host)
+        if refusal is not None:
+            return refusal
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound(text=f"no viewer file {name!r}")
+        kind = "text/css" if name.endswith(".css") else "text/javascript"
+        return web.Response(text=static_text(name), content_type=kind)
+
+    return handler
 
 
 def add_viewer_routes(app: web.Application, hub: ViewerHub) -> None:
     """Register the pages, their static files and their WebSocket on ``app``."""
-    app.router.add_get("/", _page("index.html"))
-    app.router.add_get("/sessions/{connection_id}", _page("session.html"))
-    app.router.add_get("/viewer/static/{name}", _static)
+    host = hub.bound_host
+    app.router.add_get("/", _page("index.html", host))
+    app.router.add_get("/sessions/{connection_id}", _page("session.html", host))
+    app.router.add_get("/viewer/static/{name}", _static(host))
     app.router.add_get("/v1/dev/viewer/ws", hub.websocket)
