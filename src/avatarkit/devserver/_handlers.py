@@ -1,4 +1,4 @@
-"""HTTP handlers of the local service apart from the WebSocket: tokens and refusals.
+"""HTTP handlers of the local service apart from the WebSocket: tokens, admission, refusals.
 
 Moved out of :mod:`avatarkit.devserver.server` to keep it readable; each
 function takes the :class:`~avatarkit.devserver.DevServer` whose state it uses.
@@ -20,6 +20,7 @@ from ._jsonapi import error_response
 from .auth import Rejection
 from .connection import IngressWebSocket
 from .faults import FaultRule
+from .state import SessionState
 
 if TYPE_CHECKING:
     from .server import DevServer
@@ -165,3 +166,38 @@ async def refuse_concurrency(server: DevServer, ws: IngressWebSocket, app_id: st
     with contextlib.suppress(Exception):
         await ws.send_bytes(encode_server_error("", "", CLOSE_CONCURRENCY_LIMIT, text))
         await ws.close(code=CLOSE_CONCURRENCY_LIMIT, message=b"concurrency limit reached")
+
+
+def admit_upgrade(server: DevServer, request: web.Request) -> tuple[str, str, str] | web.Response:
+    """``(app_id, auth_style, avatar_id)`` of an ingress upgrade, or its rejection.
+
+    In order: an injected ``reject_upgrade`` fault, the session token and app
+    id (:func:`authenticate`), the avatar id.
+    """
+    rule = server.faults.take_rejection("reject_upgrade")
+    if rule is not None:
+        return fault_response(rule, "websocket upgrade")
+    auth = authenticate(server, request)
+    if isinstance(auth, web.Response):
+        return auth
+    app_id, style = auth
+    avatar_id = request.query.get("id", "")
+    if not server.credentials.has_avatar(avatar_id):
+        return error_response(
+            404, "avatarNotFound", "Avatar not found", f"avatar not found: {avatar_id!r}"
+        )
+    return app_id, style, avatar_id
+
+
+def log_closed(key: int, state: SessionState) -> None:
+    """The INFO line of a closed session (close code, requests, frames; no secret)."""
+    reason = f" ({state.close_reason[:120]})" if state.close_reason else ""
+    log.info(
+        "avatarkit devserver: session #%d closed: close code %s%s%s, %d requests, %d frames sent",
+        key,
+        state.close_code,
+        reason,
+        ", connection aborted" if state.aborted else "",
+        state.request_count,
+        state.frames_sent,
+    )

@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
-from ._handlers import authenticate, fault_response, refuse_concurrency, token_route
+from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
@@ -451,21 +451,11 @@ class DevServer:
         return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        rule = self.faults.take_rejection("reject_upgrade")
-        if rule is not None:
+        admitted = admit_upgrade(self, request)
+        if isinstance(admitted, web.Response):
             self.rejected_upgrades += 1
-            return fault_response(rule, "websocket upgrade")
-        auth = authenticate(self, request)
-        if isinstance(auth, web.Response):
-            self.rejected_upgrades += 1
-            return auth
-        app_id, style = auth
-        avatar_id = request.query.get("id", "")
-        if not self.credentials.has_avatar(avatar_id):
-            self.rejected_upgrades += 1
-            return error_response(
-                404, "avatarNotFound", "Avatar not found", f"avatar not found: {avatar_id!r}"
-            )
+            return admitted
+        app_id, style, avatar_id = admitted
         settings = self._settings
         ws = IngressWebSocket(
             max_msg_size=settings.max_message_size,
@@ -521,17 +511,7 @@ class DevServer:
             if state.connection_id:
                 self.sessions.pop(state.connection_id, None)
             self.closed_sessions.append(state)
-            reason = f" ({state.close_reason[:120]})" if state.close_reason else ""
-            log.info(
-                "avatarkit devserver: session #%d closed: close code %s%s%s, %d requests, "
-                "%d frames sent",
-                key,
-                state.close_code,
-                reason,
-                ", connection aborted" if state.aborted else "",
-                state.request_count,
-                state.frames_sent,
-            )
+            log_closed(key, state)
         return ws
 
     def _on_confirmed(self, conn: Connection) -> None:
