@@ -122,6 +122,7 @@ class ViewerHub:
         self._played: dict[str, set[str]] = {}
         self._watching: dict[str, int] = {}
         self._sockets: set[web.WebSocketResponse] = set()
+        self._list_cache: tuple[float, str] = (0.0, "")
 
     async def close_all(self) -> None:
         """Close every page's WebSocket (1001), so the server's shutdown need not wait."""
@@ -217,10 +218,19 @@ class ViewerHub:
             await asyncio.gather(writer, lister, return_exceptions=True)
         return ws
 
+    def _list_text(self) -> str:
+        """The session list message, computed at most once per interval for all pages."""
+        now = asyncio.get_running_loop().time()
+        at, text = self._list_cache
+        if now - at >= LIST_INTERVAL * 0.9 or not text:
+            text = json.dumps({"type": "sessions", "sessions": self._server.session_summaries()})
+            self._list_cache = (now, text)
+        return text
+
     async def _list(self, watcher: _Watcher) -> None:
         last = ""
         while True:
-            text = json.dumps({"type": "sessions", "sessions": self._server.session_summaries()})
+            text = self._list_text()
             if text != last:
                 watcher.push(text)
                 last = text
