@@ -105,6 +105,9 @@ async def test_live_face_moves_with_speech_and_rests_in_silence(
             lambda: avatar_server.viewers.watchers(cid) > 0, 5
         )
         await page.evaluate(SAMPLER)
+        assert await page.evaluate("window.avatarViewer.muted") is True  # muted by default
+        await page.click("#mute")
+        assert await page.evaluate("window.avatarViewer.muted") is False
         data = SPEECH + SILENCE
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -116,6 +119,10 @@ async def test_live_face_moves_with_speech_and_rests_in_silence(
             f"window.avatarViewer.played.includes({req_id!r})", timeout=15_000
         )
         assert await page.text_content("#req-id") == req_id
+        # All 3 s of audio were scheduled on the frames' clock, none of it late.
+        scheduled = await page.evaluate("window.avatarViewer.audioScheduledSeconds")
+        assert scheduled == pytest.approx(len(data) / 32000, abs=0.01)
+        assert await page.evaluate("window.avatarViewer.audioLateSeconds") < 0.05
         samples = [s for s in await page.evaluate("window.samples") if s[0] == s[0]]  # not NaN
     speech = [s for s in samples if s[0] < 45]  # frames 0-44: speech
     silence = [s for s in samples if 56 <= s[0] <= 74]  # the jaw has closed by frame 56

@@ -14,7 +14,10 @@
   const muteButton = $("mute");
   $("connection-id").textContent = cid;
 
-  const state = { connected: false, framesReceived: 0, audioChunks: 0, played: [], sessionState: "" };
+  const state = {
+    connected: false, framesReceived: 0, audioChunks: 0, played: [], sessionState: "",
+    muted: true, audioScheduledSeconds: 0, audioLateSeconds: 0,
+  };
   window.avatarViewer = state; // read by tests and curious developers
   let ws = null;
   let retry = 0;
@@ -43,7 +46,9 @@
     const when = ctx.currentTime + (at - clock());
     const duration = chunk.samples.length / chunk.rate;
     const skip = Math.max(0, ctx.currentTime - when);
+    state.audioLateSeconds += Math.min(skip, duration);
     if (skip >= duration) return;
+    state.audioScheduledSeconds += duration - skip;
     const buffer = ctx.createBuffer(1, chunk.samples.length, chunk.rate);
     const data = buffer.getChannelData(0);
     for (let i = 0; i < chunk.samples.length; i++) data[i] = chunk.samples[i] / 32768;
@@ -163,6 +168,7 @@
       if (current) for (const chunk of current.chunks) schedule(current, chunk);
     }
     muted = !muted;
+    state.muted = muted;
     audio.gain.gain.value = muted ? 0 : 1;
     if (!muted) audio.ctx.resume();
     muteButton.textContent = muted ? "Unmute audio" : "Mute audio";
