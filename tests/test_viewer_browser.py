@@ -136,6 +136,48 @@ async def test_live_face_moves_with_speech_and_rests_in_silence(
     assert requests.outside(*_origins(avatar_server)) == []
 
 
+TIMED_SAMPLER = """() => {
+  window.timed = [];
+  setInterval(() => {
+    const svg = document.querySelector('svg.avatar-face');
+    window.timed.push([performance.now(), parseFloat(svg.dataset.jawOpen)]);
+  }, 15);
+}"""
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_live_face_rests_while_paused_and_resumes_in_step(
+    avatar_server: DevServer, browser: Any
+) -> None:
+    page = await browser.new_page()
+    session = new_avatar_session(**avatar_server.session_kwargs())
+    async with session:
+        cid = session.connection_id
+        assert cid is not None
+        await page.goto(f"{avatar_server.api_root}/sessions/{cid}")
+        await page.wait_for_function("window.avatarViewer.connected", timeout=10_000)
+        assert await avatar_server.viewers.wait_for(
+            lambda: avatar_server.viewers.watchers(cid) > 0, 5
+        )
+        await page.evaluate(TIMED_SAMPLER)
+        req_id = await session.send_audio(SPEECH + SPEECH[:32000], end=True)  # 3 s
+        await asyncio.sleep(1.0)
+        await session.pause()
+        paused_at = await page.evaluate("performance.now()")
+        await asyncio.sleep(1.5)
+        resumed_at = await page.evaluate("performance.now()")
+        await session.resume()
+        await page.wait_for_function(
+            f"window.avatarViewer.played.includes({req_id!r})", timeout=15_000
+        )
+        timed = await page.evaluate("window.timed")
+        assert await page.evaluate("window.avatarViewer.reanchored") >= 1
+    during = [j for t, j in timed if paused_at + 700 <= t <= resumed_at]
+    after = [j for t, j in timed if t >= resumed_at + 300]
+    assert len(during) > 20 and all(j == 0 for j in during)  # the mouth rests
+    assert max(after) > 0.3  # and speaks again after resume
+
+
 async def test_session_list_shows_the_session_live(avatar_server: DevServer, browser: Any) -> None:
     page = await browser.new_page()
     requests = Requests(page)

@@ -4,9 +4,12 @@
 // clock: frame k of a request is shown LEAD seconds after its first frame arrived
 // plus k * 40 ms, and audio sample s at the same start plus s / sample_rate, so
 // the mouth and the sound stay in sync whatever the network jitter (up to LEAD).
+// When frames stop coming (pause, interrupt) the mouth rests after STALL frames;
+// a frame that then arrives later than its slot re-anchors the clock (audio too).
 (function () {
   const LEAD = 0.2;
   const FRAME_S = 0.04;
+  const STALL = 5;
   const cid = decodeURIComponent(location.pathname.split("/").pop() || "");
   const $ = (id) => document.getElementById(id);
   const status = $("status");
@@ -28,7 +31,10 @@
   const clock = () => performance.now() / 1000;
 
   function newRequest(reqId) {
-    return { reqId, start: null, frames: [], last: -1, ended: false, endIndex: -1, chunks: [], reported: false };
+    return {
+      reqId, start: null, frames: [], last: -1, ended: false, endIndex: -1, chunks: [],
+      sources: [], reported: false,
+    };
   }
 
   function request(reqId) {
@@ -56,6 +62,22 @@
     src.buffer = buffer;
     src.connect(gain);
     src.start(Math.max(when, ctx.currentTime), skip);
+    r.sources.push(src);
+    src.onended = () => {
+      const i = r.sources.indexOf(src);
+      if (i >= 0) r.sources.splice(i, 1);
+    };
+  }
+
+  // Frame `index` arrived long after its slot (the output was paused): show it
+  // LEAD from now and move the audio not yet played along with it.
+  function reanchor(r, index) {
+    r.start = clock() + LEAD - index * FRAME_S;
+    state.reanchored = (state.reanchored || 0) + 1;
+    for (const src of r.sources.splice(0)) {
+      try { src.stop(); } catch (e) { /* already ended */ }
+    }
+    for (const chunk of r.chunks) schedule(r, chunk);
   }
 
   function onFrame(msg) {
@@ -68,6 +90,7 @@
     if (msg.bs) {
       r.frames[msg.index] = msg;
       r.last = Math.max(r.last, msg.index);
+      if (Math.floor((clock() - r.start) / FRAME_S) > msg.index + STALL) reanchor(r, msg.index);
     }
     if (msg.end) {
       r.ended = true;
@@ -103,6 +126,12 @@
           ws.send(JSON.stringify({ type: "played", req_id: r.reqId }));
         }
       }
+      return;
+    }
+    if (!r.ended && k > r.last + STALL) { // no frame for a while: paused or interrupted
+      face.update(null, "sil");
+      $("viseme").textContent = "sil";
+      $("jaw-open").textContent = "0.000";
       return;
     }
     let i = Math.min(k, r.last);
