@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from avatarkit import AgoraEgressConfig, new_avatar_session
 from avatarkit.devserver import DevServer
@@ -104,3 +105,36 @@ async def test_sessions_api_keeps_only_the_last_100_closed(avatar_server: DevSer
         avatar_server.closed_sessions.append(state)
     ids = [s["connection_id"] for s in (await _get(avatar_server))["sessions"]]
     assert ids == [f"c{i}" for i in range(30, 130)]
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_sessions_api_reports_paused_and_interrupted(avatar_server: DevServer) -> None:
+    session = new_avatar_session(**avatar_server.session_kwargs())
+    async with session:
+        cid = session.connection_id
+        req_id = await session.send_audio(SPEECH_16K, end=True)
+
+        async def request() -> dict[str, Any]:
+            (entry,) = [
+                s for s in (await _get(avatar_server))["sessions"] if s["connection_id"] == cid
+            ]
+            (req,) = entry["requests"]
+            assert req["req_id"] == req_id
+            return req
+
+        await asyncio.sleep(0.2)
+        await session.pause()
+        for _ in range(100):
+            if (await request())["paused"]:
+                break
+            await asyncio.sleep(0.02)
+        req = await request()
+        assert req["paused"] and not req["interrupted"] and not req["ended"]
+        assert 0 < req["frames"] < 25
+        await session.interrupt()
+        for _ in range(100):
+            if (await request())["interrupted"]:
+                break
+            await asyncio.sleep(0.02)
+        req = await request()
+        assert req["interrupted"] and not req["paused"] and not req["ended"]
