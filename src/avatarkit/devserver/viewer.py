@@ -26,7 +26,9 @@ viewer_tap`` is ``None`` otherwise, one attribute test per frame). Each page
 has a queue of :data:`MAX_QUEUED` messages; a page that cannot keep up loses
 messages (counted in ``dropped``) instead of slowing the service. Nothing
 secret is sent: identifiers, counters, blendshapes and the audio the client
-itself sent.
+itself sent; and only to pages of the service's own origin
+(:func:`same_origin_refusal`), so another site open in the same browser
+cannot read that audio.
 """
 
 from __future__ import annotations
