@@ -89,3 +89,28 @@ def make_session(server: DevServer, rec: Recorder | None = None, **overrides: An
     kwargs = server.session_kwargs(**(rec.kwargs() if rec is not None else {}))
     kwargs.update(overrides)
     return new_avatar_session(**kwargs)
+
+
+def chromium_path() -> str:
+    """Debian chromium for the browser tests.
+
+    Skips without it; fails instead under ``AVATARKIT_REQUIRE_BROWSER``.
+    """
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        path = None
+        why = "playwright is not installed (pip install -e '.[dev]')"
+    else:
+        why = "chromium is not installed (bash scripts/install_browser.sh)"
+    if path is None:
+        if os.environ.get("AVATARKIT_REQUIRE_BROWSER"):
+            pytest.fail(f"browser tests required but {why}")
+        pytest.skip(f"browser tests skipped: {why}")
+    return path

@@ -8,6 +8,11 @@ Fixtures:
   idle_timeout=5, ...)`` (any ``DevServer`` keyword) or indirect
   parametrization (``@pytest.mark.parametrize("avatar_server", ["realtime"],
   indirect=True)``, a pace or a dict of keywords).
+  What the service saw: ``avatar_server.session_summaries()`` returns the
+  sessions API's list (``GET /v1/dev/sessions``: ``connection_id``,
+  ``app_id``, ``avatar_id``, ``state``, ``egress``, ``close_code``,
+  ``requests``), and ``avatar_server.sessions`` / ``closed_sessions`` /
+  ``last_session`` the full :class:`~avatarkit.devserver.SessionState`.
 * ``avatar_session_kwargs``: keyword arguments for
   ``avatarkit.new_avatar_session`` pointing at ``avatar_server`` (avatar,
   API key, app id, console and ingress URLs, ``expire_at`` an hour ahead).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import avatarkit
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _api_reference() -> str:

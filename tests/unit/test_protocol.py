@@ -313,7 +313,9 @@ def test_token_routes() -> None:
         "https://api.example/session-tokens",
         "https://api.example/v1/auth/session-token",
     )
-    assert token_urls("https://c.example/v1/console") == ("https://c.example/v1/console/session-tokens",)
+    assert token_urls("https://c.example/v1/console") == (
+        "https://c.example/v1/console/session-tokens",
+    )
 
 
 def test_token_request_body_and_headers() -> None:

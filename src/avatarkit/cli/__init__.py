@@ -2,11 +2,11 @@
 
 ::
 
-    avatarkit demo [--fast] [--out FRAMES.jsonl]
+    avatarkit demo [--fast] [--open] [--out FRAMES.jsonl]
     avatarkit send AUDIO [--sample-rate N] [--format pcm|ogg_opus] [--chunk-ms 40]
                          [--realtime] [--bitrate BPS] [--out FRAMES.jsonl|FRAMES.bin]
                          [--force]
-    avatarkit inspect FRAMES [--plot OUT.png] [--audio FILE] [--json]
+    avatarkit inspect FRAMES [--plot OUT.png] [--html OUT.html] [--audio FILE] [--json]
     avatarkit serve [...]          (the local avatar service, see ``avatarkit serve -h``)
 
 ``demo`` and ``send`` take the endpoint and credentials from ``--api-key``,
@@ -26,7 +26,8 @@ The package's modules: :mod:`.parser` (argument parser, ``main``, error
 lines), :mod:`.target` (which service to talk to), :mod:`.stream` (``demo``
 and ``send``), :mod:`.frames_file` (the frames-file format, written by
 ``send``/``demo`` and read by ``inspect``), :mod:`.inspect_frames`
-(``inspect``) and :mod:`._common`.
+(``inspect``), :mod:`.replay_html` (``inspect --html``), :mod:`.viewer_open`
+(``demo --open``) and :mod:`._common`.
 """
 
 from __future__ import annotations

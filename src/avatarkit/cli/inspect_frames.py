@@ -1,4 +1,4 @@
-"""``inspect``: summarise a frames file and plot its animation."""
+"""``inspect``: summarise a frames file, plot its animation, or write a replay page."""
 
 from __future__ import annotations
 
@@ -212,10 +212,26 @@ async def _cmd_inspect(args: argparse.Namespace) -> int:
             req_id=args.req_id,
         )
         summary["plot"] = {"path": str(Path(args.plot)), "req_id": chosen}
+    if args.html:
+        from .replay_html import write_replay_html
+
+        replayed = write_replay_html(
+            frames_file,
+            Path(args.html),
+            audio=args.audio,
+            sample_rate=args.sample_rate,
+            req_id=args.req_id,
+        )
+        summary["html"] = {"path": str(Path(args.html)), "req_id": replayed}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         _print_summary_text(summary)
         if args.plot:
             print(f"\nplot of request {summary['plot']['req_id']} written to {args.plot}")
+        if args.html:
+            print(
+                f"\nreplay of request {summary['html']['req_id']} written to {args.html} "
+                "(open it in a browser; it needs no network)"
+            )
     return 0

@@ -114,6 +114,12 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         metavar="PATH",
         help=f"frames file, .jsonl or .bin (default: ./{DEFAULT_DEMO_OUT})",
     )
+    demo.add_argument(
+        "--open",
+        action="store_true",
+        help="open the session's live viewer in the default browser and keep the local "
+        "service up until it has played the clip (bounded; the URL is printed either way)",
+    )
     demo.add_argument("--timeout", type=float, metavar="S", help=argparse.SUPPRESS)
     _add_connection_arguments(demo)
 
@@ -196,9 +202,16 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         help="draw jawOpen and other blendshapes over time (needs avatarkit[plot])",
     )
     inspect.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write one self-contained HTML file replaying the request (face, waveform, "
+        "curves; opens offline)",
+    )
+    inspect.add_argument(
         "--audio",
         metavar="FILE",
-        help="audio to draw under the blendshapes (default: the one in the .jsonl header)",
+        help="audio to draw under the blendshapes / play in the --html replay (default: the "
+        "one in the .jsonl header)",
     )
     inspect.add_argument(
         "--sample-rate",
@@ -207,7 +220,9 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         help="sample rate of a raw PCM --audio file",
     )
     inspect.add_argument(
-        "--req-id", metavar="ID", help="request to plot (default: the first with animation)"
+        "--req-id",
+        metavar="ID",
+        help="request to plot or replay (default: the first with animation)",
     )
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._common import DEMO_CLIP, DEMO_RATE, FRAME_MS, CLIError, _note
 from .frames_file import JSONL_FORMAT, JSONL_VERSION, FrameSink
 from .target import Target, _base_url, connect_target
+from .viewer_open import DemoViewer
 
 if TYPE_CHECKING:
     from ..events import AnimationFrameEvent
@@ -177,8 +179,13 @@ async def stream_clip(
     bitrate: int = 0,
     timeout: float | None = None,
     progress: Progress | None = None,
+    on_started: Callable[[str], Awaitable[None]] | None = None,
 ) -> StreamResult:
-    """Open a session, send ``clip`` in ``chunk_ms`` chunks and wait for its end frame."""
+    """Open a session, send ``clip`` in ``chunk_ms`` chunks and wait for its end frame.
+
+    ``on_started(connection_id)`` runs once the session is open, before any
+    audio is sent (``demo`` uses it for its live viewer).
+    """
     from datetime import datetime, timedelta, timezone
 
     from ..config import AudioFormat, OggOpusEncoderConfig
@@ -209,6 +216,8 @@ async def stream_clip(
     wait = timeout if timeout is not None else 2 * clip.duration_s + 10
     loop = asyncio.get_running_loop()
     async with session:
+        if on_started is not None:
+            await on_started(session.connection_id or "")
         t0 = loop.time()
         result.first_audio_at = time.monotonic()
         try:
@@ -307,8 +316,10 @@ async def _run_stream(
     local_pace: str,
     bitrate: int,
     out: Path,
+    open_viewer: bool = False,
 ) -> int:
     async with connect_target(args, local_pace=local_pace) as target:
+        viewer = DemoViewer(target, open_browser=open_viewer, clip_seconds=clip.duration_s)
         sink = FrameSink(out, _header(clip, target, audio_format, chunk_ms))
         progress = Progress(clip.duration_s, math.ceil(clip.duration_s * 1000 / FRAME_MS))
         try:
@@ -322,6 +333,7 @@ async def _run_stream(
                 bitrate=bitrate,
                 timeout=getattr(args, "timeout", None),
                 progress=progress,
+                on_started=viewer.on_started if title == "avatarkit demo" else None,
             )
         except BaseException:
             progress.finish()
@@ -329,6 +341,7 @@ async def _run_stream(
             raise
         progress.finish()
         sink.close()
+        await viewer.after(result.req_id)
         service = (
             f"local (embedded, {_base_url(target.console_endpoint)})"
             if target.local
@@ -422,6 +435,7 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
         local_pace="fast" if args.fast else "realtime",
         bitrate=0,
         out=Path(args.out),
+        open_viewer=args.open,
     )
 
 

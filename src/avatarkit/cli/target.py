@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ._common import CLIError, _note
 
@@ -31,6 +32,8 @@ class Target:
     ingress_endpoint: str
     local: bool
     """True for the embedded local avatar service."""
+    server: Any = field(default=None, repr=False, compare=False)
+    """The embedded :class:`~avatarkit.devserver.DevServer` (``None`` for a configured one)."""
 
 
 def _configured(args: argparse.Namespace) -> dict[str, str]:
@@ -69,6 +72,7 @@ async def connect_target(args: argparse.Namespace, *, local_pace: str) -> AsyncI
             console_endpoint=server.console_url,
             ingress_endpoint=server.ingress_url,
             local=True,
+            server=server,
         )
 
 

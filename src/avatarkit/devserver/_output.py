@@ -160,6 +160,9 @@ class OutputPacer(ConnectionCore):
         if announce:
             playing = RequestState(info.req_id, info.sample_rate, PlaybackState.PLAYING)
             await self._send_state(playing)
+        tap = st.viewer_tap
+        if tap is not None:  # a viewer page watches this session
+            tap.frame(info.req_id, info.frames_sent - 1, last, frame)
         envelope = req.envelope
         egress = st.egress
         if egress is None:

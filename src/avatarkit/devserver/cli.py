@@ -261,6 +261,8 @@ def _banner(server: Any, kwargs: dict[str, Any]) -> str:
         f"  ingress URL:  {server.ingress_url}",
         f"  API key:      {server.api_key}   (app id {server.app_id})",
         f"  avatar id:    {server.avatar_id}",
+        f"  viewer:       {server.api_root}/   (sessions, live face; sessions API "
+        "/v1/dev/sessions)",
     ]
     for key, app_id in kwargs["api_keys"].items():
         lines.append(f"  API key:      {key}   (app id {app_id})")

@@ -294,6 +294,9 @@ class Connection(OutputPacer):
         if pcm.size:
             if not await self._check_buffer(req, pcm.nbytes):
                 return
+            tap = self.state.viewer_tap
+            if tap is not None:  # a viewer page watches this session
+                tap.audio(req_id, self.state.sample_rate, info.audio_samples, pcm)
             info.audio_samples += int(pcm.size)
             req.raw.append(pcm)
             req.buffered += pcm.nbytes

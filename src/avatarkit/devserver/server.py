@@ -7,6 +7,8 @@ HTTP routes and the ingress WebSocket share one aiohttp server and one port:
 ``POST /v1/console/session-tokens``      session token (legacy route)
 ``POST /v1/auth/session-token``          session token (successor route)
 ``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
+``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets)
+``GET  /``, ``/sessions/<id>``           the live viewer (:mod:`.viewer`)
 =======================================  ======================================
 
 Both token routes answer ``{"sessionToken": t, "session_token": t}`` so each
@@ -16,10 +18,8 @@ published client finds its own key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import itertools
-import json
 import logging
 import ssl
 import time
@@ -32,44 +32,27 @@ from typing import Any
 from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
-from ..protocol import encode_server_error
+from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
     DEV_AVATAR_ID,
     Credentials,
-    Rejection,
     TokenSigner,
 )
 from .connection import Connection, IngressWebSocket, ServiceSettings
-from .faults import FaultRule, Faults
+from .faults import Faults
+from .sessions_api import sessions_document
 from .state import SessionState
+from .viewer import ViewerHub, add_viewer_routes
 
 __all__ = ["DevServer"]
 
 log = logging.getLogger("avatarkit.devserver")
 
-CLOSE_CONCURRENCY_LIMIT = 4003
 _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
-
-
-def _reject(rej: Rejection) -> web.Response:
-    return error_response(rej.status, rej.code, rej.title, rej.detail)
-
-
-def _fault_response(rule: FaultRule, what: str) -> web.Response:
-    if rule.body is not None:
-        body = rule.body
-        content_type = "application/json" if body[:1] in (b"{", b"[") else "text/plain"
-        return web.Response(status=rule.status, body=body, content_type=content_type)
-    return error_response(
-        rule.status,
-        "injectedFault",
-        f"Injected fault: {what} rejected",
-        f"{what} rejected with HTTP {rule.status} by an injected fault",
-    )
 
 
 class DevServer:
@@ -249,6 +232,8 @@ class DevServer:
         self._port: int | None = None
         self._closing = False
         self._last_session: SessionState | None = None
+        self.viewers = ViewerHub(self)
+        """Pages of the live viewer (:mod:`avatarkit.devserver.viewer`)."""
 
     # -- configuration ------------------------------------------------------------
 
@@ -375,6 +360,18 @@ class DevServer:
                 return closed
         return None
 
+    def session_summaries(self) -> list[dict[str, Any]]:
+        """What ``GET /v1/dev/sessions`` lists under ``"sessions"``, in process.
+
+        Live sessions then the last 100 closed ones, each a dict with
+        ``connection_id``, ``app_id``, ``avatar_id``, ``state`` (``"open"`` or
+        ``"closed"``), ``egress`` (``"livekit"``, ``"agora"`` or ``None``),
+        ``close_code`` and ``requests`` (``req_id``, ``frames``,
+        ``audio_seconds``, ``ended``, ``interrupted``, ``paused``). No token,
+        API key or egress secret (see :mod:`avatarkit.devserver.sessions_api`).
+        """
+        return sessions_document(list(self.sessions.values()), list(self.closed_sessions))
+
     async def wait_closed_sessions(self, count: int, timeout: float = 5.0) -> None:
         """Wait until at least ``count`` sessions have closed (for tests)."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -396,6 +393,8 @@ class DevServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
+        app.router.add_get("/v1/dev/sessions", self._sessions_route)
+        add_viewer_routes(app, self.viewers)
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
         # keepalive_timeout also runs from the moment a connection is accepted
@@ -434,6 +433,7 @@ class DevServer:
         await runner.cleanup()
 
     async def _on_shutdown(self, app: web.Application) -> None:
+        await self.viewers.close_all()
         conns = list(self._connections)
         if conns:
             await asyncio.gather(
@@ -464,111 +464,17 @@ class DevServer:
         return web.json_response({"status": "ok"})
 
     async def _token(self, request: web.Request) -> web.Response:
-        rule = self.faults.take_rejection("reject_token")
-        if rule is not None:
-            return _fault_response(rule, "session token request")
-        api_key = request.headers.get("X-Api-Key", "")
-        if not api_key:
-            return error_response(
-                401,
-                "missingApiKey",
-                "Missing API key",
-                "missing api key: send the X-Api-Key header",
-            )
-        app_id = self.credentials.app_for_key(api_key)
-        if app_id is None:
-            return error_response(401, "invalidApiKey", "Invalid API key", "invalid api key")
-        try:
-            raw = await asyncio.wait_for(request.read(), self.read_timeout)
-        except asyncio.TimeoutError:
-            resp = error_response(
-                408,
-                "requestTimeout",
-                "Request timeout",
-                f"the request body did not arrive within {self.read_timeout:g} seconds",
-            )
-            resp.force_close()
-            return resp
-        try:
-            body = json.loads(raw or b"null")
-        except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
-            body = None
-        if not isinstance(body, dict):
-            return error_response(
-                400,
-                "invalidRequest",
-                "Invalid request body",
-                'the body must be a JSON object like {"expireAt": <unix seconds>}',
-            )
-        expire_at = body.get("expireAt")
-        if not isinstance(expire_at, int) or isinstance(expire_at, bool):
-            return error_response(
-                400,
-                "invalidExpireAt",
-                "Invalid expireAt",
-                f"expireAt must be an integer number of unix seconds, got {expire_at!r}",
-            )
-        now = time.time()
-        if expire_at <= now:
-            return error_response(
-                400, "invalidExpireAt", "Invalid expireAt", "expireAt is not in the future"
-            )
-        if expire_at > now + self.max_token_ttl:
-            return error_response(
-                400,
-                "invalidExpireAt",
-                "Invalid expireAt",
-                f"expireAt is more than {self.max_token_ttl:g} seconds ahead",
-            )
-        token = self._signer.issue(app_id, expire_at)
-        return web.json_response({"sessionToken": token, "session_token": token})
+        return await token_route(self, request)
 
-    def _authenticate(self, request: web.Request) -> tuple[str, str] | web.Response:
-        """``(app_id, auth_style)`` of an upgrade request, or its rejection."""
-        headers, query = request.headers, request.query
-        if "X-Session-Key" in headers or "X-App-ID" in headers:
-            token = headers.get("X-Session-Key", "")
-            app_id = headers.get("X-App-ID", "")
-            style = "header"
-        else:
-            token = query.get("sessionKey", "")
-            app_id = query.get("appId", "")
-            style = "query"
-        claims = self._signer.verify(token)
-        if isinstance(claims, Rejection):
-            return _reject(claims)
-        if app_id != claims.app_id:
-            if not self.credentials.has_app(app_id):
-                return error_response(
-                    404,
-                    "appIDUnrecognized",
-                    "App id unrecognized",
-                    f"app id unrecognized: {app_id!r}",
-                )
-            return error_response(
-                400,
-                "appIDMismatch",
-                "App id mismatch",
-                "app id mismatch: the session token was issued for another app",
-            )
-        return app_id, style
+    async def _sessions_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        rule = self.faults.take_rejection("reject_upgrade")
-        if rule is not None:
+        admitted = admit_upgrade(self, request)
+        if isinstance(admitted, web.Response):
             self.rejected_upgrades += 1
-            return _fault_response(rule, "websocket upgrade")
-        auth = self._authenticate(request)
-        if isinstance(auth, web.Response):
-            self.rejected_upgrades += 1
-            return auth
-        app_id, style = auth
-        avatar_id = request.query.get("id", "")
-        if not self.credentials.has_avatar(avatar_id):
-            self.rejected_upgrades += 1
-            return error_response(
-                404, "avatarNotFound", "Avatar not found", f"avatar not found: {avatar_id!r}"
-            )
+            return admitted
+        app_id, style, avatar_id = admitted
         settings = self._settings
         ws = IngressWebSocket(
             max_msg_size=settings.max_message_size,
@@ -591,7 +497,7 @@ class DevServer:
         over_limit = limit is not None and self._live_for_app(app_id) >= limit
         await ws.prepare(request)
         if over_limit:
-            await self._refuse_concurrency(ws, app_id)
+            await refuse_concurrency(self, ws, app_id)
             return ws
         key = next(self._keys)
         self.faults.bind_connection(key)
@@ -624,37 +530,8 @@ class DevServer:
             if state.connection_id:
                 self.sessions.pop(state.connection_id, None)
             self.closed_sessions.append(state)
-            reason = f" ({state.close_reason[:120]})" if state.close_reason else ""
-            log.info(
-                "avatarkit devserver: session #%d closed: close code %s%s%s, %d requests, "
-                "%d frames sent",
-                key,
-                state.close_code,
-                reason,
-                ", connection aborted" if state.aborted else "",
-                state.request_count,
-                state.frames_sent,
-            )
+            log_closed(key, state)
         return ws
 
     def _on_confirmed(self, conn: Connection) -> None:
         self.sessions[conn.state.connection_id] = conn.state
-
-    async def _refuse_concurrency(self, ws: IngressWebSocket, app_id: str) -> None:
-        """Over the per-app limit: read the configure, answer 4003, close 4003."""
-        text = (
-            f"concurrency limit reached: app {app_id!r} already has "
-            f"{self.max_sessions_per_app} sessions open"
-        )
-        log.info(
-            "avatarkit devserver: websocket upgrade rejected: app %r over its concurrency "
-            "limit of %d sessions, close code %d",
-            app_id,
-            self.max_sessions_per_app,
-            CLOSE_CONCURRENCY_LIMIT,
-        )
-        with contextlib.suppress(Exception):
-            await ws.receive(timeout=2.0)
-        with contextlib.suppress(Exception):
-            await ws.send_bytes(encode_server_error("", "", CLOSE_CONCURRENCY_LIMIT, text))
-            await ws.close(code=CLOSE_CONCURRENCY_LIMIT, message=b"concurrency limit reached")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..events import PlaybackState
 
@@ -137,6 +138,9 @@ class SessionState:
     close_code: int | None = None
     close_reason: str = ""
     aborted: bool = False
+    viewer_tap: Any = field(default=None, repr=False, compare=False)
+    """Set by the live viewer while a page watches this session
+    (:class:`avatarkit.devserver.viewer.SessionTap`), else ``None``."""
 
     @property
     def closed(self) -> bool:
