@@ -138,10 +138,12 @@ class DevServer:
       are remembered, no more;
     * ``max_request_audio_bytes`` (64 MiB, about 11 minutes at 48 kHz) and
       ``max_connection_audio_bytes`` (128 MiB): decoded audio waiting to be
-      played, per request and summed over a connection's requests. Audio
-      that would go over fails its request: ``ServerError`` code 3 (an
-      invalid request for both published clients), ``INTERRUPTED`` reason
-      ``error`` if it had started; the session and other sessions go on.
+      played, per request and summed over a connection's requests (Ogg
+      Opus is weighed by its packets' declared durations before it is
+      decoded, then decoded in slices). Audio that would go over fails its
+      request: ``ServerError`` code 3 (an invalid request for both published
+      clients), ``INTERRUPTED`` reason ``error`` if it had started; the
+      session and other sessions go on.
 
     Errors: protocol violations get a ``ServerError`` with the hosted
     service's text, then a close (1003 text frame, 1008 otherwise); an
