@@ -34,6 +34,7 @@ from aiohttp import web
 from .._server_protocol import CLOSE_GOING_AWAY
 from ..protocol import encode_server_error
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
+from ._malformed import AppRunner
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
@@ -405,7 +406,7 @@ class DevServer:
         # request line, or nothing, is closed after read_timeout. Bodies are
         # bounded in _read_body; an unread rest is drained for at most
         # read_timeout too (lingering_time) before the connection is closed.
-        runner = web.AppRunner(
+        runner = AppRunner(  # malformed HTTP: one redacted INFO line, JSON:API 400
             app,
             access_log=None,
             handle_signals=False,
