@@ -103,3 +103,54 @@ async def test_wrong_key_advice_once(avatar_server: DevServer, tmp_path: Path, c
     line = error_line(capsys.readouterr().err)
     assert_advice_once(line)
     assert "--api-key" in line and "wrong" not in line.split("error: ", 1)[1].split(" — ")[0]
+
+
+# (flag, value, a fragment of the reason)
+BAD_ENDPOINTS = {
+    "ingress_ipv6": ("--ingress-endpoint", "ws://[", "not a valid URL"),
+    "console_ipv6": ("--console-endpoint", "http://[::1/v1/console", "not a valid URL"),
+    "ingress_scheme": ("--ingress-endpoint", "ftp://h/v2/driveningress", "ws://"),
+    "console_scheme": ("--console-endpoint", "wss://h/v1/console", "https://"),
+    "ingress_no_host": ("--ingress-endpoint", "wss:///v2/driveningress", "host"),
+    "console_bad_port": ("--console-endpoint", "http://h:99999/v1/console", "port"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENDPOINTS))
+def test_unparseable_endpoint_names_the_option(case: str, tmp_path: Path, capsys: Any) -> None:
+    """Checked before anything starts: the line names the option and what it expects."""
+    flag, value, why = BAD_ENDPOINTS[case]
+    endpoints = {
+        "--console-endpoint": "http://127.0.0.1:9/v1/console",
+        "--ingress-endpoint": "ws://127.0.0.1:9/v2/driveningress",
+        flag: value,
+    }
+    out = tmp_path / "f.jsonl"
+    argv = ["demo", "--fast", "--out", str(out), "--api-key", "k", "--app-id", "a"]
+    argv += ["--avatar-id", "v"]
+    for name, url in endpoints.items():
+        argv += [name, url]
+    assert main(argv) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {flag} "), line
+    assert why in line, line
+    other = ({"--console-endpoint", "--ingress-endpoint"} - {flag}).pop()
+    assert other not in line, line
+    assert "connectionFailed" not in line and "Traceback" not in line, line
+    assert not out.exists()
+
+
+def test_unparseable_endpoint_from_the_environment(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (
+        ("AVATARKIT_API_KEY", "k"),
+        ("AVATARKIT_APP_ID", "a"),
+        ("AVATARKIT_AVATAR_ID", "v"),
+        ("AVATARKIT_CONSOLE_ENDPOINT", "http://127.0.0.1:9/v1/console"),
+        ("AVATARKIT_INGRESS_ENDPOINT", "ws://["),
+    ):
+        monkeypatch.setenv(name, value)
+    assert main(["demo", "--fast", "--out", str(tmp_path / "f.jsonl")]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert "--ingress-endpoint" in line and "AVATARKIT_INGRESS_ENDPOINT" in line, line

@@ -32,6 +32,8 @@ CASES: dict[str, tuple[str, bytes, str]] = {
     "other_format": ("h.jsonl", b'{"type": "header", "format": "other"}\n', "format"),
     "not_utf8": ("u.jsonl", b"\xff\xfe\x00{", "UTF-8"),
     "plain_text": ("notes.jsonl", b"hello world\n", "not JSON"),
+    "deep_list": ("deep.jsonl", b"[" * 100_000 + b"\n", "nested"),
+    "deep_object": ("deep.json", b'{"a":' * 100_000 + b"\n", "nested"),
 }
 
 
@@ -64,6 +66,20 @@ def test_inspect_of_a_wav_as_a_command(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert NOT_FRAMES in result.stderr and "Traceback" not in result.stderr
+
+
+def test_deep_nesting_after_the_first_record_is_a_damaged_line(tmp_path: Path, capsys: Any) -> None:
+    """A later line nested beyond the bound is reported where it is, not a RecursionError."""
+    frames = tmp_path / "f.jsonl"
+    assert main(["demo", "--fast", "--out", str(frames)]) == 0
+    capsys.readouterr()
+    lines = frames.read_bytes().splitlines()
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b"\n".join([*lines[:2], b"[" * 100_000, *lines[2:]]) + b"\n")
+    assert main(["inspect", str(damaged)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {damaged}:3: ") and "nested" in err, err
+    assert "RecursionError" not in err and NOT_FRAMES not in err, err
 
 
 def test_damage_after_the_first_record_is_reported_where_it_is(tmp_path: Path, capsys: Any) -> None:

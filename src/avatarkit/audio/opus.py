@@ -317,19 +317,40 @@ class OggOpusDecoder:
 
     def feed(self, data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
         """Add Ogg bytes; return the PCM they complete (may be empty)."""
+        return self.decode(self.demux(data))
+
+    def demux(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Add Ogg bytes; return the Opus packets they complete, not decoded yet.
+
+        With :meth:`decode`, this lets a caller weigh the packets first (each
+        declares its duration in its TOC byte, see
+        :func:`~avatarkit.audio.ogg.opus_packet_duration`) and refuse them
+        before paying for decoding: a two-byte packet can stand for 120 ms.
+        """
         reader = self._reader
         packets = reader.feed(data)
         if self._ctx is None and reader.head is not None:
             self._open()
+        return packets
+
+    def decode(self, packets: list[bytes], final: bool = True) -> npt.NDArray[np.int16]:
+        """Decode packets returned by :meth:`demux`, in order.
+
+        ``final``: ``False`` while more packets of the same :meth:`demux` call
+        follow (a caller decoding them in slices); the end-of-stream trimming
+        and the resampler's flush apply to the final slice only.
+        """
+        reader = self._reader
         pcm = self._decode(packets) if packets else np.zeros(0, dtype=np.int16)
-        if reader.ended:
+        last = final and reader.ended
+        if last:
             head = reader.head
             assert head is not None
             allowed = max(reader.granule_position - head.pre_skip, 0) - self._emitted
             if allowed < len(pcm):
                 pcm = pcm[: max(allowed, 0)]
         self._emitted += len(pcm)
-        return self._output(pcm, last=reader.ended)
+        return self._output(pcm, last=last)
 
     def finish(self) -> npt.NDArray[np.int16]:
         """Return what the resampler still holds (for a stream cut off without an EOS page)."""

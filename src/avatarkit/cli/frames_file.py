@@ -48,6 +48,13 @@ if TYPE_CHECKING:
 
 JSONL_FORMAT = "avatarkit-frames"
 JSONL_VERSION = 1
+MAX_JSON_NESTING = 64
+"""Deepest ``[``/``{`` nesting a frames-file line may have; deeper is refused as damaged.
+
+Frame lines nest a few levels; a line of 100 000 ``[`` would make ``json``
+recurse until ``RecursionError``, so the depth is measured (outside strings)
+before parsing.
+"""
 
 
 class FrameSink:
@@ -205,6 +212,23 @@ def read_frames_file(path: str | os.PathLike[str]) -> FramesFile:
     return _read_bin(file, data)
 
 
+def _nesting_over(line: str, limit: int) -> bool:
+    """Whether ``line`` opens more than ``limit`` nested arrays/objects (strings skipped)."""
+    import re
+
+    if line.count("[") + line.count("{") <= limit:
+        return False
+    depth = 0
+    for char in re.findall(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', line):
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def _read_jsonl(path: Path, data: bytes) -> FramesFile:
     import base64
     import binascii
@@ -219,9 +243,14 @@ def _read_jsonl(path: Path, data: bytes) -> FramesFile:
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        if _nesting_over(line, MAX_JSON_NESTING):
+            why = f"nested more than {MAX_JSON_NESTING} levels deep"
+            if first:
+                raise NotAFramesFileError(path, f"line {lineno} is JSON {why}")
+            raise ValueError(f"{path}:{lineno}: JSON {why}; the file is damaged")
         try:
             obj = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             if first:
                 raise NotAFramesFileError(path, f"line {lineno} is not JSON") from None
             raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None

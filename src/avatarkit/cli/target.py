@@ -21,6 +21,48 @@ _CONNECTION = (
 )
 
 
+# What each endpoint may start with (the SDK also takes http(s):// for the ingress).
+_URL_SCHEMES = {
+    "console_endpoint": ("http", "https"),
+    "ingress_endpoint": ("ws", "wss", "http", "https"),
+}
+_URL_EXAMPLES = {
+    "console_endpoint": "https://HOST/v1/console",
+    "ingress_endpoint": "wss://HOST/v2/driveningress",
+}
+
+
+def _check_url(
+    url: str, attr: str, flag: str, env: str, what: str, schemes: tuple[str, ...]
+) -> None:
+    """Refuse an endpoint that cannot be parsed, naming its option, before anything starts.
+
+    The value itself is not repeated (a URL may carry credentials).
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        try:
+            parts.port  # noqa: B018  (parses the port: out of range raises)
+        except ValueError as exc:
+            reason = f"invalid port ({exc})"
+        else:
+            if parts.scheme.lower() not in schemes:
+                reason = "it must start with " + ", ".join(f"{s}://" for s in schemes)
+            elif not parts.hostname:
+                reason = "it has no host"
+            else:
+                return
+    raise CLIError(
+        f"{flag} (or {env}) is not a valid URL: {reason}",
+        f"give the {what}, e.g. {_URL_EXAMPLES[attr]}",
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     """Endpoint and credentials of the service a command talks to."""
@@ -56,6 +98,10 @@ async def connect_target(args: argparse.Namespace, *, local_pace: str) -> AsyncI
                 "incomplete service settings: missing " + ", ".join(missing),
                 "set all five to use the hosted service, or none to use the local service",
             )
+        for attr, flag, env, what in _CONNECTION:
+            schemes = _URL_SCHEMES.get(attr)
+            if schemes is not None:
+                _check_url(values[attr], attr, flag, env, what, schemes)
         yield Target(local=False, **values)
         return
     from ..devserver import DevServer

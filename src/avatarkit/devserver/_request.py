@@ -164,37 +164,51 @@ class RequestRuntime:
         self.buffered -= 2 * got
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def decode(
-        self, data: bytes, end: bool, decoder_cls: Any, sample_rate: int
-    ) -> np.ndarray[Any, np.dtype[np.int16]]:
-        """PCM samples of one audio message (Ogg Opus decoded incrementally).
+    def ogg_packets(self, data: bytes, decoder_cls: Any, sample_rate: int) -> list[bytes]:
+        """The Opus packets one Ogg audio message completes, not decoded yet.
 
-        ``decoder_cls``: the session's Ogg Opus decoder class, ``None`` for PCM.
-        Raises ``ValueError`` (``OggError``) for a broken Ogg stream.
+        ``decoder_cls``: the session's Ogg Opus decoder class. Raises
+        ``ValueError`` (``OggError``) for a broken Ogg stream.
         """
-        if decoder_cls is not None:
-            if not data and self.decoder is None:
-                # Nothing of the stream arrived (e.g. an encoder that completed no
-                # Opus frame): an empty end ends the request like PCM does, with
-                # one empty end frame, instead of "stream ended before its OpusHead".
-                return _EMPTY
-            decoder = self.decoder
-            if decoder is None:
-                decoder = self.decoder = decoder_cls(sample_rate)
-            pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.feed(data) if data else _EMPTY
-            if end and not decoder.ended:
-                reader = decoder.reader
-                if reader.head is None or reader.has_partial_data:
-                    raise OggError(
-                        "the Ogg Opus stream ended inside a page or before its OpusHead "
-                        "(send one whole stream per request)"
-                    )
-                # Whole pages but no end-of-stream flag: take what the resampler
-                # still holds rather than failing the request.
-                tail = decoder.finish()
-                if tail.size:
-                    pcm = np.concatenate((pcm, tail)) if pcm.size else tail
-            return pcm
+        if not data:
+            # Nothing of the stream may have arrived yet (e.g. an encoder that
+            # completed no Opus frame): an empty end ends the request like PCM
+            # does, see ogg_decode.
+            return []
+        decoder = self.decoder
+        if decoder is None:
+            decoder = self.decoder = decoder_cls(sample_rate)
+        packets: list[bytes] = decoder.demux(data)
+        return packets
+
+    def ogg_decode(
+        self, packets: list[bytes], final: bool, end: bool
+    ) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """PCM samples of packets from :meth:`ogg_packets` (a slice of one message's).
+
+        ``final``: this is the message's last slice; ``end``: the message ends
+        the request. Raises ``ValueError`` (``OggError``).
+        """
+        decoder = self.decoder
+        if decoder is None:
+            return _EMPTY  # an empty end before any of the stream: one empty end frame
+        pcm: np.ndarray[Any, np.dtype[np.int16]] = decoder.decode(packets, final=final)
+        if final and end and not decoder.ended:
+            reader = decoder.reader
+            if reader.head is None or reader.has_partial_data:
+                raise OggError(
+                    "the Ogg Opus stream ended inside a page or before its OpusHead "
+                    "(send one whole stream per request)"
+                )
+            # Whole pages but no end-of-stream flag: take what the resampler
+            # still holds rather than failing the request.
+            tail = decoder.finish()
+            if tail.size:
+                pcm = np.concatenate((pcm, tail)) if pcm.size else tail
+        return pcm
+
+    def decode_pcm(self, data: bytes) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """PCM samples of one s16le audio message (an odd byte waits for the next)."""
         if self.carry:
             data = self.carry + data
             self.carry = b""

@@ -39,6 +39,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from aiohttp import WSMsgType
 
 from .._server_protocol import (
@@ -54,6 +55,7 @@ from .._server_protocol import (
     ConfigureRejected,
     check_configure,
 )
+from ..audio.ogg import OPUS_RATE, opus_packet_duration
 from ..events import PlaybackState
 from ..protocol import (
     ClientAudio,
@@ -83,6 +85,11 @@ if TYPE_CHECKING:
 __all__ = ["MAX_REQ_ID_BYTES", "Connection", "IngressWebSocket", "ServiceSettings"]
 
 log = logging.getLogger("avatarkit.devserver")
+
+# RFC 6716 3.2.5: an Opus packet holds at most 120 ms; libopus refuses longer ones.
+_MAX_PACKET_48K = 5760
+# Packets decoded between turns of the event loop: at most 12 s of audio, a few ms of CPU.
+_DECODE_SLICE = 100
 
 
 class Connection(OutputPacer):
@@ -286,11 +293,13 @@ class Connection(OutputPacer):
             return
         info.audio_messages += 1
         info.audio_bytes += len(audio.audio)
-        try:
-            pcm = req.decode(audio.audio, audio.end, self._decoder_cls, self.state.sample_rate)
-        except ValueError as exc:  # OggError derives from ValueError
-            await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
-            return
+        if self._decoder_cls is None:
+            pcm = req.decode_pcm(audio.audio)
+        else:
+            decoded = await self._decode_ogg(req, audio)
+            if decoded is None:
+                return
+            pcm = decoded
         if pcm.size:
             if not await self._check_buffer(req, pcm.nbytes):
                 return
@@ -303,6 +312,44 @@ class Connection(OutputPacer):
         if audio.end:
             info.end_received = True
         self._wake()
+
+    async def _decode_ogg(
+        self, req: RequestRuntime, audio: ClientAudio
+    ) -> np.ndarray[Any, np.dtype[np.int16]] | None:
+        """PCM of one Ogg Opus audio message; ``None`` if the request failed meanwhile.
+
+        An Opus packet declares its duration in its TOC byte (RFC 6716 3.1),
+        and a two-byte packet can stand for 120 ms: a small message could
+        decode to gigabytes. So the packets' declared duration (an upper
+        bound of what they decode to) is checked against the buffer limits
+        before anything is decoded, and the packets are decoded in slices of
+        at most ``_DECODE_SLICE`` packets with a turn of the event loop in
+        between, so one message never holds the loop for long.
+        """
+        req_id = req.info.req_id
+        rate = self.state.sample_rate
+        try:
+            packets = req.ogg_packets(audio.audio, self._decoder_cls, rate)
+            declared = sum(min(opus_packet_duration(p), _MAX_PACKET_48K) for p in packets)
+            # Declared 48 kHz samples at the session's rate, rounded up, in bytes.
+            if declared and not await self._check_buffer(req, 2 * -(-declared * rate // OPUS_RATE)):
+                return None
+            chunks = []
+            count = len(packets)
+            start = 0
+            while True:
+                stop = start + _DECODE_SLICE
+                chunks.append(req.ogg_decode(packets[start:stop], stop >= count, audio.end))
+                if stop >= count:
+                    break
+                start = stop
+                await asyncio.sleep(0)
+                if self._active.get(req_id) is not req or self._close_request is not None:
+                    return None  # interrupted, failed or closing meanwhile: drop the rest
+        except ValueError as exc:  # OggError derives from ValueError
+            await self._fail_request(req, f"invalid Ogg Opus stream for request {req_id}: {exc}")
+            return None
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     async def _check_req_id(self, what: str, req_id: str) -> bool:
         """Whether ``req_id`` is short enough; refuses it (code 3) if not.

@@ -34,6 +34,7 @@ from aiohttp import web
 from .._server_protocol import CLOSE_GOING_AWAY
 from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
+from ._malformed import AppRunner
 from .auth import (
     DEV_API_KEY,
     DEV_APP_ID,
@@ -121,10 +122,12 @@ class DevServer:
       are remembered, no more;
     * ``max_request_audio_bytes`` (64 MiB, about 11 minutes at 48 kHz) and
       ``max_connection_audio_bytes`` (128 MiB): decoded audio waiting to be
-      played, per request and summed over a connection's requests. Audio
-      that would go over fails its request: ``ServerError`` code 3 (an
-      invalid request for both published clients), ``INTERRUPTED`` reason
-      ``error`` if it had started; the session and other sessions go on.
+      played, per request and summed over a connection's requests (Ogg
+      Opus is weighed by its packets' declared durations before it is
+      decoded, then decoded in slices). Audio that would go over fails its
+      request: ``ServerError`` code 3 (an invalid request for both published
+      clients), ``INTERRUPTED`` reason ``error`` if it had started; the
+      session and other sessions go on.
 
     Errors: protocol violations get a ``ServerError`` with the hosted
     service's text, then a close (1003 text frame, 1008 otherwise); an
@@ -402,7 +405,7 @@ class DevServer:
         # request line, or nothing, is closed after read_timeout. Bodies are
         # bounded in _read_body; an unread rest is drained for at most
         # read_timeout too (lingering_time) before the connection is closed.
-        runner = web.AppRunner(
+        runner = AppRunner(  # malformed HTTP: one redacted INFO line, JSON:API 400
             app,
             access_log=None,
             handle_signals=False,
