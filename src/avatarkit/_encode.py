@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .config import AgoraEgressConfig, LiveKitEgressConfig, SessionConfig
 
 __all__ = [
+    "AnimationEnvelope",
     "encode_animation",
     "encode_audio_input",
     "encode_configure",
@@ -171,22 +172,45 @@ def encode_server_error(connection_id: str, req_id: str, code: int, message: str
     )
 
 
+def _string_field(tag: int, text: str) -> bytes:
+    """A length-delimited string field; nothing for an empty string (proto3)."""
+    data = text.encode()
+    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
+
+
+class AnimationEnvelope:
+    """The ``ServerResponseAnimation`` messages of one request (server side).
+
+    The one encoder of that message, written by hand because it is the local
+    service's per-frame path: only the payload and ``end`` change from frame
+    to frame, so the request's fields are encoded once. The bytes equal
+    protobuf's serializer (tests/unit/test_protocol.py compares them).
+    Layout: ``Message{type=5 (field 1), server_response_animation (field 6)
+    {connection_id=1, req_id=2, end=3, animation=4, avatar_id=5}}``.
+    """
+
+    __slots__ = ("head", "tail")
+
+    _PREFIX = b"\x08" + bytes((pb.MESSAGE_SERVER_RESPONSE_ANIMATION,)) + b"\x32"
+
+    def __init__(self, connection_id: str, req_id: str, avatar_id: str) -> None:
+        self.head = _string_field(0x0A, connection_id) + _string_field(0x12, req_id)
+        self.tail = _string_field(0x2A, avatar_id)
+
+    def encode(self, end: bool, payload: bytes) -> bytes:
+        """One frame's message: ``payload`` (may be empty) and the ``end`` flag."""
+        body = self.head + b"\x18\x01" if end else self.head
+        if payload:
+            body += b"\x22" + encode_varint(len(payload)) + payload
+        body += self.tail
+        return self._PREFIX + encode_varint(len(body)) + body
+
+
 def encode_animation(
     connection_id: str, req_id: str, end: bool, animation: bytes, avatar_id: str
 ) -> bytes:
-    """``ServerResponseAnimation`` (server side)."""
-    return _serialize(
-        pb.Message(
-            type=pb.MESSAGE_SERVER_RESPONSE_ANIMATION,
-            server_response_animation=pb.ServerResponseAnimation(
-                connection_id=connection_id,
-                req_id=req_id,
-                end=end,
-                animation=animation,
-                avatar_id=avatar_id,
-            ),
-        )
-    )
+    """``ServerResponseAnimation`` (server side), through :class:`AnimationEnvelope`."""
+    return AnimationEnvelope(connection_id, req_id, avatar_id).encode(end, animation)
 
 
 def encode_playback_state(

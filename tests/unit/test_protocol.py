@@ -387,3 +387,34 @@ def test_websocket_url_bad_scheme() -> None:
 def test_expire_at_in_request_is_future() -> None:
     when = datetime.now(timezone.utc) + timedelta(minutes=5)
     assert json.loads(build_token_request("http://h", "k", when)[2])["expireAt"] > 0
+
+
+@pytest.mark.parametrize(
+    ("connection_id", "req_id", "end", "payload", "avatar_id"),
+    [
+        ("conn-1", "req-1", False, b"\x01" * 600, "avatar-1"),
+        ("", "", True, b"", ""),
+        ("c" * 200, "r", True, b"\x00" * 20000, ""),
+        ("é-conn", "req-ü", False, b"\x7f", "a" * 130),
+    ],
+)
+def test_hand_written_animation_envelope_equals_protobuf(
+    connection_id: str, req_id: str, end: bool, payload: bytes, avatar_id: str
+) -> None:
+    """The one ServerResponseAnimation encoder (hand-written for the service's
+    per-frame path) gives protobuf's bytes exactly."""
+    from avatarkit._encode import AnimationEnvelope
+    from avatarkit.proto import avatarkit_wire_pb2 as wire
+
+    expected = wire.Message(
+        type=wire.MESSAGE_SERVER_RESPONSE_ANIMATION,
+        server_response_animation=wire.ServerResponseAnimation(
+            connection_id=connection_id,
+            req_id=req_id,
+            end=end,
+            animation=payload,
+            avatar_id=avatar_id,
+        ),
+    ).SerializeToString(deterministic=True)
+    envelope = AnimationEnvelope(connection_id, req_id, avatar_id)
+    assert envelope.encode(end, payload) == expected

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .._server_protocol import CLOSE_CONCURRENCY_LIMIT
 from ..protocol import encode_server_error
 from ._jsonapi import error_response
 from .auth import Rejection
@@ -35,7 +36,6 @@ __all__ = [
 
 log = logging.getLogger("avatarkit.devserver")
 
-CLOSE_CONCURRENCY_LIMIT = 4003
 
 
 def _reject(rej: Rejection) -> web.Response:

@@ -1,4 +1,4 @@
-"""Runtime state of one request of the local service, and its animation envelope.
+"""Runtime state of one request of the local service.
 
 A :class:`RequestRuntime` holds what a request still producing output needs:
 its Ogg Opus decoder, decoded audio waiting for analysis, analysed frames
@@ -15,65 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .._encode import AnimationEnvelope
 from ..audio.ogg import OggError
-from ..protocol import encode_animation, encode_varint
 from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame
 from .state import RequestState
 
-__all__ = ["HAND_ENVELOPE", "AnimationEnvelope", "RequestRuntime"]
+__all__ = ["RequestRuntime"]
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _EMPTY: np.ndarray[Any, np.dtype[np.int16]] = np.zeros(0, dtype=np.int16)
-
-
-def _field(tag: int, text: str) -> bytes:
-    """A length-delimited string field; nothing for an empty string (proto3)."""
-    data = text.encode()
-    return bytes((tag,)) + encode_varint(len(data)) + data if data else b""
-
-
-# Message.type (field 1) = SERVER_RESPONSE_ANIMATION, then the tag of field 6
-# (server_response_animation), taken from the protobuf encoder itself.
-_ANIMATION_PREFIX = encode_animation("", "", False, b"", "").removesuffix(b"\x32\x00") + b"\x32"
-
-
-class AnimationEnvelope:
-    """The ``ServerResponseAnimation`` messages of one request, written by hand.
-
-    Only the payload and ``end`` change from frame to frame, so the request's
-    fields are encoded once; the bytes equal what
-    :func:`~avatarkit.protocol.encode_animation` makes (checked at import,
-    see ``HAND_ENVELOPE``), at a fraction of the cost.
-    """
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, connection_id: str, req_id: str, avatar_id: str) -> None:
-        self.head = _field(0x0A, connection_id) + _field(0x12, req_id)
-        self.tail = _field(0x2A, avatar_id)
-
-    def encode(self, end: bool, payload: bytes) -> bytes:
-        body = self.head + b"\x18\x01" if end else self.head
-        if payload:
-            body += b"\x22" + encode_varint(len(payload)) + payload
-        body += self.tail
-        return _ANIMATION_PREFIX + encode_varint(len(body)) + body
-
-
-def _check_envelope() -> bool:
-    samples = [
-        ("conn-1", "req-1", False, b"\x01" * 600, "avatar-1"),
-        ("", "", True, b"", ""),
-        ("c" * 200, "r", True, b"\x00" * 20000, ""),
-    ]
-    return all(
-        AnimationEnvelope(cid, rid, avatar).encode(end, payload)
-        == encode_animation(cid, rid, end, payload, avatar)
-        for cid, rid, end, payload, avatar in samples
-    )
-
-
-HAND_ENVELOPE = _check_envelope()
 
 
 class RequestRuntime:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import WSMsgType
 
+from .._encode import AnimationEnvelope
 from .._server_protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -73,7 +74,7 @@ from ._core import (
     ServiceSettings,
 )
 from ._output import OutputPacer
-from ._request import HAND_ENVELOPE, AnimationEnvelope, RequestRuntime
+from ._request import RequestRuntime
 from .animation import AnimationAnalyzer
 from .egress import egress_state
 from .state import RequestState
@@ -405,8 +406,7 @@ class Connection(OutputPacer):
         analyzer = AnimationAnalyzer(self.state.sample_rate, seed=self.state.avatar_id)
         batch = _BATCH_REALTIME if self._realtime else _BATCH_FAST
         req = RequestRuntime(info, analyzer, now if self._realtime else 0.0, batch)
-        if HAND_ENVELOPE:
-            req.envelope = AnimationEnvelope(self.state.connection_id, req_id, self.state.avatar_id)
+        req.envelope = AnimationEnvelope(self.state.connection_id, req_id, self.state.avatar_id)
         self._active[req_id] = req
         self._queue.append(req)
         return req
