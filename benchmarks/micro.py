@@ -108,7 +108,7 @@ def opus(seconds: float | None, repeat: int) -> dict[str, Any]:
 
 
 def anim(repeat: int) -> dict[str, Any]:
-    from avatarkit.devserver.animation import AnimationAnalyzer, encode_frame
+    from avatarkit.devserver._animation import AnimationAnalyzer, encode_frame
 
     rate, chunk = 16000, 640
     pcm = np.frombuffer((FIXTURES / "speech_16000.pcm").read_bytes(), dtype="<i2").astype(np.int16)

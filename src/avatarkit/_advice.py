@@ -1,7 +1,7 @@
 """What to do about an error: the advice the SDK appends to its messages, defined once.
 
 The command line strips these suffixes and prints its own, in terms of flags
-(:mod:`avatarkit.cli.parser`), so both forms live here.
+(:mod:`avatarkit.cli._parser`), so both forms live here.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Pure checks (no I/O, no local-service import) used by
 :func:`avatarkit._server_protocol.check_configure`: the configuration is
 checked as the hosted service would before dialling out, and the result is an
 :class:`EgressSettings` (the local service records it in its
-:class:`~avatarkit.devserver.state.EgressState`).
+:class:`~avatarkit.devserver._state.EgressState`).
 
 A LiveKit ``api_token`` shaped like a JWT is decoded (base64url) and its
 ``video.room`` grant and ``exp`` checked. Its signature is **not** verified:

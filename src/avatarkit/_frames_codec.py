@@ -1,11 +1,11 @@
 """Animation payloads: the ``AnimationFrame`` protobuf codec, without numpy.
 
 The frames the local avatar service computes
-(:mod:`avatarkit.devserver.animation`) travel as ``AnimationFrame`` messages
+(:mod:`avatarkit.devserver._animation`) travel as ``AnimationFrame`` messages
 (``avatarkit_animation.proto``). Encoding and decoding live here, apart from the
 lip-sync analysis, so that readers of those payloads (``avatarkit inspect``,
 users' own tools) import neither numpy nor the local service.
-:mod:`avatarkit.devserver.animation` re-exports every name.
+:mod:`avatarkit.devserver._animation` re-exports every name.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ both published clients classify as PROTOCOL.md sections 5 and 6 describe:
 reads as an invalid request before looking at the text); an invalid egress
 configuration carries code 3 and a text naming ``livekit_egress`` or
 ``agora_egress``; every rejection closes with 1008. The local service
-(:mod:`avatarkit.devserver.connection`) only does the I/O around it.
+(:mod:`avatarkit.devserver._connection`) only does the I/O around it.
 
 :class:`ServerProtocol` is the other half: what a client may send in which
 state (configure first, then audio and controls), with the hosted service's

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import numpy.typing as npt
 
-from avatarkit.devserver.animation import AnimationAnalyzer, AnimationFrame, encode_frame
+from avatarkit.devserver._animation import AnimationAnalyzer, AnimationFrame, encode_frame
 from tests._helpers import FIXTURES
 
 
@@ -35,7 +35,7 @@ def test_frames_are_the_same_in_another_process() -> None:
     # Nothing depends on hash randomization or other per-process state.
     code = (
         "import hashlib, numpy as np, sys\n"
-        "from avatarkit.devserver.animation import AnimationAnalyzer, encode_frame\n"
+        "from avatarkit.devserver._animation import AnimationAnalyzer, encode_frame\n"
         "pcm = np.fromfile(sys.argv[1], dtype='<i2').astype(np.int16)\n"
         "a = AnimationAnalyzer(16000, 'seed-x')\n"
         "frames = a.push(pcm) + a.flush()\n"

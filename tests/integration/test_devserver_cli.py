@@ -156,7 +156,7 @@ async def test_serve_reports_a_busy_port() -> None:
 
 
 def test_port_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    from avatarkit.devserver.cli import serve_main
+    from avatarkit.devserver._cli import serve_main
 
     assert serve_main(["--port", "70000"]) == 2
     assert "port must be 0-65535" in capsys.readouterr().err

@@ -121,7 +121,7 @@ async def test_server_close_does_not_wait_for_open_viewer_pages() -> None:
 
 
 async def test_serve_banner_names_the_viewer(avatar_server: DevServer) -> None:
-    from avatarkit.devserver.cli import _banner
+    from avatarkit.devserver._cli import _banner
 
     banner = _banner(avatar_server, {"api_keys": {}, "avatars": [], "host": "127.0.0.1"})
     assert f"viewer:       {avatar_server.api_root}/ " in banner

@@ -5,7 +5,7 @@ NaN or infinite, huge or not base64: each is an invalid configuration, so the
 answer is ``ServerError`` code 3 naming ``livekit_egress`` and close 1008
 (PROTOCOL.md section 5), never "internal error" 13 and close 1011. A seeded
 fuzz loop checks mutated configurations over real sockets, and many more
-through :func:`~avatarkit.devserver.egress.validate_egress` directly.
+through :func:`~avatarkit.devserver._egress.validate_egress` directly.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from avatarkit.devserver import DevServer
+from avatarkit.devserver._egress import EgressConfigError, validate_egress
 from avatarkit.devserver._rawclient import RawClient, fetch_token
-from avatarkit.devserver.egress import EgressConfigError, validate_egress
 from avatarkit.errors import AvatarSDKErrorCode, ErrorPhase, classify_server_error
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import MessageType

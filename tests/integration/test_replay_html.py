@@ -66,8 +66,8 @@ def test_html_without_audio_falls_back_to_jaw_curve(
 
 
 def test_html_escapes_what_could_close_the_script(tmp_path: Path) -> None:
-    from avatarkit.cli.frames_file import FrameRecord, FramesFile
-    from avatarkit.cli.replay_html import build_replay_html
+    from avatarkit.cli._frames_file import FrameRecord, FramesFile
+    from avatarkit.cli._replay_html import build_replay_html
 
     evil = "</script><script>alert(1)</script>"
     anim = {"frame_index": 0, "timestamp_ms": 0, "viseme": evil, "blendshapes": {"jawOpen": 0.5}}

@@ -148,7 +148,7 @@ async def test_live_face_rests_while_paused_and_resumes_in_step(
         await asyncio.sleep(1.0)
         await session.pause()
         paused_at = await page.evaluate("performance.now()")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(3.0)  # long enough for a loaded CI machine
         resumed_at = await page.evaluate("performance.now()")
         await session.resume()
         await page.wait_for_function(
@@ -156,9 +156,11 @@ async def test_live_face_rests_while_paused_and_resumes_in_step(
         )
         timed = await page.evaluate("window.timed")
         assert await page.evaluate("window.avatarViewer.reanchored") >= 1
-    during = [j for t, j in timed if paused_at + 700 <= t <= resumed_at]
+    # The page runs ~0.2 s behind the service; allow 1 s for frames already
+    # on their way when the pause was sent (a loaded machine delays them).
+    during = [j for t, j in timed if paused_at + 1000 <= t <= resumed_at]
     after = [j for t, j in timed if t >= resumed_at + 300]
-    assert len(during) > 20 and all(j == 0 for j in during)  # the mouth rests
+    assert len(during) > 5 and all(j == 0 for j in during)  # the mouth rests
     assert max(after) > 0.3  # and speaks again after resume
 
 

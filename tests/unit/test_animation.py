@@ -1,4 +1,4 @@
-"""Tests of the local service's audio -> animation analysis (avatarkit.devserver.animation)."""
+"""Tests of the local service's audio -> animation analysis (avatarkit.devserver._animation)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from avatarkit.devserver.animation import (
+from avatarkit.devserver._animation import (
     BLENDSHAPE_NAMES,
     FRAME_MS,
     VISEMES,
@@ -457,7 +457,7 @@ def test_push_accepts_int16_of_either_byte_order() -> None:
 
 
 def test_hand_encoder_matches_protobuf_serializer() -> None:
-    from avatarkit.devserver.animation import (
+    from avatarkit.devserver._animation import (
         AnimationAnalyzer,
         AnimationFrame,
         encode_frame,

@@ -3,7 +3,7 @@
 ``avatarkit._frames_codec`` encodes and decodes ``AnimationFrame`` payloads
 without numpy, aiohttp or :mod:`avatarkit.devserver`, so a reader of payloads
 (``avatarkit inspect``) does not start the local service's imports;
-:mod:`avatarkit.devserver.animation` re-exports the same objects.
+:mod:`avatarkit.devserver._animation` re-exports the same objects.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from avatarkit import _frames_codec as codec
-from avatarkit.devserver import animation
+from avatarkit.devserver import _animation as animation
 
 
 @pytest.mark.parametrize(

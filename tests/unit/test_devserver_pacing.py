@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avatarkit.devserver.pacing import FRAME_S, PacerView, Step, StepKind, frame_due, next_step
+from avatarkit.devserver._pacing import FRAME_S, PacerView, Step, StepKind, frame_due, next_step
 
 
 def head(now: float, **kw: object) -> PacerView:

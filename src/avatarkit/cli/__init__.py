@@ -33,7 +33,7 @@ and ``send``), :mod:`.frames_file` (the frames-file format, written by
 from __future__ import annotations
 
 from ._common import FRAME_MS, CLIError
-from .frames_file import (
+from ._frames_file import (
     JSONL_FORMAT,
     JSONL_VERSION,
     FrameRecord,
@@ -42,9 +42,9 @@ from .frames_file import (
     NotAFramesFileError,
     read_frames_file,
 )
-from .inspect_frames import PLOT_SHAPES, plot_frames, summarize
-from .parser import build_parser, error_line, main, main_async
-from .stream import (
+from ._inspect_frames import PLOT_SHAPES, plot_frames, summarize
+from ._parser import build_parser, error_line, main, main_async
+from ._stream import (
     PACED_FRACTION,
     Clip,
     Progress,
@@ -55,7 +55,7 @@ from .stream import (
     print_summary,
     stream_clip,
 )
-from .target import Target, connect_target
+from ._target import Target, connect_target
 
 # The names avatarkit.cli had as one module, kept importable from here.
 __all__ = [

@@ -8,12 +8,12 @@ decode with :func:`decode_animation`.
 
 from __future__ import annotations
 
-from .animation import decode_animation
-from .auth import DEV_API_KEY, DEV_APP_ID, DEV_AVATAR_ID
-from .connection import ServiceSettings
-from .faults import NEXT, FaultRule, Faults
-from .server import DevServer
-from .state import EgressState, RequestState, SessionState
+from ._animation import decode_animation
+from ._auth import DEV_API_KEY, DEV_APP_ID, DEV_AVATAR_ID
+from ._connection import ServiceSettings
+from ._faults import NEXT, FaultRule, Faults
+from ._server import DevServer
+from ._state import EgressState, RequestState, SessionState
 
 __all__ = [
     "DEV_API_KEY",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import serve_main
+from ._cli import serve_main
 
 if __name__ == "__main__":
     sys.exit(serve_main(sys.argv[1:]))

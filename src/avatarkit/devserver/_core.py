@@ -6,7 +6,7 @@ session and request state, the requests producing output (``_active``, and
 frames), asking for a close from any task (``_end``), failing or
 interrupting a request, and injected faults. The pacer
 (:mod:`avatarkit.devserver._output`) and the aiohttp reader
-(:mod:`avatarkit.devserver.connection`) build on it.
+(:mod:`avatarkit.devserver._connection`) build on it.
 
 Every close runs in the reader task: aiohttp's close() called from another
 task while the reader waits in receive() shuts the TCP connection right after
@@ -42,10 +42,10 @@ from ..protocol import (
     encode_playback_state,
     encode_server_error,
 )
+from ._animation import FRAME_MS
+from ._faults import FaultRule, Faults
 from ._request import RequestRuntime
-from .animation import FRAME_MS
-from .faults import FaultRule, Faults
-from .state import RequestState, SessionState
+from ._state import RequestState, SessionState
 
 __all__ = ["MAX_REQ_ID_BYTES", "ConnectionCore", "IngressWebSocket", "ServiceSettings"]
 

@@ -1,6 +1,6 @@
 """HTTP handlers of the local service apart from the WebSocket: tokens, admission, refusals.
 
-Moved out of :mod:`avatarkit.devserver.server` to keep it readable; each
+Moved out of :mod:`avatarkit.devserver._server` to keep it readable; each
 function takes the :class:`~avatarkit.devserver.DevServer` whose state it uses.
 """
 
@@ -17,14 +17,14 @@ from aiohttp import web
 
 from .._server_protocol import CLOSE_CONCURRENCY_LIMIT
 from ..protocol import encode_server_error
+from ._auth import Rejection
+from ._connection import IngressWebSocket
+from ._faults import FaultRule
 from ._jsonapi import error_response
-from .auth import Rejection
-from .connection import IngressWebSocket
-from .faults import FaultRule
-from .state import SessionState
+from ._state import SessionState
 
 if TYPE_CHECKING:
-    from .server import DevServer
+    from ._server import DevServer
 
 __all__ = [
     "CLOSE_CONCURRENCY_LIMIT",

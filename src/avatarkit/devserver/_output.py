@@ -2,7 +2,7 @@
 
 One task per connection sends queued frames when they are due and watches the
 connection's deadlines (idle, session duration, pause timeout). What to do
-next is decided by the pure :func:`~avatarkit.devserver.pacing.next_step`;
+next is decided by the pure :func:`~avatarkit.devserver._pacing.next_step`;
 this module only does it. The pacer sleeps on one future woken either by a
 single ``loop.call_at`` timer or by the reader when something changes, so
 there is no work per frame beyond the frame itself.
@@ -22,11 +22,11 @@ from ..events import PlaybackState
 from ..protocol import (
     encode_animation,
 )
+from ._animation import encode_frame
 from ._core import _FAIR_BATCH, _PROGRESS_EVERY, ConnectionCore
+from ._pacing import PacerView, StepKind, next_step
 from ._request import RequestRuntime
-from .animation import encode_frame
-from .pacing import PacerView, StepKind, next_step
-from .state import RequestState
+from ._state import RequestState
 
 log = logging.getLogger("avatarkit.devserver")
 
@@ -70,7 +70,7 @@ class OutputPacer(ConnectionCore):
             await self._internal_error()
 
     def _view(self, now: float) -> PacerView:
-        """The connection as :func:`~avatarkit.devserver.pacing.next_step` sees it."""
+        """The connection as :func:`~avatarkit.devserver._pacing.next_step` sees it."""
         settings = self._settings
         idle = settings.idle_timeout
         idle_at = self._last_activity + idle if idle else None
@@ -96,7 +96,7 @@ class OutputPacer(ConnectionCore):
         )
 
     async def _pace_loop(self) -> None:
-        """Do what :func:`~avatarkit.devserver.pacing.next_step` says until the end."""
+        """Do what :func:`~avatarkit.devserver._pacing.next_step` says until the end."""
         settings = self._settings
         loop = self._loop
         burst = 0

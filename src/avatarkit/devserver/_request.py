@@ -3,8 +3,8 @@
 A :class:`RequestRuntime` holds what a request still producing output needs:
 its Ogg Opus decoder, decoded audio waiting for analysis, analysed frames
 waiting to be sent, and its schedule (``t0``). The connection
-(:mod:`avatarkit.devserver.connection`) feeds it audio and asks it for frames;
-the pacer (:mod:`avatarkit.devserver.pacing`) decides when.
+(:mod:`avatarkit.devserver._connection`) feeds it audio and asks it for frames;
+the pacer (:mod:`avatarkit.devserver._pacing`) decides when.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 
 from .._encode import AnimationEnvelope
 from ..audio.ogg import OggError
-from .animation import FRAME_MS, AnimationAnalyzer, AnimationFrame
-from .state import RequestState
+from ._animation import FRAME_MS, AnimationAnalyzer, AnimationFrame
+from ._state import RequestState
 
 __all__ = ["RequestRuntime"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .state import RequestState, SessionState
+from ._state import RequestState, SessionState
 
 __all__ = ["RECENT_CLOSED", "request_summary", "session_summary", "sessions_document"]
 

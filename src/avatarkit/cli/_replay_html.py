@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import CLIError, _note
-from .frames_file import FramesFile
+from ._frames_file import FramesFile
 
 __all__ = ["MAX_AUDIO_SECONDS", "build_replay_html", "write_replay_html"]
 

@@ -281,7 +281,7 @@ async def run_serve(args: argparse.Namespace) -> int:
     except ServeConfigError as exc:
         print(f"avatarkit serve: error: {exc}", file=sys.stderr)
         return 2
-    from .server import DevServer
+    from ._server import DevServer
 
     try:
         server = DevServer(**kwargs)

@@ -10,9 +10,9 @@ from typing import Any
 
 from .._run import run as _run_loop
 from ._common import DEFAULT_DEMO_OUT, CLIError
-from .inspect_frames import _cmd_inspect
-from .stream import _cmd_demo, _cmd_send
-from .target import _CONNECTION
+from ._inspect_frames import _cmd_inspect
+from ._stream import _cmd_demo, _cmd_send
+from ._target import _CONNECTION
 
 _CREDENTIAL_HINT = (
     "check --api-key / AVATARKIT_API_KEY and --app-id / AVATARKIT_APP_ID "
@@ -234,7 +234,7 @@ def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentPars
         description="Run the local avatar service on this machine.",
     )
     if with_serve_arguments:
-        from ..devserver import cli as devserver_cli
+        from ..devserver import _cli as devserver_cli
 
         devserver_cli.add_serve_arguments(serve)
     return parser
@@ -365,7 +365,7 @@ def _without_sdk_advice(message: str, exc: Any) -> str:
 
 
 async def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..devserver import cli as devserver_cli
+    from ..devserver import _cli as devserver_cli
 
     status: int = await devserver_cli.run_serve(args)
     return status

@@ -140,7 +140,7 @@ class SessionState:
     aborted: bool = False
     viewer_tap: Any = field(default=None, repr=False, compare=False)
     """Set by the live viewer while a page watches this session
-    (:class:`avatarkit.devserver.viewer.SessionTap`), else ``None``."""
+    (:class:`avatarkit.devserver._viewer.SessionTap`), else ``None``."""
 
     @property
     def closed(self) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import FRAME_MS, CLIError, _note
-from .frames_file import FrameRecord, FramesFile, read_frames_file
+from ._frames_file import FrameRecord, FramesFile, read_frames_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -213,7 +213,7 @@ async def _cmd_inspect(args: argparse.Namespace) -> int:
         )
         summary["plot"] = {"path": str(Path(args.plot)), "req_id": chosen}
     if args.html:
-        from .replay_html import write_replay_html
+        from ._replay_html import write_replay_html
 
         replayed = write_replay_html(
             frames_file,

@@ -11,7 +11,7 @@ its own port and address (loopback by default):
 ===================================  ===========================================
 
 The WebSocket sends ``{"type": "sessions", "sessions": [...]}`` (the sessions
-API, :mod:`avatarkit.devserver.sessions_api`) whenever the list changes, at
+API, :mod:`avatarkit.devserver._sessions_api`) whenever the list changes, at
 most every :data:`LIST_INTERVAL` seconds. With ``?session=<connection_id>`` it
 also sends that session's frames as ``{"type": "frame", "req_id", "index",
 "end", "viseme", "bs": {blendshape: weight}}`` and its decoded audio as binary
@@ -45,14 +45,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from .state import SessionState
+from ._state import SessionState
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from .animation import AnimationFrame
-    from .server import DevServer
+    from ._animation import AnimationFrame
+    from ._server import DevServer
 
 __all__ = ["LIST_INTERVAL", "MAX_QUEUED", "SessionTap", "ViewerHub", "add_viewer_routes"]
 

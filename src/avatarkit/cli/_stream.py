@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ._common import DEMO_CLIP, DEMO_RATE, FRAME_MS, CLIError, _note
-from .frames_file import JSONL_FORMAT, JSONL_VERSION, FrameSink
-from .target import Target, _base_url, connect_target
-from .viewer_open import DemoViewer
+from ._frames_file import JSONL_FORMAT, JSONL_VERSION, FrameSink
+from ._target import Target, _base_url, connect_target
+from ._viewer_open import DemoViewer
 
 if TYPE_CHECKING:
     from ..events import AnimationFrameEvent

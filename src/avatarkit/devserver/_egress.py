@@ -3,7 +3,7 @@
 There is no LiveKit or Agora server behind the local service. The checks
 themselves (pure, shared with the protocol core) are in
 :mod:`avatarkit._egress_check`; this module turns their result into the
-:class:`~avatarkit.devserver.state.EgressState` where what would have been
+:class:`~avatarkit.devserver._state.EgressState` where what would have been
 published is recorded.
 """
 
@@ -16,7 +16,7 @@ from .._egress_check import (
     check_egress,
 )
 from ..proto import avatarkit_wire_pb2 as pb
-from .state import EgressState
+from ._state import EgressState
 
 __all__ = [
     "MAX_EGRESS_FIELD_BYTES",

@@ -23,7 +23,7 @@ import webbrowser
 from typing import Any
 
 from ._common import _note
-from .target import Target
+from ._target import Target
 
 __all__ = ["CONNECT_TIMEOUT", "PLAY_MARGIN", "DemoViewer"]
 

@@ -32,21 +32,21 @@ from typing import Any
 from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
-from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
-from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
-from ._malformed import AppRunner
-from .auth import (
+from ._auth import (
     DEV_API_KEY,
     DEV_APP_ID,
     DEV_AVATAR_ID,
     Credentials,
     TokenSigner,
 )
-from .connection import Connection, IngressWebSocket, ServiceSettings
-from .faults import Faults
-from .sessions_api import sessions_document
-from .state import SessionState
-from .viewer import ViewerHub, add_viewer_routes
+from ._connection import Connection, IngressWebSocket, ServiceSettings
+from ._faults import Faults
+from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
+from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
+from ._malformed import AppRunner
+from ._sessions_api import sessions_document
+from ._state import SessionState
+from ._viewer import ViewerHub, add_viewer_routes
 
 __all__ = ["DevServer"]
 
@@ -67,7 +67,7 @@ class DevServer:
 
     It speaks the whole protocol of PROTOCOL.md on one port: session tokens,
     the WebSocket handshake, PCM and Ogg Opus audio, 25 fps animation computed
-    from the audio (:mod:`avatarkit.devserver.animation`), interrupt, pause and
+    from the audio (:mod:`avatarkit.devserver._animation`), interrupt, pause and
     resume with ``ServerPlaybackState``, and LiveKit/Agora egress mode.
 
     Pace: ``"realtime"`` sends frame ``k`` of a request ``k * 40 ms`` after its
@@ -236,7 +236,7 @@ class DevServer:
         self._closing = False
         self._last_session: SessionState | None = None
         self.viewers = ViewerHub(self)
-        """Pages of the live viewer (:mod:`avatarkit.devserver.viewer`)."""
+        """Pages of the live viewer (:mod:`avatarkit.devserver._viewer`)."""
 
     # -- configuration ------------------------------------------------------------
 
@@ -371,7 +371,7 @@ class DevServer:
         ``"closed"``), ``egress`` (``"livekit"``, ``"agora"`` or ``None``),
         ``close_code`` and ``requests`` (``req_id``, ``frames``,
         ``audio_seconds``, ``ended``, ``interrupted``, ``paused``). No token,
-        API key or egress secret (see :mod:`avatarkit.devserver.sessions_api`).
+        API key or egress secret (see :mod:`avatarkit.devserver._sessions_api`).
         """
         return sessions_document(list(self.sessions.values()), list(self.closed_sessions))
 

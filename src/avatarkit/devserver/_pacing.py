@@ -1,6 +1,6 @@
 """What the local service's pacer does next: a pure function of the state and the clock.
 
-The pacer of a connection (:mod:`avatarkit.devserver.connection`) loops:
+The pacer of a connection (:mod:`avatarkit.devserver._connection`) loops:
 it reads the clock, describes the connection in a :class:`PacerView`, asks
 :func:`next_step` what to do, does it (send a frame, close, sleep) and asks
 again. Every timing rule lives here, with no I/O, so it is unit-tested

@@ -8,12 +8,12 @@ Two coroutines per connection and nothing per frame, over four modules:
   :func:`avatarkit._server_protocol.check_configure` decides, and hands audio
   to its request;
 * each request's runtime state (:mod:`avatarkit.devserver._request`) decodes
-  audio and runs its :class:`~avatarkit.devserver.animation.AnimationAnalyzer`
+  audio and runs its :class:`~avatarkit.devserver._animation.AnimationAnalyzer`
   lazily, just ahead of the output;
 * the **pacer** (one task, :mod:`avatarkit.devserver._output`) sends frames
   when they are due and watches the connection's deadlines (idle, session
   duration, pause timeout), doing what the pure
-  :func:`~avatarkit.devserver.pacing.next_step` says. It sleeps on one future
+  :func:`~avatarkit.devserver._pacing.next_step` says. It sleeps on one future
   woken either by a single ``loop.call_at`` timer or by the reader when
   something changes;
 * what both share (state, sending, closing, faults) is
@@ -65,6 +65,7 @@ from ..protocol import (
     ProtocolViolation,
     encode_confirm,
 )
+from ._animation import AnimationAnalyzer
 from ._core import (
     _BATCH_FAST,
     _BATCH_REALTIME,
@@ -73,11 +74,10 @@ from ._core import (
     IngressWebSocket,
     ServiceSettings,
 )
+from ._egress import egress_state
 from ._output import OutputPacer
 from ._request import RequestRuntime
-from .animation import AnimationAnalyzer
-from .egress import egress_state
-from .state import RequestState
+from ._state import RequestState
 
 if TYPE_CHECKING:
     from ..proto import avatarkit_wire_pb2 as pb
