@@ -25,7 +25,7 @@ class AiohttpTransport:
     What ``SessionConfig.websocket_compression=True`` selects: picows has no
     permessage-deflate, aiohttp does. It costs more client CPU per received
     frame than :class:`PicowsTransport` (the library's per-message machinery
-    plus inflating every frame; figures in BENCHMARKS.md, "Compression") and
+    plus inflating every frame; figures in BENCHMARKS.md as of commit 5095348, "Compression") and
     saves bandwidth; pick it for thin links, not for many sessions per core.
 
     Differences from picows, by aiohttp's design: one reader task and one

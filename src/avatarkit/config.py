@@ -192,8 +192,8 @@ class SessionConfig:
       session to be confirmed (0.1.7 waits 10 s).
     * ``websocket_compression``: offer permessage-deflate (0.1.7 always
       does). Off by default: on the animation stream it costs client CPU on
-      every frame for little saving (measured in BENCHMARKS.md,
-      "Compression"); when on, the session uses
+      every frame for little saving (measured: BENCHMARKS.md as of
+      commit 5095348, "Compression"); when on, the session uses
       :class:`~avatarkit.transport.AiohttpTransport` (picows has no deflate).
     """
 

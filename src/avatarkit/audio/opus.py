@@ -28,7 +28,7 @@ with ctypes and fails without it), it brings a newer, faster libopus than the
 distribution's 1.3.1, and the same package decodes Opus for the local avatar
 service. Its overhead over the bare library is a few microseconds a frame,
 and ours (Ogg framing with a C-speed CRC, buffering) a few more.
-``python benchmarks/bench_opus.py`` re-measures the last two rows.
+``python -m benchmarks.micro opus`` re-measures the last two rows.
 
 Two FFmpeg details shape the encoder:
 
