@@ -365,6 +365,26 @@ async def test_close_code_survives_odd_close_frames(
         assert errors == []
 
 
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("wire_code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+async def test_close_code_forbidden_on_the_wire_is_a_protocol_error(
+    compression: bool, wire_code: int
+) -> None:
+    """A close frame carrying a code RFC 6455 (7.4) forbids on the wire is a
+    protocol error: reported as 1002, as 0.1.7 (websockets) reports it, never
+    as the raw number."""
+    errors: list[AvatarSDKError] = []
+    async with raw_server(close_then_wait(struct.pack("!H", wire_code))) as server:
+        session = session_for(server.port, compression, on_error=errors.append)
+        await session.start()
+        await asyncio.wait_for(session.wait_closed(), 5)
+        with pytest.raises(AvatarSDKError) as info:
+            await session.send_audio(b"\0\0")
+        await session.close()
+    assert info.value.close_code == 1002
+    assert [e.close_code for e in errors] == [1002]
+
+
 # -- 5. limits: endless headers, oversized messages, ping floods --------------------------
 
 MAX_MESSAGE = 16 * 1024 * 1024
