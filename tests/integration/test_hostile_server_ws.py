@@ -14,6 +14,7 @@ import base64
 import contextlib
 import gc
 import hashlib
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -302,6 +303,57 @@ async def test_start_fails_within_open_timeout(
         assert info.value.phase == phase
         assert TOKEN not in str(info.value)
         assert not session.is_open
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # accepts TCP, never answers (not even a TLS ClientHello)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_start_bounded_when_tls_handshake_never_completes(compression: bool) -> None:
+    """wss:// to a server that accepts TCP but never speaks TLS: start()
+    fails within open_timeout (asyncio's own TLS timeout is 60 s)."""
+    async with raw_server(silent) as server:
+        session = session_for(
+            server.port,
+            compression,
+            open_timeout=0.5,
+            ingress_endpoint_url=f"wss://127.0.0.1:{server.port}",
+        )
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5.0)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert TOKEN not in str(info.value)
+    assert not session.is_open
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_start_bounded_when_tcp_connect_never_completes(compression: bool) -> None:
+    """A listening socket whose accept queue is full: the TCP connect itself
+    never completes; start() fails within open_timeout."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        session = session_for(port, compression, open_timeout=0.5)
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5.0)
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert not session.is_open
 
 
 # -- 4. close frames without a code, or with an invalid reason --------------------------
