@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError
 from . import _loopguard
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
+from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
 from ._sending import SessionSending
 from .config import SessionConfig
@@ -200,8 +201,7 @@ class AvatarSession(SessionSending, FrameStreams):
         For apps whose backend mints tokens (keeping the API key off the
         client). The token is never shown in ``repr()``, logs or errors.
         """
-        if not isinstance(token, str) or not token:
-            raise ValueError("session token must be a non-empty string")
+        check_session_token(token)
         self._token = token
 
     async def start(self) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import gc
 import hashlib
+import json
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from avatarkit import AvatarSDKError, AvatarSDKErrorCode, new_avatar_session
+from avatarkit import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, new_avatar_session
 from avatarkit.protocol import encode_confirm
 
 TOKEN = "hostile-secret-token"
@@ -354,6 +356,89 @@ async def test_start_bounded_when_tcp_connect_never_completes(compression: bool)
     assert info.value.code is AvatarSDKErrorCode.connectionFailed
     assert info.value.phase == "websocket_connect"
     assert not session.is_open
+
+
+INJECTED = "tok\r\nX-Injected: yes"
+
+
+def token_answer_then_refuse(token: str, heads: list[bytes]) -> Script:
+    """Answer the token call with ``token``; refuse (403) any upgrade, keeping its head."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        if head.startswith(b"POST"):
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            body = json.dumps({"sessionToken": token}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+        else:
+            heads.append(head)
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    return script
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_token_answer_with_line_breaks_is_refused(compression: bool) -> None:
+    """A token answer whose token holds CR/LF (or other characters a header
+    cannot carry) is a protocolError of the token call, not echoed; nothing
+    reaches the ingress, so no header can be injected."""
+    heads: list[bytes] = []
+    async with raw_server(token_answer_then_refuse(INJECTED, heads)) as server:
+        session = new_avatar_session(
+            avatar_id="avatar-1",
+            api_key="key-1",
+            app_id="app-1",
+            console_endpoint_url=f"http://127.0.0.1:{server.port}/v1/console",
+            ingress_endpoint_url=f"ws://127.0.0.1:{server.port}",
+            expire_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+            websocket_compression=compression,
+            open_timeout=2,
+        )
+        with pytest.raises(SessionTokenError) as info:
+            await session.init()
+        with pytest.raises(ValueError):
+            await session.start()  # no token was kept
+    assert info.value.code is AvatarSDKErrorCode.protocolError
+    assert info.value.phase == "session_token"
+    assert "X-Injected" not in str(info.value) and "X-Injected" not in repr(info.value)
+    assert heads == []
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("token", [INJECTED, "tok en", "tok\x00", "tök"])
+async def test_use_session_token_refuses_what_a_header_cannot_carry(
+    compression: bool, token: str
+) -> None:
+    """use_session_token() refuses a token with line breaks, spaces, control
+    or non-ASCII characters with a ValueError that does not echo it."""
+    session = session_for(1, compression)
+    with pytest.raises(ValueError) as info:
+        session.use_session_token(token)
+    assert token not in str(info.value)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_app_id_with_line_breaks_never_reaches_a_header(compression: bool) -> None:
+    """An app_id with CR/LF is refused before the upgrade (connectionFailed,
+    websocket_connect, as 0.1.7 fails it) instead of injecting a header."""
+    heads: list[bytes] = []
+    async with raw_server(token_answer_then_refuse("tok", heads)) as server:
+        session = session_for(server.port, compression, app_id="app\r\nX-Injected: yes")
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert "X-Injected" not in str(info.value)
+    assert heads == []
 
 
 # -- 4. close frames without a code, or with an invalid reason --------------------------
