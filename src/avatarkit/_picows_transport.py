@@ -211,6 +211,13 @@ class _PicowsListener(picows.WSListener):
             self.owner._ws = transport  # known before ws_connect() returns
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.payload_size > MAX_MESSAGE_SIZE:
+            # picows failed the connection on this frame's header (close
+            # 1009) but drops the socket only 10 ms later and keeps reading
+            # meanwhile: on a loaded machine the whole frame arrives first
+            # and is handed over anyway. It must not reach the session (it
+            # would be a second error, without a close code).
+            return
         msg_type = frame.msg_type
         if msg_type is _BINARY:
             if frame.fin:

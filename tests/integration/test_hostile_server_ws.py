@@ -604,6 +604,23 @@ async def test_oversized_message_ends_the_session_with_1009(
     assert errors[0].code is AvatarSDKErrorCode.connectionClosed
 
 
+async def test_oversized_frame_is_reported_once_on_picows() -> None:
+    """picows fails the connection on an oversized frame header (close 1009)
+    but drops the socket only 10 ms later, and meanwhile keeps reading the
+    frame: when the whole payload arrived first (a loaded machine) it was
+    handed over as a message, decoded as garbage and reported as a second
+    error without a close code. Repeated so that ordering comes up; each run
+    must report exactly one error, 1009."""
+    for _ in range(12):
+        errors: list[AvatarSDKError] = []
+        async with raw_server(sends_after_confirm(frame(0x2, BIG))) as server:
+            session = session_for(server.port, False, on_error=errors.append)
+            await session.start()
+            await asyncio.wait_for(session.wait_closed(), 10)
+            await session.close()
+        assert [e.close_code for e in errors] == [1009], errors
+
+
 def client_write_buffer(session: Any) -> int:
     """Bytes the client's socket has not yet written (its memory for output)."""
     transport = session._transport
