@@ -6,7 +6,7 @@ import asyncio
 import collections
 from typing import Any
 
-from ._closecodes import NOT_ON_WIRE, WsClose
+from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
 from .errors import ErrorPhase, classify_http_rejection
 from .transport import (
     MAX_MESSAGE_SIZE,
@@ -111,7 +111,9 @@ class AiohttpTransport:
                 elif kind is aiohttp.WSMsgType.TEXT:
                     listener.on_text()
                 elif kind is aiohttp.WSMsgType.CLOSE:
-                    self._close_code = int(msg.data) if msg.data else NO_STATUS_CODE
+                    self._close_code = (
+                        received_close_code(int(msg.data)) if msg.data else NO_STATUS_CODE
+                    )
                     self._close_reason = msg.extra or None
                     await self._answer_close(ws, self._close_code)
                     break

@@ -4,6 +4,12 @@ Plain functions run inline; a coroutine function (or anything returning an
 awaitable) runs on one dispatcher task per session, and later callbacks wait
 their turn behind it. A callback that raises is logged with its traceback
 (logger ``avatarkit.session``) and the session carries on.
+
+``close()`` waits for queued async callbacks only within its own bound;
+what is still queued then keeps running on the dispatcher in the
+background (``on_close`` last), ``wait_closed()`` waits for it, and an
+event loop that ends first cancels it (coroutines that never ran are
+closed).
 """
 
 from __future__ import annotations
@@ -68,6 +74,27 @@ class CallbackRunner:
             )
         assert self._dispatch_wakeup is not None
         self._dispatch_wakeup.set()
+
+    async def _wait_callbacks(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` (``None``: no limit) for queued callbacks.
+
+        Never from the dispatcher itself (a callback calling ``close()`` or
+        ``wait_closed()``): that would wait for itself. Not cancelling: on
+        timeout the callbacks go on in the background.
+        """
+        task = self._dispatch_task
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        if timeout is not None and timeout <= 0:
+            done = False
+        else:
+            done = bool((await asyncio.wait({task}, timeout=timeout))[0])
+        if not done:
+            logger.info(
+                "avatarkit: close() returns with %d callback(s) still queued; they run in "
+                "the background (wait_closed() waits for them)",
+                len(self._dispatch_queue or ()),
+            )
 
     async def _dispatch(self) -> None:
         queue = self._dispatch_queue

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
 from ._advice import advice as _advice
@@ -33,8 +32,42 @@ MAX_JSON_BODY = 256 * 1024
 MAX_JSON_DEPTH = 32
 _MAX_FIELD = 4096  # characters kept of a code/title/detail from a body
 _MAX_SUMMARY = 500  # characters of the body's detail/title quoted in a message
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+#: What the depth scan stops at: brackets, quotes and backslashes.
+_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting of ``text`` outside JSON strings.
+
+    One pass over the characters that matter (``re.finditer`` on a single
+    character class, so linear in the length of ``text``), tracking whether
+    the scan is inside a string and whether a backslash escaped the next
+    character. A backtracking string pattern would be quadratic on an
+    unterminated string full of escaped quotes.
+    """
+    depth = deepest = 0
+    in_string = False
+    skip = -1  # position of the character a backslash escaped
+    for match in _STRUCTURE.finditer(text):
+        pos = match.start()
+        if pos == skip:
+            continue
+        char = match.group()
+        if in_string:
+            if char == "\\":
+                skip = pos + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
 
 
 def load_json_body(raw: str | bytes | bytearray | memoryview) -> tuple[Any, str | None]:
@@ -53,11 +86,9 @@ def load_json_body(raw: str | bytes | bytearray | memoryview) -> tuple[Any, str 
             text = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             return None, "not valid UTF-8"
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-        brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
-        depth = max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
-        if depth > MAX_JSON_DEPTH:
-            return None, f"nested deeper than {MAX_JSON_DEPTH} levels"
+    deep_enough = text.count("[") + text.count("{") > MAX_JSON_DEPTH
+    if deep_enough and _nesting_depth(text) > MAX_JSON_DEPTH:
+        return None, f"nested deeper than {MAX_JSON_DEPTH} levels"
     try:
         return json.loads(text), None
     except (ValueError, RecursionError):  # RecursionError: belt and braces

@@ -9,7 +9,14 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
-__all__ = ["NORMAL_CLOSES", "NOT_ON_WIRE", "CloseCode", "WsClose", "close_code_retryable"]
+__all__ = [
+    "NORMAL_CLOSES",
+    "NOT_ON_WIRE",
+    "CloseCode",
+    "WsClose",
+    "close_code_retryable",
+    "received_close_code",
+]
 
 
 class CloseCode(IntEnum):
@@ -45,6 +52,24 @@ class WsClose:
 NORMAL_CLOSES: Final = frozenset({WsClose.NORMAL, WsClose.GOING_AWAY, WsClose.NO_STATUS})
 #: Codes that say "no code" or "no close frame"; never sent in a frame.
 NOT_ON_WIRE: Final = frozenset({WsClose.NO_STATUS, WsClose.ABNORMAL, WsClose.TLS})
+#: Codes below 3000 a peer may send (RFC 6455 7.4.1 and the IANA registry);
+#: 3000-4999 are for libraries and applications. Anything else in a close
+#: frame is a protocol error.
+_SENDABLE_BELOW_3000 = frozenset({*range(1000, 1004), *range(1007, 1015)})
+
+
+def received_close_code(code: int) -> int:
+    """The close code to report for ``code`` read from a peer's close frame.
+
+    A code RFC 6455 forbids on the wire (0-999, 1004-1006, 1015-2999, 5000
+    and up) is a protocol error by the peer: 1002, as 0.1.7 (on websockets)
+    reports it, never the raw number.
+    """
+    if code in _SENDABLE_BELOW_3000 or 3000 <= code < 5000:
+        return code
+    return WsClose.PROTOCOL_ERROR
+
+
 #: Closes saying our own traffic was refused: a retry would repeat it.
 _REFUSED_TRAFFIC = frozenset(
     {

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import (
     MAX_JSON_BODY,
+    AvatarSDKError,
     AvatarSDKErrorCode,
     ErrorPhase,
     SessionTokenError,
@@ -25,6 +26,27 @@ from .errors import (
 # --------------------------------------------------------------------------
 
 _CONSOLE_SUFFIX = "/v1/console"
+
+
+def usable_token(token: str) -> bool:
+    """Whether ``token`` is visible ASCII only (no spaces, line breaks, controls).
+
+    A session token goes into the ``X-Session-Key`` header: a line break in
+    it would add headers of the sender's choosing to the upgrade request.
+    """
+    return token.isascii() and token.isprintable() and " " not in token
+
+
+def check_session_token(token: object) -> None:
+    """Refuse (``ValueError``) a token given to ``use_session_token()`` that
+    is empty or not :func:`usable_token`; the token itself is never echoed."""
+    if not isinstance(token, str) or not token:
+        raise ValueError("session token must be a non-empty string")
+    if not usable_token(token):
+        raise ValueError(
+            "session token holds spaces, line breaks, control or non-ASCII characters, "
+            "which an HTTP header cannot carry; pass the token exactly as minted"
+        )
 
 
 def token_urls(console_endpoint_url: str) -> tuple[str, ...]:
@@ -99,6 +121,15 @@ def parse_token_response(status: int, body: bytes) -> str:
             phase=phase,
             http_status=status,
         )
+    if not usable_token(token):
+        # Not echoed: it is a secret, and the characters are the problem.
+        raise SessionTokenError(
+            AvatarSDKErrorCode.protocolError,
+            "the console sent an unusable session token (spaces, line breaks, control or "
+            "non-ASCII characters): is console_endpoint_url the console's address?",
+            phase=phase,
+            http_status=status,
+        )
     return token
 
 
@@ -123,6 +154,21 @@ def build_websocket_url(
         raise ValueError(
             f"ingress_endpoint_url has an unsupported scheme {parts.scheme!r}; "
             "use ws://, wss://, http:// or https://"
+        )
+    if not use_query_auth and not (app_id.isascii() and app_id.isprintable()):
+        # 0.1.7 fails this upgrade too (websockets refuses the header); never
+        # let a line break add headers to the request.
+        raise AvatarSDKError(
+            AvatarSDKErrorCode.connectionFailed,
+            "app_id holds characters an HTTP header cannot carry (line breaks, control or "
+            "non-ASCII characters); pass the app id exactly as the console shows it",
+            phase=ErrorPhase.WEBSOCKET_CONNECT,
+        )
+    if not usable_token(token):
+        raise AvatarSDKError(
+            AvatarSDKErrorCode.connectionFailed,
+            "the session token holds characters an HTTP header cannot carry",
+            phase=ErrorPhase.WEBSOCKET_CONNECT,
         )
     path = parts.path.rstrip("/") + "/websocket"
     replaced = ("id", "appId", "sessionKey") if use_query_auth else ("id",)

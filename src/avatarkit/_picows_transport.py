@@ -50,11 +50,16 @@ class PicowsTransport:
     async def connect(
         self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener
     ) -> None:
-        """Open the WebSocket; map every failure to an :class:`AvatarSDKError`."""
+        """Open the WebSocket; map every failure to an :class:`AvatarSDKError`.
+
+        ``timeout`` bounds the whole open: TCP connect, TLS handshake and
+        upgrade (picows's own handshake timeout covers only the upgrade;
+        asyncio's TLS timeout is 60 s and a TCP connect may never finish).
+        """
         self._listener = listener
         ssl_context = ssl.create_default_context() if url.startswith("wss:") else None
         try:
-            ws, ws_listener = await picows.ws_connect(
+            connecting = picows.ws_connect(
                 lambda: _PicowsListener(self, listener),
                 url,
                 ssl_context=ssl_context,
@@ -71,6 +76,7 @@ class PicowsTransport:
                 use_aiofastnet=_use_aiofastnet(asyncio.get_running_loop()),
                 logger_name=picows_logger,
             )
+            ws, ws_listener = await asyncio.wait_for(connecting, timeout)
         except picows.WSHandshakeError as exc:
             response = exc.response
             status = int(response.status) if response is not None else None
@@ -82,13 +88,10 @@ class PicowsTransport:
                 status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT
             ) from None
         except (asyncio.TimeoutError, TimeoutError):
+            self._abandon()
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
         except asyncio.CancelledError:
-            # picows finishes an upgrade already under way even when cancelled:
-            # make sure that connection is dropped and reports nothing.
-            self._abandoned = True
-            if self._ws is not None:  # the upgrade completed just before the cancel
-                self._ws.disconnect(graceful=False)  # type: ignore[attr-defined]
+            self._abandon()
             raise
         except (OSError, picows.WSError) as exc:
             raise _connect_error(f"cannot connect: {exc}", url) from None
@@ -112,6 +115,16 @@ class PicowsTransport:
         if request is not None and b"?" in request.path:
             # With query auth the path holds the token: keep only the route.
             request.path = request.path.partition(b"?")[0]
+
+    def _abandon(self) -> None:
+        """Drop a connection whose open was cancelled or timed out.
+
+        picows finishes an upgrade already under way even when cancelled:
+        make sure that connection is dropped and reports nothing.
+        """
+        self._abandoned = True
+        if self._ws is not None:  # the upgrade completed just before the cancel
+            self._ws.disconnect(graceful=False)  # type: ignore[attr-defined]
 
     @property
     def is_open(self) -> bool:
@@ -198,6 +211,13 @@ class _PicowsListener(picows.WSListener):
             self.owner._ws = transport  # known before ws_connect() returns
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.payload_size > MAX_MESSAGE_SIZE:
+            # picows failed the connection on this frame's header (close
+            # 1009) but drops the socket only 10 ms later and keeps reading
+            # meanwhile: on a loaded machine the whole frame arrives first
+            # and is handed over anyway. It must not reach the session (it
+            # would be a second error, without a close code).
+            return
         msg_type = frame.msg_type
         if msg_type is _BINARY:
             if frame.fin:

@@ -36,6 +36,7 @@ from google.protobuf.message import DecodeError
 from . import _loopguard
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
+from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
 from ._sending import SessionSending
 from .config import SessionConfig
@@ -200,8 +201,7 @@ class AvatarSession(SessionSending, FrameStreams):
         For apps whose backend mints tokens (keeping the API key off the
         client). The token is never shown in ``repr()``, logs or errors.
         """
-        if not isinstance(token, str) or not token:
-            raise ValueError("session token must be a non-empty string")
+        check_session_token(token)
         self._token = token
 
     async def start(self) -> str:
@@ -293,10 +293,11 @@ class AvatarSession(SessionSending, FrameStreams):
         """Close the WebSocket politely and end the session.
 
         Idempotent, and safe to call from inside a callback. ``on_close``
-        fires exactly once. Bounded: it waits at most 2 s for queued audio
-        and the server's answer to the close frame, then drops the socket (a
-        server that stopped reading cannot hold it). A ``send_audio()``
-        blocked on backpressure then raises ``connectionClosed``.
+        fires exactly once. Bounded: it waits at most 2 s in all for queued
+        audio, the server's close answer and async callbacks, then drops the
+        socket. A ``send_audio()`` blocked on backpressure then raises
+        ``connectionClosed``; callbacks still queued run in the background
+        (``on_close`` last) and ``wait_closed()`` waits for them.
         """
         await self._close(_CLOSE_TIMEOUT)
 
@@ -307,16 +308,14 @@ class AvatarSession(SessionSending, FrameStreams):
             await self._wait_disconnected()  # returns at once when closed
             return
         protocol.start_closing()
+        deadline = asyncio.get_running_loop().time() + timeout
         transport = self._transport
         try:
             if transport is not None:
                 await transport.close(timeout=timeout)
         finally:
             self._finish()
-        task = self._dispatch_task
-        if task is not None and task is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._wait_callbacks(deadline - asyncio.get_running_loop().time())
 
     def _finish(self) -> None:
         """Mark closed; fire ``on_close`` once; wake everything waiting."""
@@ -508,8 +507,9 @@ class AvatarSession(SessionSending, FrameStreams):
         await self._disconnected.wait()
 
     async def wait_closed(self) -> None:
-        """Wait until the session has ended (by ``close()`` or the server)."""
+        """Wait until the session ended and its queued callbacks (on_close last) ran."""
         await self._wait_disconnected()
+        await self._wait_callbacks(None)
 
 
 #: Seconds close() waits for queued messages and the server's close frame.

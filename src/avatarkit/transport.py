@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import picows
 
 from ._advice import check_endpoint
-from ._closecodes import WsClose
+from ._closecodes import WsClose, received_close_code
 from ._redact import redact_text as _redact
 from ._redact import redact_url
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
@@ -86,12 +86,13 @@ def _parse_close(payload: bytes) -> tuple[int, str | None]:
     """``(code, reason)`` of a close frame's payload, however malformed.
 
     No code (an empty payload, or a single byte, which cannot hold one) is
-    :data:`NO_STATUS_CODE`; a reason that is not UTF-8 is decoded with
+    :data:`NO_STATUS_CODE`; a code forbidden on the wire is 1002 (see
+    :func:`received_close_code`); a reason that is not UTF-8 is decoded with
     replacement characters rather than losing the code with it.
     """
     if len(payload) < 2:
         return NO_STATUS_CODE, None
-    code = int.from_bytes(payload[:2], "big")
+    code = received_close_code(int.from_bytes(payload[:2], "big"))
     reason = payload[2:].decode("utf-8", "replace") or None
     return code, reason
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import gc
 import hashlib
+import json
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from avatarkit import AvatarSDKError, AvatarSDKErrorCode, new_avatar_session
+from avatarkit import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, new_avatar_session
 from avatarkit.protocol import encode_confirm
 
 TOKEN = "hostile-secret-token"
@@ -304,6 +307,140 @@ async def test_start_fails_within_open_timeout(
         assert not session.is_open
 
 
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # accepts TCP, never answers (not even a TLS ClientHello)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_start_bounded_when_tls_handshake_never_completes(compression: bool) -> None:
+    """wss:// to a server that accepts TCP but never speaks TLS: start()
+    fails within open_timeout (asyncio's own TLS timeout is 60 s)."""
+    async with raw_server(silent) as server:
+        session = session_for(
+            server.port,
+            compression,
+            open_timeout=0.5,
+            ingress_endpoint_url=f"wss://127.0.0.1:{server.port}",
+        )
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5.0)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert TOKEN not in str(info.value)
+    assert not session.is_open
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_start_bounded_when_tcp_connect_never_completes(compression: bool) -> None:
+    """A listening socket whose accept queue is full: the TCP connect itself
+    never completes; start() fails within open_timeout."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        session = session_for(port, compression, open_timeout=0.5)
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5.0)
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert not session.is_open
+
+
+INJECTED = "tok\r\nX-Injected: yes"
+
+
+def token_answer_then_refuse(token: str, heads: list[bytes]) -> Script:
+    """Answer the token call with ``token``; refuse (403) any upgrade, keeping its head."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        if head.startswith(b"POST"):
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            body = json.dumps({"sessionToken": token}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+        else:
+            heads.append(head)
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    return script
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_token_answer_with_line_breaks_is_refused(compression: bool) -> None:
+    """A token answer whose token holds CR/LF (or other characters a header
+    cannot carry) is a protocolError of the token call, not echoed; nothing
+    reaches the ingress, so no header can be injected."""
+    heads: list[bytes] = []
+    async with raw_server(token_answer_then_refuse(INJECTED, heads)) as server:
+        session = new_avatar_session(
+            avatar_id="avatar-1",
+            api_key="key-1",
+            app_id="app-1",
+            console_endpoint_url=f"http://127.0.0.1:{server.port}/v1/console",
+            ingress_endpoint_url=f"ws://127.0.0.1:{server.port}",
+            expire_at=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1),
+            websocket_compression=compression,
+            open_timeout=2,
+        )
+        with pytest.raises(SessionTokenError) as info:
+            await session.init()
+        with pytest.raises(ValueError):
+            await session.start()  # no token was kept
+    assert info.value.code is AvatarSDKErrorCode.protocolError
+    assert info.value.phase == "session_token"
+    assert "X-Injected" not in str(info.value) and "X-Injected" not in repr(info.value)
+    assert heads == []
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("token", [INJECTED, "tok en", "tok\x00", "tök"])
+async def test_use_session_token_refuses_what_a_header_cannot_carry(
+    compression: bool, token: str
+) -> None:
+    """use_session_token() refuses a token with line breaks, spaces, control
+    or non-ASCII characters with a ValueError that does not echo it."""
+    session = session_for(1, compression)
+    with pytest.raises(ValueError) as info:
+        session.use_session_token(token)
+    assert token not in str(info.value)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_app_id_with_line_breaks_never_reaches_a_header(compression: bool) -> None:
+    """An app_id with CR/LF is refused before the upgrade (connectionFailed,
+    websocket_connect, as 0.1.7 fails it) instead of injecting a header."""
+    heads: list[bytes] = []
+    async with raw_server(token_answer_then_refuse("tok", heads)) as server:
+        session = session_for(server.port, compression, app_id="app\r\nX-Injected: yes")
+        with pytest.raises(AvatarSDKError) as info:
+            await asyncio.wait_for(session.start(), 5)
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed
+    assert info.value.phase == "websocket_connect"
+    assert "X-Injected" not in str(info.value)
+    assert heads == []
+
+
 # -- 4. close frames without a code, or with an invalid reason --------------------------
 
 
@@ -363,6 +500,26 @@ async def test_close_code_survives_odd_close_frames(
         assert len(errors) == 1 and errors[0].close_code == code
     else:
         assert errors == []
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+@pytest.mark.parametrize("wire_code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+async def test_close_code_forbidden_on_the_wire_is_a_protocol_error(
+    compression: bool, wire_code: int
+) -> None:
+    """A close frame carrying a code RFC 6455 (7.4) forbids on the wire is a
+    protocol error: reported as 1002, as 0.1.7 (websockets) reports it, never
+    as the raw number."""
+    errors: list[AvatarSDKError] = []
+    async with raw_server(close_then_wait(struct.pack("!H", wire_code))) as server:
+        session = session_for(server.port, compression, on_error=errors.append)
+        await session.start()
+        await asyncio.wait_for(session.wait_closed(), 5)
+        with pytest.raises(AvatarSDKError) as info:
+            await session.send_audio(b"\0\0")
+        await session.close()
+    assert info.value.close_code == 1002
+    assert [e.close_code for e in errors] == [1002]
 
 
 # -- 5. limits: endless headers, oversized messages, ping floods --------------------------
@@ -445,6 +602,23 @@ async def test_oversized_message_ends_the_session_with_1009(
     assert delivered == []
     assert [e.close_code for e in errors] == [1009], errors
     assert errors[0].code is AvatarSDKErrorCode.connectionClosed
+
+
+async def test_oversized_frame_is_reported_once_on_picows() -> None:
+    """picows fails the connection on an oversized frame header (close 1009)
+    but drops the socket only 10 ms later, and meanwhile keeps reading the
+    frame: when the whole payload arrived first (a loaded machine) it was
+    handed over as a message, decoded as garbage and reported as a second
+    error without a close code. Repeated so that ordering comes up; each run
+    must report exactly one error, 1009."""
+    for _ in range(12):
+        errors: list[AvatarSDKError] = []
+        async with raw_server(sends_after_confirm(frame(0x2, BIG))) as server:
+            session = session_for(server.port, False, on_error=errors.append)
+            await session.start()
+            await asyncio.wait_for(session.wait_closed(), 10)
+            await session.close()
+        assert [e.close_code for e in errors] == [1009], errors
 
 
 def client_write_buffer(session: Any) -> int:

@@ -298,3 +298,73 @@ async def test_send_while_close_is_under_way_is_session_closed(avatar_server: De
     await asyncio.wait_for(closing, 5)
     assert "state=closed" in repr(session)
     await settle(avatar_server)
+
+
+async def test_close_is_bounded_with_slow_async_callbacks() -> None:
+    """close() returns within its 2 s bound even with a backlog of slow
+    async callbacks; they keep running in the background, in order,
+    on_close runs once after the last of them, and wait_closed() waits for
+    them all."""
+    order: list[str] = []
+    flowing = asyncio.Event()
+
+    async def on_frames(data: bytes, last: bool) -> None:
+        order.append("frame")
+        if len(order) >= 5:
+            flowing.set()
+        await asyncio.sleep(0.02)
+
+    def on_close() -> None:
+        order.append("close")
+
+    async with DevServer(pace="fast") as srv:
+        session = new_avatar_session(
+            **srv.session_kwargs(transport_frames=on_frames, on_close=on_close)
+        )
+        await session.init()
+        await session.start()
+        await session.send_audio(b"\0\0" * 16000 * 12, end=True)  # ~300 frames: ~6 s of callbacks
+        await asyncio.wait_for(flowing.wait(), 10)
+        await asyncio.sleep(0.5)  # the service has sent its backlog by now
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(session.close(), 10)
+        closed_after = loop.time() - started
+        ran_at_close = len(order)
+        await asyncio.wait_for(session.wait_closed(), 30)
+    assert closed_after < 3.5, closed_after  # bound 2 s; the backlog takes ~6 s
+    assert ran_at_close < len(order)  # callbacks went on after close() returned
+    assert order.count("close") == 1 and order[-1] == "close"
+    assert order.count("frame") > 100
+
+
+def test_loop_shutdown_cancels_pending_callbacks_cleanly() -> None:
+    """Callbacks still queued when the event loop ends are cancelled; the
+    coroutines that never ran are closed (no "never awaited" warning) and
+    nothing is logged as an unhandled error."""
+    calls: list[int] = []
+    unhandled: list[dict[str, Any]] = []
+
+    flowing: list[asyncio.Event] = []
+
+    async def on_frames(data: bytes, last: bool) -> None:
+        calls.append(1)
+        if len(calls) >= 3:
+            flowing[0].set()
+        await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _l, c: unhandled.append(c))
+        flowing.append(asyncio.Event())
+        async with DevServer(pace="fast") as srv:
+            session = new_avatar_session(**srv.session_kwargs(transport_frames=on_frames))
+            await session.init()
+            await session.start()
+            await session.send_audio(b"\0\0" * 16000 * 8, end=True)
+            await asyncio.wait_for(flowing[0].wait(), 10)
+            await asyncio.sleep(0.3)
+            await asyncio.wait_for(session.close(), 10)
+
+    asyncio.run(main())
+    assert 3 <= len(calls) < 150
+    assert unhandled == []

@@ -9,11 +9,12 @@ MemoryError, UnicodeDecodeError, TypeError or any other foreign exception:
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from avatarkit import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError
-from avatarkit.errors import classify_http_rejection, parse_error_body
+from avatarkit.errors import classify_http_rejection, load_json_body, parse_error_body
 from avatarkit.protocol import parse_token_response
 
 DEEP_LIST = b"[" * 100_000
@@ -103,3 +104,41 @@ def test_ordinary_bodies_still_parse() -> None:
     nested_ok = {"errors": [{"status": 402, "meta": {"a": [{"b": [1, 2, {"c": []}]}]}}]}
     assert parse_error_body(json.dumps(nested_ok)).status == 402
     assert parse_token_response(200, b'{"sessionToken": "t", "extra": NaN}') == "t"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 33 + b'"' + b'\\"' * 24000, id="48KiB-unterminated-escapes"),
+        pytest.param(
+            b"[" * 33 + b'"' + b'\\"' * ((256 * 1024 - 34) // 2), id="256KiB-unterminated-escapes"
+        ),
+        pytest.param(b"[" * 40 + b'"\\\\' * ((256 * 1024 - 40) // 3), id="256KiB-many-strings"),
+    ],
+)
+def test_depth_check_is_linear_on_hostile_strings(body: bytes) -> None:
+    """The nesting check before json.loads scans the body once: a 256 KiB
+    body built to make a backtracking string matcher quadratic (minutes of
+    blocked event loop) is judged in well under a second."""
+    started = time.perf_counter()
+    value, why = load_json_body(body)
+    elapsed = time.perf_counter() - started
+    assert value is None and why is not None
+    assert elapsed < 1.0, elapsed
+
+
+@pytest.mark.parametrize(
+    ("text", "deep"),
+    [
+        ('{"a": "' + "[" * 100 + '"}', False),  # brackets in a string do not count
+        ('{"a": "\\"' + "[" * 100 + '"}', False),  # nor after an escaped quote
+        ('["\\\\"' + ",[" * 40 + "]" * 40 + "]", True),  # an escaped backslash ends the escape
+        ("[" * 32 + "]" * 32, False),
+        ("[" * 33 + "]" * 33, True),
+        ("{" * 20 + "[" * 13 + "]" * 13 + "}" * 20, True),
+    ],
+)
+def test_depth_check_tracks_strings_and_escapes(text: str, deep: bool) -> None:
+    """Only brackets outside JSON strings count toward the nesting depth."""
+    _value, why = load_json_body(text)
+    assert (why is not None and "nested deeper" in why) is deep
