@@ -191,7 +191,7 @@ class AvatarSession(SessionSending, FrameStreams):
         cfg.validate()  # everything, before the first network call
         assert cfg.expire_at is not None
         self._token = await _http.request_session_token(
-            cfg.console_endpoint_url, cfg.api_key, cfg.expire_at
+            cfg.console_endpoint_url, cfg.api_key, cfg.expire_at, cfg.ssl_context
         )
 
     def use_session_token(self, token: str) -> None:
@@ -243,6 +243,8 @@ class AvatarSession(SessionSending, FrameStreams):
         if factory is None:
             factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
         transport = factory()
+        if cfg.ssl_context is not None and hasattr(transport, "ssl_context"):
+            transport.ssl_context = cfg.ssl_context  # the built-in transports have it
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
