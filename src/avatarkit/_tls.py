@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 
-__all__ = ["CERT_ADVICE", "certificate_error", "client_context", "describe"]
+__all__ = ["CERT_ADVICE", "certificate_error", "client_context", "describe", "hand_to"]
 
 #: What to do when the server's certificate is not trusted.
 CERT_ADVICE = (
@@ -24,6 +24,16 @@ CERT_ADVICE = (
 def client_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
     """``context``, or the default verified client context when it is ``None``."""
     return context if context is not None else ssl.create_default_context()
+
+
+def hand_to(transport: object, context: ssl.SSLContext | None) -> None:
+    """Give ``context`` to a transport that takes one (an ``ssl_context`` attribute).
+
+    The built-in transports have it; a custom transport (``transport_factory``)
+    without it handles TLS itself.
+    """
+    if context is not None and hasattr(transport, "ssl_context"):
+        transport.ssl_context = context
 
 
 def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import _loopguard
+from . import _loopguard, _tls
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._framebuffer import FrameBuffer, FrameStreams
@@ -243,8 +243,7 @@ class AvatarSession(SessionSending, FrameStreams):
         if factory is None:
             factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
         transport = factory()
-        if cfg.ssl_context is not None and hasattr(transport, "ssl_context"):
-            transport.ssl_context = cfg.ssl_context  # the built-in transports have it
+        _tls.hand_to(transport, cfg.ssl_context)
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
@@ -523,20 +522,5 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-_SESSION_FIELDS = frozenset(f for f in SessionConfig.__dataclass_fields__)
-
-
-def new_avatar_session(**kwargs: Any) -> AvatarSession:
-    """Create an :class:`AvatarSession` from :class:`SessionConfig` keywords.
-
-    An unknown keyword raises ``TypeError`` naming it (a typo would otherwise
-    be silently ignored).
-    """
-    transport_factory = kwargs.pop("transport_factory", None)
-    unknown = sorted(set(kwargs) - _SESSION_FIELDS)
-    if unknown:
-        raise TypeError(
-            f"new_avatar_session() got unknown keyword argument(s): {', '.join(unknown)}; "
-            f"valid ones are the SessionConfig fields"
-        )
-    return AvatarSession(SessionConfig(**kwargs), transport_factory=transport_factory)
+# Last: it builds AvatarSession from this module.
+from ._newsession import new_avatar_session  # noqa: E402  (re-export)
