@@ -21,6 +21,7 @@ from ._facts import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
 from ._redact import mask as _mask
 
 if TYPE_CHECKING:
+    from ._metrics import MetricsEvent
     from .events import AnimationFrameEvent, PlaybackSignal, PlaybackStateEvent
 
 __all__ = [
@@ -201,6 +202,9 @@ class SessionConfig:
       a private CA. ``None`` is the default context: the system's trust
       store, certificates and host names verified. ``repr()`` shows only its
       type.
+    * ``on_metrics(event)``: typed events for metrics (session opened,
+      request done, error, closed); see :mod:`avatarkit._metrics` and the
+      README's "Metrics and logging".
     """
 
     avatar_id: str = ""
@@ -226,6 +230,7 @@ class SessionConfig:
     open_timeout: float = 10.0
     websocket_compression: bool = False
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    on_metrics: Callable[[MetricsEvent], Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.audio_format, str) and not isinstance(self.audio_format, AudioFormat):
@@ -445,6 +450,10 @@ class SessionConfigBuilder:
     def with_ssl_context(self: _B, context: ssl.SSLContext | None) -> _B:
         """TLS context for the token call and the WebSocket (``None``: verified default)."""
         return self._set("ssl_context", context)
+
+    def with_on_metrics(self: _B, handler: Callable[[MetricsEvent], Any]) -> _B:
+        """Receive typed metrics events (``SessionOpened``, ``RequestDone``, ...)."""
+        return self._set("on_metrics", handler)
 
     def with_on_playback(self: _B, handler: Callable[[PlaybackSignal], Any]) -> _B:
         """Receive a parsed :class:`PlaybackSignal` per animation message."""

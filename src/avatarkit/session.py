@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import _loopguard, _tls
+from . import _loopguard, _metrics, _tls
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._framebuffer import FrameBuffer, FrameStreams
@@ -99,6 +99,7 @@ class AvatarSession(SessionSending, FrameStreams):
         "_encoder",
         "_encoder_lock",
         "_frame_queues",
+        "_metrics",
         "_protocol",
         "_token",
         "_transport",
@@ -125,6 +126,7 @@ class AvatarSession(SessionSending, FrameStreams):
         self._dispatch_task: asyncio.Task[None] | None = None
         self._frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
+        self._metrics = _metrics.for_session(self)  # None without on_metrics
         self._bind_callbacks()
 
     # -- callbacks -----------------------------------------------------------
@@ -140,13 +142,15 @@ class AvatarSession(SessionSending, FrameStreams):
         self._cb_error = cfg.on_error
         self._cb_encoded = cfg.on_encoded_audio
         self._cb_close = cfg.on_close
+        if self._metrics is not None:  # report to on_metrics, then call the user's
+            self._cb_error = self._metrics.wrap_on_error(cfg.on_error, logger.warning)
+            self._cb_close = self._metrics.wrap_on_close(cfg.on_close)
         self._update_wants_events()
 
     def _update_wants_events(self) -> None:
         """Whether animation messages need parsed event objects at all."""
-        self._wants_events = bool(
-            self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
-        )
+        cbs = (self._cb_playback, self._cb_animation, self._metrics)
+        self._wants_events = bool(self._frame_queues) or any(c is not None for c in cbs)
 
     # -- public properties ---------------------------------------------------
 
@@ -178,6 +182,7 @@ class AvatarSession(SessionSending, FrameStreams):
 
     # -- lifecycle -------------------------------------------------------------
 
+    @_metrics.observe_init
     async def init(self) -> None:
         """Get a session token from the console (``POST .../session-tokens``).
 
@@ -204,6 +209,7 @@ class AvatarSession(SessionSending, FrameStreams):
             raise ValueError("session token must be a non-empty string")
         self._token = token
 
+    @_metrics.observe_start
     async def start(self) -> str:
         """Open the WebSocket, configure the session, return the connection id.
 
@@ -250,6 +256,8 @@ class AvatarSession(SessionSending, FrameStreams):
         except BaseException:
             self._confirm = None
             raise
+        if self._metrics is not None:
+            self._metrics.connected()
         if self._protocol.state is not ClientState.CONNECTING:
             # close() ran while the socket was opening: don't leave it open.
             await transport.close()
@@ -418,6 +426,8 @@ class AvatarSession(SessionSending, FrameStreams):
             self._call(self._cb_state, "on_playback_state", event.event)
 
     def _on_animation(self, event: AnimationReceived, data: bytes) -> None:
+        if self._metrics is not None:
+            self._metrics.frame(event.req_id, event.end)
         if self._cb_playback is not None:
             self._call(
                 self._cb_playback,
@@ -475,6 +485,8 @@ class AvatarSession(SessionSending, FrameStreams):
         came at all (the connection dropped).
         """
         protocol = self._protocol
+        if self._metrics is not None:
+            self._metrics.closing(close_code, protocol.state is ClientState.CLOSING)
         if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
