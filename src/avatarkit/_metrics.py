@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, Union, cast
 
+from ._logctx import scope
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 
 if TYPE_CHECKING:
@@ -295,10 +296,14 @@ _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
 def observe_init(func: _F) -> _F:
-    """Time the token call; report its failure."""
+    """Time the token call; report its failure (in the session's log scope)."""
 
     @functools.wraps(func)
     async def init(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with scope(self):
+            return await _init(self, *args, **kwargs)
+
+    async def _init(self: Any, *args: Any, **kwargs: Any) -> Any:
         metrics: MetricsRecorder | None = self._metrics
         if metrics is None:
             return await func(self, *args, **kwargs)
@@ -315,10 +320,14 @@ def observe_init(func: _F) -> _F:
 
 
 def observe_start(func: _F) -> _F:
-    """Time ``start()``; report :class:`SessionOpened` or the failure."""
+    """Time ``start()``; report :class:`SessionOpened` or the failure (in the log scope)."""
 
     @functools.wraps(func)
     async def start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with scope(self):  # what start() creates (tasks, socket callbacks) inherits it
+            return await _start(self, *args, **kwargs)
+
+    async def _start(self: Any, *args: Any, **kwargs: Any) -> Any:
         metrics: MetricsRecorder | None = self._metrics
         if metrics is None:
             return await func(self, *args, **kwargs)
@@ -335,11 +344,12 @@ def observe_start(func: _F) -> _F:
 
 
 def observe_interrupt(func: _F) -> _F:
-    """Report the interrupted request as done (interrupted)."""
+    """Report the interrupted request as done (interrupted), in the session's log scope."""
 
     @functools.wraps(func)
     async def interrupt(self: Any, *args: Any, **kwargs: Any) -> Any:
-        req_id = await func(self, *args, **kwargs)
+        with scope(self):
+            req_id = await func(self, *args, **kwargs)
         metrics: MetricsRecorder | None = self._metrics
         if metrics is not None:
             metrics.interrupted(req_id)

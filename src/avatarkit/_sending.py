@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._callbacks import CallbackRunner
+from ._logctx import scoped
 from ._metrics import MetricsRecorder, observe_interrupt
 from .config import AudioFormat, SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, SessionClosedError
@@ -58,6 +59,7 @@ class SessionSending(CallbackRunner):
 
             raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
 
+    @scoped
     async def send_audio(self, audio: bytes, end: bool = False) -> str:
         """Send a chunk of the current request's audio; return its request id.
 
@@ -126,6 +128,7 @@ class SessionSending(CallbackRunner):
         await self._send(message, req_id, "send interrupt")
         return req_id
 
+    @scoped
     async def pause(self) -> str:
         """Hold the output of the most recent request (``playback_control``).
 
@@ -136,6 +139,7 @@ class SessionSending(CallbackRunner):
         await self._send(message, req_id, "send pause")
         return req_id
 
+    @scoped
     async def resume(self) -> str:
         """Continue the output held by :meth:`pause`. Returns the request id."""
         self._require_open("resume")

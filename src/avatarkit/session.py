@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import _loopguard, _metrics, _tls
+from . import _logctx, _loopguard, _metrics, _tls
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._framebuffer import FrameBuffer, FrameStreams
@@ -298,6 +298,7 @@ class AvatarSession(SessionSending, FrameStreams):
         await self._close(max(0.0, deadline - loop.time()))
         raise failure
 
+    @_logctx.scoped
     async def close(self) -> None:
         """Close the WebSocket politely and end the session.
 
