@@ -37,6 +37,18 @@ PEER_VENV = ROOT / ".peers" / "avatarkit017"
 PEER_PY = PEER_VENV / "bin" / "python"
 
 
+def ensure_prometheus_client() -> None:
+    """Install ``prometheus_client`` (examples/prometheus_metrics needs it; avatarkit does not)."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "prometheus_client"],
+            check=True,
+            timeout=600,
+        )
+
+
 def ensure_peer() -> Path:
     """The 0.1.7 peer's interpreter, making its virtualenv on first use."""
     if not PEER_PY.exists():

@@ -8,6 +8,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 
 from __future__ import annotations
 
+from ._metrics import RequestDone, SessionClosed, SessionError, SessionOpened
 from ._run import run
 from .config import (
     AgoraEgressConfig,
@@ -56,10 +57,14 @@ __all__ = [
     "PlaybackStateEvent",
     "PoolClosedError",
     "PoolStats",
+    "RequestDone",
+    "SessionClosed",
     "SessionClosedError",
     "SessionConfig",
     "SessionConfigBuilder",
+    "SessionError",
     "SessionLease",
+    "SessionOpened",
     "SessionPool",
     "SessionTokenError",
     "UnsupportedSampleRateError",

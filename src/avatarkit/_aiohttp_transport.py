@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from typing import Any
 
 from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
+from ._tls import certificate_error, describe
 from .errors import ErrorPhase, classify_http_rejection
 from .transport import (
     MAX_MESSAGE_SIZE,
@@ -35,7 +37,10 @@ class AiohttpTransport:
     Connections share one aiohttp client per event loop.
     """
 
-    def __init__(self, *, compress: bool = True) -> None:
+    def __init__(self, *, compress: bool = True, ssl_context: ssl.SSLContext | None = None) -> None:
+        #: TLS context for ``wss://`` (``None``: the default verified one); the
+        #: session sets it from ``SessionConfig.ssl_context``.
+        self.ssl_context = ssl_context
         self._compress = 15 if compress else 0
         self._ws: Any = None  # aiohttp.ClientWebSocketResponse, imported on use
         self._listener: TransportListener | None = None
@@ -71,6 +76,7 @@ class AiohttpTransport:
                     max_msg_size=MAX_MESSAGE_SIZE,  # larger: aiohttp closes with 1009
                     autoclose=False,  # _answer_close() does it (bounded)
                     autoping=True,
+                    ssl=self.ssl_context if self.ssl_context is not None else True,
                 ),
                 timeout,
             )
@@ -87,6 +93,9 @@ class AiohttpTransport:
         except (asyncio.TimeoutError, TimeoutError):
             raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
         except (aiohttp.ClientError, OSError) as exc:
+            cert = certificate_error(exc)
+            if cert is not None:
+                raise _connect_error(describe(cert), url) from None
             # aiohttp's text can hold the URL; _connect_error masks the token.
             raise _connect_error(f"cannot connect: {exc}", url) from None
         except ValueError as exc:  # an address that cannot be looked up (IDNA)

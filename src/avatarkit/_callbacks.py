@@ -21,11 +21,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._logctx import SessionLogger
 from .protocol import ClientProtocol, ClientState
 
 __all__ = ["CallbackRunner"]
 
-logger = logging.getLogger("avatarkit.session")
+logger = SessionLogger(logging.getLogger("avatarkit.session"))
 
 
 class CallbackRunner:

@@ -14,17 +14,20 @@ token calls reuse a kept-alive connection. What the client is set up to do:
   endless header blocks);
 - idle connections kept :data:`IDLE_SECONDS` (a NAT or load balancer may
   drop a quiet connection without a word); no cookies, no proxy settings
-  from the environment; TLS verified with the system's trust store.
+  from the environment; TLS verified with the system's trust store, or
+  with ``SessionConfig.ssl_context`` when set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._advice import check_endpoint
+from ._tls import certificate_error, describe
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
 from .protocol import build_token_request, parse_token_response, token_urls
 
@@ -116,7 +119,11 @@ def _check_url(url: str) -> None:
 
 
 async def post(
-    client: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
+    client: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[int, bytes]:
     """POST ``body``; return ``(status, answer body)``, redirects not followed.
 
@@ -125,7 +132,9 @@ async def post(
     ``asyncio.TimeoutError``.
     """
     _check_url(url)
-    async with client.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+    # ssl=True: aiohttp's default verified context; else the caller's context.
+    tls: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    async with client.post(url, data=body, headers=headers, allow_redirects=False, ssl=tls) as resp:
         if resp.content_length is not None and resp.content_length > MAX_BODY:
             raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
         payload = bytearray()
@@ -137,7 +146,10 @@ async def post(
 
 
 async def request_session_token(
-    console_endpoint_url: str, api_key: str, expire_at: datetime
+    console_endpoint_url: str,
+    api_key: str,
+    expire_at: datetime,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> str:
     """POST for a session token; raise :class:`SessionTokenError` on any failure.
 
@@ -152,7 +164,7 @@ async def request_session_token(
     urls = token_urls(console_endpoint_url)
     for index, url in enumerate(urls):
         try:
-            status, payload = await post(http_client(), url, headers, body)
+            status, payload = await post(http_client(), url, headers, body, ssl_context)
         except (asyncio.TimeoutError, TimeoutError):
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,
@@ -161,7 +173,8 @@ async def request_session_token(
                 phase=ErrorPhase.SESSION_TOKEN,
             ) from None
         except (TokenCallError, aiohttp.ClientError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
+            cert = certificate_error(exc)
+            detail = describe(cert) if cert is not None else (str(exc) or type(exc).__name__)
             raise SessionTokenError(
                 AvatarSDKErrorCode.connectionFailed,
                 f"session token request to {url} failed: {detail}"

@@ -8,6 +8,7 @@ import ssl
 import picows
 
 from ._closecodes import NOT_ON_WIRE, WsClose
+from ._tls import certificate_error, client_context, describe
 from .errors import ErrorPhase, classify_http_rejection
 from .transport import (
     _BINARY,
@@ -35,9 +36,13 @@ class PicowsTransport:
         "_listener",
         "_ws",
         "_ws_listener",
+        "ssl_context",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        #: TLS context for ``wss://`` (``None``: the default verified one); the
+        #: session sets it from ``SessionConfig.ssl_context``.
+        self.ssl_context = ssl_context
         self._ws: object | None = None
         self._listener: TransportListener | None = None
         self._ws_listener: object | None = None
@@ -57,7 +62,7 @@ class PicowsTransport:
         asyncio's TLS timeout is 60 s and a TCP connect may never finish).
         """
         self._listener = listener
-        ssl_context = ssl.create_default_context() if url.startswith("wss:") else None
+        ssl_context = client_context(self.ssl_context) if url.startswith("wss:") else None
         try:
             connecting = picows.ws_connect(
                 lambda: _PicowsListener(self, listener),
@@ -94,6 +99,9 @@ class PicowsTransport:
             self._abandon()
             raise
         except (OSError, picows.WSError) as exc:
+            cert = certificate_error(exc)
+            if cert is not None:
+                raise _connect_error(describe(cert), url) from None
             raise _connect_error(f"cannot connect: {exc}", url) from None
         except ValueError as exc:  # an address that cannot be looked up (IDNA, port)
             raise _connect_error(f"unusable address: {exc}", url) from None

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._callbacks import CallbackRunner
+from ._logctx import scoped
+from ._metrics import MetricsRecorder, observe_interrupt
 from .config import AudioFormat, SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, SessionClosedError
 from .protocol import ClientState
@@ -32,6 +34,7 @@ class SessionSending(CallbackRunner):
     _encoded: bytearray | None
     _cb_encoded: Callable[[str, bytes], Any] | None
     _close_error: AvatarSDKError | None
+    _metrics: MetricsRecorder | None
 
     @property
     def connection_id(self) -> str | None:
@@ -56,6 +59,7 @@ class SessionSending(CallbackRunner):
 
             raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
 
+    @scoped
     async def send_audio(self, audio: bytes, end: bool = False) -> str:
         """Send a chunk of the current request's audio; return its request id.
 
@@ -83,6 +87,8 @@ class SessionSending(CallbackRunner):
             async with self._encoder_lock:  # one Ogg stream at a time, in call order
                 return await self._send_encoded(data, end)
         req_id, message = self._protocol.audio(data, end)
+        if self._metrics is not None:
+            self._metrics.audio_sent(req_id, len(data), end)
         await self._send(message, req_id, "send audio")
         return req_id
 
@@ -98,6 +104,8 @@ class SessionSending(CallbackRunner):
         stream = None
         if end:  # finish() already began a fresh stream for the next request
             stream, self._encoded = self._encoded, None
+        if self._metrics is not None:
+            self._metrics.audio_sent(req_id, len(pcm), end)
         if pages or end:
             _, message = self._protocol.audio(pages, end)
             await self._send(message, req_id, "send audio")
@@ -105,6 +113,7 @@ class SessionSending(CallbackRunner):
             self._call(self._cb_encoded, "on_encoded_audio", req_id, bytes(stream))
         return req_id
 
+    @observe_interrupt
     async def interrupt(self) -> str:
         """Stop the most recent request, even one whose audio already ended.
 
@@ -119,6 +128,7 @@ class SessionSending(CallbackRunner):
         await self._send(message, req_id, "send interrupt")
         return req_id
 
+    @scoped
     async def pause(self) -> str:
         """Hold the output of the most recent request (``playback_control``).
 
@@ -129,6 +139,7 @@ class SessionSending(CallbackRunner):
         await self._send(message, req_id, "send pause")
         return req_id
 
+    @scoped
     async def resume(self) -> str:
         """Continue the output held by :meth:`pause`. Returns the request id."""
         self._require_open("resume")

@@ -8,6 +8,7 @@ rate not allowed for the format, two egress kinds) and says what to fix.
 
 from __future__ import annotations
 
+import ssl
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,7 @@ from ._facts import OGG_OPUS_SAMPLE_RATES, PCM_SAMPLE_RATES
 from ._redact import mask as _mask
 
 if TYPE_CHECKING:
+    from ._metrics import MetricsEvent
     from .events import AnimationFrameEvent, PlaybackSignal, PlaybackStateEvent
 
 __all__ = [
@@ -195,6 +197,14 @@ class SessionConfig:
       every frame for little saving (measured: BENCHMARKS.md as of
       commit 5095348, "Compression"); when on, the session uses
       :class:`~avatarkit.transport.AiohttpTransport` (picows has no deflate).
+    * ``ssl_context``: the TLS context of the token call and the WebSocket
+      (both transports), e.g. ``ssl.create_default_context(cafile=...)`` for
+      a private CA. ``None`` is the default context: the system's trust
+      store, certificates and host names verified. ``repr()`` shows only its
+      type.
+    * ``on_metrics(event)``: typed events for metrics (session opened,
+      request done, error, closed); see :mod:`avatarkit._metrics` and the
+      README's "Metrics and logging".
     """
 
     avatar_id: str = ""
@@ -219,6 +229,8 @@ class SessionConfig:
     on_animation: Callable[[AnimationFrameEvent], Any] | None = field(default=None, repr=False)
     open_timeout: float = 10.0
     websocket_compression: bool = False
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    on_metrics: Callable[[MetricsEvent], Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.audio_format, str) and not isinstance(self.audio_format, AudioFormat):
@@ -232,6 +244,8 @@ class SessionConfig:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        if self.ssl_context is not None:  # its type only: no paths, no object address
+            shown += f", ssl_context=<{type(self.ssl_context).__name__}>"
         return f"SessionConfig({shown}, api_key={_mask(self.api_key)})"
 
     @property
@@ -313,13 +327,24 @@ class SessionConfig:
         self._validate_url(
             "ingress_endpoint_url", self.ingress_endpoint_url, ("ws", "wss", "http", "https")
         )
+        self.validate_tls()
         self.validate_audio()
         self.validate_egress()
         if self.open_timeout <= 0:
             raise ValueError("open_timeout must be > 0 seconds")
 
+    def validate_tls(self) -> None:
+        """``ssl_context`` is ``None`` or an :class:`ssl.SSLContext`."""
+        if self.ssl_context is not None and not isinstance(self.ssl_context, ssl.SSLContext):
+            raise TypeError(
+                "ssl_context must be an ssl.SSLContext (e.g. "
+                "ssl.create_default_context(cafile='ca.pem')) or None, not "
+                f"{type(self.ssl_context).__name__}"
+            )
+
     def validate(self) -> None:
         """Everything that can be checked before the network is touched."""
+        self.validate_tls()
         self.validate_for_token()
         self.validate_for_connect()
 
@@ -421,6 +446,14 @@ class SessionConfigBuilder:
     def with_websocket_compression(self: _B, enabled: bool = True) -> _B:
         """Offer permessage-deflate (see ``SessionConfig.websocket_compression``)."""
         return self._set("websocket_compression", enabled)
+
+    def with_ssl_context(self: _B, context: ssl.SSLContext | None) -> _B:
+        """TLS context for the token call and the WebSocket (``None``: verified default)."""
+        return self._set("ssl_context", context)
+
+    def with_on_metrics(self: _B, handler: Callable[[MetricsEvent], Any]) -> _B:
+        """Receive typed metrics events (``SessionOpened``, ``RequestDone``, ...)."""
+        return self._set("on_metrics", handler)
 
     def with_on_playback(self: _B, handler: Callable[[PlaybackSignal], Any]) -> _B:
         """Receive a parsed :class:`PlaybackSignal` per animation message."""

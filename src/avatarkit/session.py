@@ -33,7 +33,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from . import _loopguard
+from . import _logctx, _loopguard, _metrics, _tls
 from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
@@ -100,6 +100,7 @@ class AvatarSession(SessionSending, FrameStreams):
         "_encoder",
         "_encoder_lock",
         "_frame_queues",
+        "_metrics",
         "_protocol",
         "_token",
         "_transport",
@@ -126,6 +127,7 @@ class AvatarSession(SessionSending, FrameStreams):
         self._dispatch_task: asyncio.Task[None] | None = None
         self._frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
+        self._metrics = _metrics.for_session(self)  # None without on_metrics
         self._bind_callbacks()
 
     # -- callbacks -----------------------------------------------------------
@@ -141,13 +143,15 @@ class AvatarSession(SessionSending, FrameStreams):
         self._cb_error = cfg.on_error
         self._cb_encoded = cfg.on_encoded_audio
         self._cb_close = cfg.on_close
+        if self._metrics is not None:  # report to on_metrics, then call the user's
+            self._cb_error = self._metrics.wrap_on_error(cfg.on_error, logger.warning)
+            self._cb_close = self._metrics.wrap_on_close(cfg.on_close)
         self._update_wants_events()
 
     def _update_wants_events(self) -> None:
         """Whether animation messages need parsed event objects at all."""
-        self._wants_events = bool(
-            self._cb_playback is not None or self._cb_animation is not None or self._frame_queues
-        )
+        cbs = (self._cb_playback, self._cb_animation, self._metrics)
+        self._wants_events = bool(self._frame_queues) or any(c is not None for c in cbs)
 
     # -- public properties ---------------------------------------------------
 
@@ -179,6 +183,7 @@ class AvatarSession(SessionSending, FrameStreams):
 
     # -- lifecycle -------------------------------------------------------------
 
+    @_metrics.observe_init
     async def init(self) -> None:
         """Get a session token from the console (``POST .../session-tokens``).
 
@@ -192,7 +197,7 @@ class AvatarSession(SessionSending, FrameStreams):
         cfg.validate()  # everything, before the first network call
         assert cfg.expire_at is not None
         self._token = await _http.request_session_token(
-            cfg.console_endpoint_url, cfg.api_key, cfg.expire_at
+            cfg.console_endpoint_url, cfg.api_key, cfg.expire_at, cfg.ssl_context
         )
 
     def use_session_token(self, token: str) -> None:
@@ -204,6 +209,7 @@ class AvatarSession(SessionSending, FrameStreams):
         check_session_token(token)
         self._token = token
 
+    @_metrics.observe_start
     async def start(self) -> str:
         """Open the WebSocket, configure the session, return the connection id.
 
@@ -243,12 +249,15 @@ class AvatarSession(SessionSending, FrameStreams):
         if factory is None:
             factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
         transport = factory()
+        _tls.hand_to(transport, cfg.ssl_context)
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
         except BaseException:
             self._confirm = None
             raise
+        if self._metrics is not None:
+            self._metrics.connected()
         if self._protocol.state is not ClientState.CONNECTING:
             # close() ran while the socket was opening: don't leave it open.
             await transport.close()
@@ -289,6 +298,7 @@ class AvatarSession(SessionSending, FrameStreams):
         await self._close(max(0.0, deadline - loop.time()))
         raise failure
 
+    @_logctx.scoped
     async def close(self) -> None:
         """Close the WebSocket politely and end the session.
 
@@ -416,6 +426,8 @@ class AvatarSession(SessionSending, FrameStreams):
             self._call(self._cb_state, "on_playback_state", event.event)
 
     def _on_animation(self, event: AnimationReceived, data: bytes) -> None:
+        if self._metrics is not None:
+            self._metrics.frame(event.req_id, event.end)
         if self._cb_playback is not None:
             self._call(
                 self._cb_playback,
@@ -473,6 +485,8 @@ class AvatarSession(SessionSending, FrameStreams):
         came at all (the connection dropped).
         """
         protocol = self._protocol
+        if self._metrics is not None:
+            self._metrics.closing(close_code, protocol.state is ClientState.CLOSING)
         if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
@@ -521,20 +535,5 @@ def _expire(future: asyncio.Future[Any]) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-_SESSION_FIELDS = frozenset(f for f in SessionConfig.__dataclass_fields__)
-
-
-def new_avatar_session(**kwargs: Any) -> AvatarSession:
-    """Create an :class:`AvatarSession` from :class:`SessionConfig` keywords.
-
-    An unknown keyword raises ``TypeError`` naming it (a typo would otherwise
-    be silently ignored).
-    """
-    transport_factory = kwargs.pop("transport_factory", None)
-    unknown = sorted(set(kwargs) - _SESSION_FIELDS)
-    if unknown:
-        raise TypeError(
-            f"new_avatar_session() got unknown keyword argument(s): {', '.join(unknown)}; "
-            f"valid ones are the SessionConfig fields"
-        )
-    return AvatarSession(SessionConfig(**kwargs), transport_factory=transport_factory)
+# Last: it builds AvatarSession from this module.
+from ._newsession import new_avatar_session  # noqa: E402  (re-export)

@@ -36,6 +36,7 @@ import picows
 
 from ._advice import check_endpoint
 from ._closecodes import WsClose, received_close_code
+from ._logctx import SessionLogger
 from ._redact import redact_text as _redact
 from ._redact import redact_url
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
@@ -48,7 +49,7 @@ __all__ = [
     "TransportListener",
 ]
 
-logger = logging.getLogger("avatarkit.transport")
+logger = SessionLogger(logging.getLogger("avatarkit.transport"))
 
 
 class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused-ignore]
@@ -68,7 +69,7 @@ class _RedactingAdapter(logging.LoggerAdapter):  # type: ignore[type-arg, unused
 
 
 #: picows writes its records for our connections here (logger ``avatarkit.picows``).
-picows_logger = _RedactingAdapter(logging.getLogger("avatarkit.picows"), {})
+picows_logger = _RedactingAdapter(SessionLogger(logging.getLogger("avatarkit.picows")), {})
 _BINARY = picows.WSMsgType.BINARY
 _HEADROOM = 14  # the largest client frame header picows writes in front
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._helpers import ROOT
+from tests._helpers import ROOT, ensure_prometheus_client
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "examples").glob("*/README.md"))]
 SHELL_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
@@ -46,6 +46,9 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
         "checks they are current"
     ),
     "python -m benchmarks": "minutes of CPU on a shared machine; .ci/run runs --smoke",
+    "pip install prometheus_client": (
+        "installs; tests/_helpers.ensure_prometheus_client() runs this before the example runs"
+    ),
 }
 
 # Long-running services: run here with the documented port swapped for a free
@@ -227,6 +230,17 @@ def test_http_service_readme(clone: Path) -> None:
         stop(proc)
 
 
+def test_prometheus_metrics_readme(clone: Path) -> None:
+    ensure_prometheus_client()
+    commands = commands_of("examples/prometheus_metrics/README.md")
+    assert commands[0] == "pip install prometheus_client"
+    assert commands[1:] == RUN_HERE_PROMETHEUS
+    for command, out in zip(RUN_HERE_PROMETHEUS, run_all(commands[1:], clone), strict=True):
+        requests = 5 if "--requests 5" in command else 3
+        assert f'avatarkit_requests_total{{interrupted="false"}} {requests}.0' in out, out
+        assert re.search(r"metrics served at http://127\.0\.0\.1:\d+/metrics", out), out
+
+
 RUN_HERE_README_CLI = [
     "avatarkit demo --fast",
     "avatarkit send tests/fixtures/speech_16000.wav --out frames.jsonl",
@@ -255,7 +269,12 @@ RUN_HERE_HTTP = [
     '-d "{\\"sample_rate\\": 16000, \\"audio\\": '
     '\\"$(base64 < tests/fixtures/silence_1s_16000.pcm | tr -d \'\\n\')\\"}"',
 ]
+RUN_HERE_PROMETHEUS = [
+    "python examples/prometheus_metrics/main.py --fast --port 0",
+    "python examples/prometheus_metrics/main.py --requests 5 --port 0 --linger 1",
+]
 RUN_HERE = [
+    *RUN_HERE_PROMETHEUS,
     *RUN_HERE_README_CLI,
     *RUN_HERE_SINGLE,
     *RUN_HERE_POOL,

@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from .._logctx import SessionLogger
 from .._retry import backoff_delay, decide_retry, retryable
 from ..errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 from ..events import AnimationFrameEvent
@@ -24,7 +25,7 @@ from .opener import HOOKS, SessionOpener
 
 __all__ = ["PoolBase", "failure_key"]
 
-logger = logging.getLogger("avatarkit.pool")
+logger = SessionLogger(logging.getLogger("avatarkit.pool"))
 
 
 def failure_key(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+from .._logctx import SessionLogger
 from ..errors import AvatarSDKError
 from ..events import AnimationFrameEvent
 from .base import PoolBase, failure_key
@@ -20,7 +21,7 @@ from .opener import SessionFactory, SessionOpener
 
 __all__ = ["PoolStats", "SessionPool"]
 
-logger = logging.getLogger("avatarkit.pool")
+logger = SessionLogger(logging.getLogger("avatarkit.pool"))
 
 _RELEASE_TIMEOUT = 2.0  # seconds for the interrupt sent on release
 

@@ -68,6 +68,12 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for attr, flag, env, what in _CONNECTION:
         group.add_argument(flag, dest=attr, metavar="VALUE", help=f"{what} (env {env})")
+    group.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help="trust the CA certificate(s) in this PEM file for an https/wss service "
+        "(besides the system's; env AVATARKIT_CAFILE)",
+    )
 
 
 def build_parser(*, with_serve_arguments: bool = False) -> argparse.ArgumentParser:

@@ -208,6 +208,7 @@ async def stream_clip(
         on_animation=receiver.on_animation,
         on_error=receiver.on_error,
         on_close=receiver.on_close,
+        ssl_context=target.ssl_context,
     )
     chunk_bytes = max(2, clip.sample_rate * chunk_ms // 1000 * 2)
     data = clip.pcm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,22 @@ class Target:
     """True for the embedded local avatar service."""
     server: Any = field(default=None, repr=False, compare=False)
     """The embedded :class:`~avatarkit.devserver.DevServer` (``None`` for a configured one)."""
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    """TLS context trusting ``--cafile`` (``None``: the default verified context)."""
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """A verified client context that also trusts ``--cafile`` (or ``AVATARKIT_CAFILE``)."""
+    cafile = getattr(args, "cafile", None) or os.environ.get("AVATARKIT_CAFILE", "")
+    if not cafile:
+        return None
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise CLIError(
+            f"cannot load --cafile {cafile!r}: {getattr(exc, 'strerror', None) or exc}",
+            "give a PEM file holding the CA certificate that signed the service's certificate",
+        ) from None
 
 
 def _configured(args: argparse.Namespace) -> dict[str, str]:
@@ -102,7 +119,7 @@ async def connect_target(args: argparse.Namespace, *, local_pace: str) -> AsyncI
             schemes = _URL_SCHEMES.get(attr)
             if schemes is not None:
                 _check_url(values[attr], attr, flag, env, what, schemes)
-        yield Target(local=False, **values)
+        yield Target(local=False, ssl_context=_ssl_context(args), **values)
         return
     from ..devserver import DevServer
 
