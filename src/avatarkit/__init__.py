@@ -8,6 +8,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 
 from __future__ import annotations
 
+from ._request import AvatarRequest, RequestInProgressError, RequestSummary, RequestTimeoutError
 from ._run import run
 from .config import (
     AgoraEgressConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "AgoraEgressConfig",
     "AnimationFrameEvent",
     "AudioFormat",
+    "AvatarRequest",
     "AvatarSDKError",
     "AvatarSDKErrorCode",
     "AvatarSession",
@@ -56,6 +58,9 @@ __all__ = [
     "PlaybackStateEvent",
     "PoolClosedError",
     "PoolStats",
+    "RequestInProgressError",
+    "RequestSummary",
+    "RequestTimeoutError",
     "SessionClosedError",
     "SessionConfig",
     "SessionConfigBuilder",
