@@ -313,3 +313,31 @@ def _request_state(server: DevServer, req_id: str) -> Any:
         if req_id in session.requests:
             return session.requests[req_id]
     raise AssertionError(f"the service never saw request {req_id}")
+
+
+async def test_empty_iterable_sync_iterable_and_wav_file(avatar_server: DevServer) -> None:
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+
+        async def nothing() -> AsyncIterator[bytes]:
+            return
+            yield b""
+
+        empty = await asyncio.wait_for(session.stream(nothing()).done(), BOUND)
+        assert empty.audio_seconds == 0 and not empty.interrupted
+        half = PCM16[:16000]  # 0.5 s
+        chunks = [half[i : i + 999] for i in range(0, len(half), 999)]  # odd sizes
+        sync = await asyncio.wait_for(session.stream(iter(chunks)).done(), BOUND)
+        assert sync.audio_seconds == pytest.approx(0.5, abs=0.001) and sync.frames >= 12
+        wav = await asyncio.wait_for(session.stream(FIXTURES / "speech_16000.wav").done(), BOUND)
+        assert wav.frames > 0
+
+
+async def test_cancelling_a_done_waiter_does_not_cancel_the_request(
+    avatar_server: DevServer,
+) -> None:
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = session.stream(tts(PCM16))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(req.done(), 0.0001)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert not summary.interrupted and summary.frames >= 40
