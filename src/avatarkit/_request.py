@@ -20,13 +20,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._audio_source import AudioSource
 from ._framebuffer import FrameBuffer
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 from .events import AnimationFrameEvent
 
 if TYPE_CHECKING:
+    from ._audio_source import AudioSource
     from .session import AvatarSession
 
 __all__ = [
@@ -145,6 +145,11 @@ class AvatarRequest:
         return f"<AvatarRequest req_id={self.req_id!r} frames={self._frame_count} {state}>"
 
     # -- public --------------------------------------------------------------
+
+    @property
+    def audio_sent(self) -> float:
+        """Seconds of audio sent so far (for progress reports)."""
+        return self._pacer.audio_s
 
     async def started(self) -> str:
         """The request id, once its first message is under way (raises its error if none)."""

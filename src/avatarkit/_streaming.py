@@ -12,8 +12,7 @@ import asyncio
 import os
 from typing import Any
 
-from ._audio_source import DEFAULT_CHUNK_MS, open_source
-from ._pacing import Pace, Pacer
+from ._pacing import DEFAULT_CHUNK_MS, Pace, Pacer
 from ._request import (
     DEFAULT_END_TIMEOUT,
     AvatarRequest,
@@ -77,6 +76,8 @@ class SessionStreaming(SessionSending):
             fixed = isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike))
             pace = "fast" if fixed else "source"
         pacer = Pacer(pace)
+        from ._audio_source import open_source  # numpy and soxr: loaded on first use
+
         cfg = self._config
         ogg = cfg.audio_format is AudioFormat.OGG_OPUS
         audio = open_source(
