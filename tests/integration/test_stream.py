@@ -47,6 +47,11 @@ async def tts(data: bytes, seed: int = 1) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
+def feeders() -> list[asyncio.Task[Any]]:
+    """The stream feeder tasks still alive (none once a request resolved)."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == "avatarkit-stream" and not t.done()]
+
+
 async def collect(req: AvatarRequest) -> list[AnimationFrameEvent]:
     return [frame async for frame in req]
 
@@ -148,6 +153,7 @@ async def test_interrupt_mid_stream(avatar_server: DevServer) -> None:
                 await req.interrupt()
         summary = await asyncio.wait_for(req.done(), BOUND)
         assert summary.interrupted and summary.audio_seconds < 10
+        assert feeders() == []
         assert not got[-1].end  # it stopped without an end frame
         await req.interrupt()  # no-op once resolved
         assert (await req.done()).interrupted
@@ -178,6 +184,7 @@ async def test_connection_drop_raises_connection_closed(avatar_server: DevServer
             await asyncio.wait_for(req.done(), BOUND)
         assert again.value.code is AvatarSDKErrorCode.connectionClosed
         assert again.value.retryable == info.value.retryable
+        assert feeders() == []
 
 
 async def test_close_code_decides_retryable(avatar_server: DevServer) -> None:
@@ -221,6 +228,7 @@ async def test_source_raising_interrupts_and_done_raises_it(avatar_server: DevSe
             await asyncio.wait_for(req.done(), BOUND)
         with pytest.raises(TTSFailed):
             await collect(req)
+        assert feeders() == []
         req_id = req.req_id
         assert req_id is not None
         assert _request_state(avatar_server, req_id).reason == "explicit"
@@ -238,6 +246,7 @@ async def test_missing_end_frame_times_out(avatar_server: DevServer) -> None:
         assert isinstance(err, AvatarSDKError) and isinstance(err, TimeoutError)
         assert err.req_id == req.req_id and err.retryable
         assert "end_timeout" in str(err)
+        assert feeders() == []
         with pytest.raises(RequestTimeoutError):
             await collect(req)
 
@@ -258,6 +267,7 @@ async def test_user_close_resolves_the_request(avatar_server: DevServer) -> None
     with pytest.raises(SessionClosedError) as info:
         await asyncio.wait_for(req.done(), BOUND)
     assert info.value.code is AvatarSDKErrorCode.connectionClosed
+    assert feeders() == []  # close() awaited the feeder
     with pytest.raises(SessionClosedError):
         session.stream(PCM16)
 
