@@ -9,6 +9,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 from __future__ import annotations
 
 from ._metrics import RequestDone, SessionClosed, SessionError, SessionOpened
+from ._request import AvatarRequest, RequestInProgressError, RequestSummary, RequestTimeoutError
 from ._run import run
 from .config import (
     AgoraEgressConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "AgoraEgressConfig",
     "AnimationFrameEvent",
     "AudioFormat",
+    "AvatarRequest",
     "AvatarSDKError",
     "AvatarSDKErrorCode",
     "AvatarSession",
@@ -58,6 +60,9 @@ __all__ = [
     "PoolClosedError",
     "PoolStats",
     "RequestDone",
+    "RequestInProgressError",
+    "RequestSummary",
+    "RequestTimeoutError",
     "SessionClosed",
     "SessionClosedError",
     "SessionConfig",

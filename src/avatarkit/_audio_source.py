@@ -41,6 +41,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ._pacing import DEFAULT_CHUNK_MS
+
 __all__ = [
     "DEFAULT_CHUNK_MS",
     "MAX_CHUNK_MS",
@@ -52,8 +54,6 @@ __all__ = [
     "open_source",
 ]
 
-DEFAULT_CHUNK_MS = 40
-"""Length of one PCM chunk sent on the wire, in milliseconds."""
 MAX_CHUNK_MS = 10_000
 """Largest ``chunk_ms`` accepted (longer chunks defeat pacing and interrupts)."""
 

@@ -23,10 +23,12 @@ import asyncio
 import math
 from typing import Literal, Protocol, get_args
 
-__all__ = ["PACES", "REALTIME_LEAD_S", "Clock", "LoopClock", "Pace", "Pacer"]
+__all__ = ["DEFAULT_CHUNK_MS", "PACES", "REALTIME_LEAD_S", "Clock", "LoopClock", "Pace", "Pacer"]
 
 Pace = Literal["realtime", "source", "fast"]
 PACES: tuple[str, ...] = get_args(Pace)
+DEFAULT_CHUNK_MS = 40
+"""Length of one PCM chunk sent on the wire, in milliseconds (``stream(chunk_ms=)``)."""
 REALTIME_LEAD_S = 0.08
 """How far ahead of its playback time ``pace="realtime"`` sends a chunk (seconds)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackRunner
 from ._logctx import scoped
@@ -20,6 +20,9 @@ from .config import AudioFormat, SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, SessionClosedError
 from .protocol import ClientState
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from ._request import AvatarRequest
 
 __all__ = ["SessionSending"]
 
@@ -35,6 +38,7 @@ class SessionSending(CallbackRunner):
     _cb_encoded: Callable[[str, bytes], Any] | None
     _close_error: AvatarSDKError | None
     _metrics: MetricsRecorder | None
+    _active_request: AvatarRequest | None
 
     @property
     def connection_id(self) -> str | None:
@@ -66,12 +70,18 @@ class SessionSending(CallbackRunner):
         PCM chunks must hold whole 16-bit samples. With the built-in encoder
         configured, PCM is encoded to Ogg Opus page by page and a chunk that
         completes no Opus frame sends nothing yet. ``end=True`` ends the
-        request; the next call starts a new request id.
+        request; the next call starts a new request id. Raises
+        :class:`~avatarkit.RequestInProgressError` while a request started by
+        :meth:`stream` is unresolved.
         """
         if not isinstance(audio, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"audio must be bytes (16-bit PCM or Ogg Opus), not {type(audio).__name__}"
             )
+        if self._active_request is not None:
+            from ._request import RequestInProgressError
+
+            raise RequestInProgressError(self._active_request.req_id, self.connection_id)
         data = bytes(audio)
         cfg = self._config
         raw_pcm = cfg.audio_format is AudioFormat.PCM_S16LE or self._encoder is not None
@@ -118,8 +128,16 @@ class SessionSending(CallbackRunner):
         """Stop the most recent request, even one whose audio already ended.
 
         Returns the interrupted request id. The next ``send_audio`` starts a
-        new request.
+        new request. A request from :meth:`stream` it interrupts resolves as
+        interrupted.
         """
+        req_id = await self._interrupt_last()
+        request = self._active_request
+        if request is not None and request.req_id == req_id:
+            request._on_interrupted()
+        return req_id
+
+    async def _interrupt_last(self) -> str:
         self._require_open("interrupt")
         req_id, message = self._protocol.interrupt()
         if self._encoder is not None:

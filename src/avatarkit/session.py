@@ -38,14 +38,9 @@ from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
-from ._sending import SessionSending
+from ._streaming import SessionStreaming
 from .config import SessionConfig
-from .errors import (
-    AvatarSDKError,
-    AvatarSDKErrorCode,
-    ErrorPhase,
-    classify_close,
-)
+from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_close
 from .events import AnimationFrameEvent, PlaybackSignal
 from .protocol import (
     ANIMATION_TYPE,
@@ -63,7 +58,7 @@ from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFa
 __all__ = ["AvatarSession", "new_avatar_session"]
 
 
-class AvatarSession(SessionSending, FrameStreams):
+class AvatarSession(SessionStreaming, FrameStreams):
     """One avatar session: token, WebSocket, audio out, animation in.
 
     Typical use::
@@ -319,6 +314,7 @@ class AvatarSession(SessionSending, FrameStreams):
             return
         protocol.start_closing()
         deadline = asyncio.get_running_loop().time() + timeout
+        await self._end_request_for_close(deadline)  # resolved, feeder ended, before the socket
         transport = self._transport
         try:
             if transport is not None:
@@ -340,6 +336,7 @@ class AvatarSession(SessionSending, FrameStreams):
             self._confirm.exception()  # mark retrieved: start() may be gone
         for buffer in self._frame_queues or ():
             buffer.close()
+        self._abort_request()  # the connection ended under a streamed request
         if self._disconnected is not None:
             self._disconnected.set()
         if self._cb_close is not None:
@@ -403,6 +400,8 @@ class AvatarSession(SessionSending, FrameStreams):
                     else:
                         if result is not None and inspect.isawaitable(result):
                             self._enqueue(_await_result, (result, "transport_frames"))
+            if self._active_request is not None:  # stream(): its frames to its handle
+                self._active_request._on_animation(anim, data)
             if self._wants_events:
                 self._on_animation(anim, data)
             return
@@ -415,6 +414,7 @@ class AvatarSession(SessionSending, FrameStreams):
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.set_result(event)
         elif type(event) is ServerErrorReceived:
+            self._route_server_error(event.error, event.fatal)  # to stream()'s request
             if event.fatal:
                 if self._confirm is not None and not self._confirm.done():
                     self._confirm.set_exception(event.error)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._framebuffer import FrameBuffer
+from .._request import AvatarRequest
 from ..errors import AvatarSDKError
 from ..events import AnimationFrameEvent
 from ..session import AvatarSession
@@ -112,6 +113,7 @@ class SessionLease:
         self._sent: dict[str, None] = {}  # request ids sent on this lease, in order
         self._ended: set[str] = set()  # ... whose end frame arrived
         self._interrupted: set[str] = set()
+        self._request: AvatarRequest | None = None  # the last from stream()
 
     # -- what the leaseholder uses ------------------------------------------------
 
@@ -143,6 +145,25 @@ class SessionLease:
         if end:
             self._open = False
         return req_id
+
+    def stream(self, source: Any, **options: Any) -> AvatarRequest:
+        """:meth:`AvatarSession.stream` on the leased session (same options).
+
+        A request still streaming when the lease is released is interrupted
+        and resolves as interrupted. Its frames go to the request's own
+        iterator and also to :meth:`frames`.
+        """
+        self._check("stream")
+        request = self._session.stream(source, **options)
+        self._request = request
+        request._started.add_done_callback(self._stream_started)
+        return request
+
+    def _stream_started(self, started: asyncio.Future[str]) -> None:
+        # Tracked like send_audio()'s requests: on release, late frames of
+        # an unfinished one are dropped, never given to the next holder.
+        if not started.cancelled() and started.exception() is None:
+            self._sent[started.result()] = None
 
     async def interrupt(self) -> str:
         """:meth:`AvatarSession.interrupt`: stop the lease's most recent request."""
@@ -255,4 +276,6 @@ class SessionLease:
         return [r for r in self._sent if r not in self._ended]
 
     def _needs_interrupt(self) -> bool:
+        if self._request is not None and not self._request._resolved:
+            return True
         return self._open or any(r not in self._interrupted for r in self._unfinished())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import sys
@@ -19,6 +20,7 @@ from ._target import Target, _base_url, connect_target
 from ._viewer_open import DemoViewer
 
 if TYPE_CHECKING:
+    from .._request import AvatarRequest
     from ..events import AnimationFrameEvent
 
 
@@ -188,6 +190,7 @@ async def stream_clip(
     """
     from datetime import datetime, timedelta, timezone
 
+    from .._request import RequestTimeoutError
     from ..config import AudioFormat, OggOpusEncoderConfig
     from ..session import new_avatar_session
 
@@ -210,46 +213,53 @@ async def stream_clip(
         on_close=receiver.on_close,
         ssl_context=target.ssl_context,
     )
-    chunk_bytes = max(2, clip.sample_rate * chunk_ms // 1000 * 2)
-    data = clip.pcm
-    count = max(1, math.ceil(len(data) / chunk_bytes))
-    chunk_s = chunk_bytes / 2 / clip.sample_rate
+    chunk_s = max(1, clip.sample_rate * chunk_ms // 1000) / clip.sample_rate
     wait = timeout if timeout is not None else 2 * clip.duration_s + 10
-    loop = asyncio.get_running_loop()
     async with session:
         if on_started is not None:
             await on_started(session.connection_id or "")
-        t0 = loop.time()
         result.first_audio_at = time.monotonic()
+        # The same code path as users: stream() chunks, paces and bounds the
+        # wait for the end frame (end_timeout after the audio played out).
+        request = session.stream(
+            clip.pcm,
+            pace="realtime" if realtime else "fast",
+            chunk_ms=chunk_ms,
+            end_timeout=wait,
+        )
+        report = None if progress is None else asyncio.create_task(_report(request, progress))
         try:
-            for i in range(count):
-                if realtime:
-                    delay = t0 + i * chunk_s - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                if receiver.error is not None:
-                    break
-                chunk = data[i * chunk_bytes : (i + 1) * chunk_bytes]
-                result.req_id = await session.send_audio(chunk, end=i == count - 1)
-                result.chunks += 1
-                if progress is not None:
-                    progress.update(sent_s=min(clip.duration_s, (i + 1) * chunk_s))
-        except Exception as exc:
-            if receiver.error is not None:  # the cause came in first; report it
-                raise receiver.error from exc
-            raise
-        try:
-            await asyncio.wait_for(receiver.done.wait(), wait)
-        except asyncio.TimeoutError:
+            summary = await request.done()
+        except RequestTimeoutError:
             raise CLIError(
-                f"no end frame for request {result.req_id} within {wait:g} s "
+                f"no end frame for request {request.req_id} within {wait:g} s "
                 f"({result.frames} frames received)",
                 "raise --timeout, or check the service",
             ) from None
+        except Exception as exc:
+            if receiver.error is not None and receiver.error is not exc:
+                raise receiver.error from exc  # the cause came in first; report it
+            raise
+        finally:
+            if report is not None:
+                report.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await report
+        result.req_id = summary.req_id or ""
+        result.chunks = math.ceil(round(summary.audio_seconds / chunk_s, 6))
+        if progress is not None:
+            progress.update(sent_s=summary.audio_seconds)
     result.finished_at = time.monotonic()
     if receiver.error is not None:
         raise receiver.error
     return result
+
+
+async def _report(request: AvatarRequest, progress: Progress) -> None:
+    """Move the progress bar with the audio sent (the bar is redrawn at most 10 times/s)."""
+    while True:
+        progress.update(sent_s=request.audio_sent)
+        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,399 @@
+"""``session.stream()``'s request handle: :class:`AvatarRequest` and its feeder.
+
+One request streams at a time per session. The handle owns one feeder task
+(``avatarkit-stream``) that reads the source (:mod:`avatarkit._audio_source`),
+paces it (:mod:`avatarkit._pacing`), sends it, then waits for the end frame.
+The session routes the request's frames, its ``ServerError`` and the end of
+the connection to the handle (``_on_frame``, ``_on_server_error``,
+``_abort``). Whatever happens, the feeder ends and the handle resolves within
+a bounded time: see the table in docs/stream-design.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._framebuffer import FrameBuffer
+from ._pacing import Pacer
+from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
+from .events import AnimationFrameEvent
+
+if TYPE_CHECKING:
+    from ._audio_source import AudioSource
+    from .session import AvatarSession
+
+__all__ = [
+    "DEFAULT_END_TIMEOUT",
+    "AvatarRequest",
+    "RequestInProgressError",
+    "RequestSummary",
+    "RequestTimeoutError",
+]
+
+logger = logging.getLogger("avatarkit.stream")
+
+DEFAULT_END_TIMEOUT = 10.0
+"""Seconds ``stream()`` waits for the end frame after the audio should have played out."""
+
+_CONTROL_TIMEOUT = 2.0
+"""Bound on sending the interrupt of a request that failed or timed out."""
+
+
+class RequestInProgressError(AvatarSDKError, RuntimeError):
+    """``stream()`` or ``send_audio()`` while a streamed request is still unresolved."""
+
+    def __init__(
+        self, req_id: str | None, connection_id: str | None, message: str | None = None
+    ) -> None:
+        super().__init__(
+            AvatarSDKErrorCode.invalidRequest,
+            message
+            or "a streamed request is still in progress on this session; await req.done() "
+            "or req.interrupt() first (one request streams at a time)",
+            phase=ErrorPhase.WEBSOCKET_SEND,
+            connection_id=connection_id,
+            req_id=req_id,
+            retryable=False,
+        )
+
+
+class RequestTimeoutError(AvatarSDKError, TimeoutError):
+    """The service sent no end frame within ``end_timeout`` (the request was interrupted)."""
+
+    def __init__(self, end_timeout: float, req_id: str | None, connection_id: str | None) -> None:
+        super().__init__(
+            AvatarSDKErrorCode.serverError,
+            f"no end frame within end_timeout={end_timeout:g} s after the audio played out; "
+            "the request was interrupted (raise end_timeout for a slow service)",
+            phase=ErrorPhase.WEBSOCKET_RUNTIME,
+            connection_id=connection_id,
+            req_id=req_id,
+            retryable=True,
+        )
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    """How a streamed request went, returned by :meth:`AvatarRequest.done`.
+
+    ``audio_seconds`` is the playback length of the audio sent;
+    ``time_to_first_frame`` the seconds from the first audio sent to the first
+    frame (``None`` without frames); ``real_time_factor`` the seconds from the
+    first audio sent to the end frame divided by ``audio_seconds`` (about 1.0
+    when the service renders in real time; ``None`` when interrupted or
+    without audio).
+    """
+
+    req_id: str | None
+    frames: int
+    audio_seconds: float
+    time_to_first_frame: float | None
+    real_time_factor: float | None
+    interrupted: bool
+
+
+class AvatarRequest:
+    """One streamed request, made by :meth:`AvatarSession.stream`.
+
+    ``async for frame in req`` yields its frames in order and stops after
+    the end frame (frames are kept from the first until read, so a late
+    iterator misses none; iterate once). ``await req.done()`` returns a
+    :class:`RequestSummary` or raises the request's error; it always
+    resolves within a bounded time. Cancelling a task awaiting ``done()``
+    does not cancel the request.
+    """
+
+    def __init__(
+        self,
+        session: AvatarSession,
+        source: AudioSource,
+        pacer: Pacer,
+        end_timeout: float,
+        raw_ogg: bool,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._session = session
+        self._source = source
+        self._pacer = pacer
+        self._end_timeout = end_timeout
+        self._raw_ogg = raw_ogg
+        self._frames: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
+        self._loop = loop
+        self._result: asyncio.Future[RequestSummary] = loop.create_future()
+        self._started: asyncio.Future[str] = loop.create_future()
+        self.req_id: str | None = None
+        self._frame_count = 0
+        self._first_sent: float | None = None
+        self._last_sent: float | None = None
+        self._first_frame: float | None = None
+        self._last_frame: float | None = None
+        self._ended_at: float | None = None
+        self._interrupting = False
+        self._running = False  # the feeder's first step ran (a cancel can be caught)
+        self._stop_pending = False  # stop asked before that
+        self._task = loop.create_task(self._run(), name="avatarkit-stream")
+
+    def __repr__(self) -> str:
+        state = "done" if self._result.done() else "streaming"
+        return f"<AvatarRequest req_id={self.req_id!r} frames={self._frame_count} {state}>"
+
+    # -- public --------------------------------------------------------------
+
+    @property
+    def audio_sent(self) -> float:
+        """Seconds of audio sent so far (for progress reports)."""
+        return self._pacer.audio_s
+
+    async def started(self) -> str:
+        """The request id, once its first message is under way (raises its error if none)."""
+        if not self._started.done():
+            waits: set[asyncio.Future[Any]] = {self._started, self._task}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if self._started.done() and not self._started.cancelled():
+            return self._started.result()  # or raises the request's error
+        await self.done()  # raises the request's error
+        raise AvatarSDKError(  # resolved without sending anything (an empty source)
+            AvatarSDKErrorCode.invalidRequest,
+            "the request ended before any audio was sent (the source was empty)",
+            phase=ErrorPhase.WEBSOCKET_SEND,
+        )
+
+    async def done(self) -> RequestSummary:
+        """Wait until the request resolves; its summary, or raise its error."""
+        await asyncio.shield(self._task)
+        return self._result.result()
+
+    async def interrupt(self) -> None:
+        """Interrupt this request (a no-op once it resolved); it resolves as interrupted."""
+        if self._task.done():
+            return
+        if not self._result.done():
+            self._interrupting = True
+            self._stop()
+        await asyncio.shield(self._task)
+
+    def __aiter__(self) -> AsyncIterator[AnimationFrameEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[AnimationFrameEvent]:
+        buffer = self._frames
+        frames = buffer.items
+        while True:
+            while frames:
+                frame = frames.popleft()
+                yield frame
+                if frame.end:
+                    return
+            if buffer.closed:
+                break
+            await buffer.wait()
+        await self.done()  # raises the request's error, or returns (interrupted)
+
+    # -- from the session ------------------------------------------------------
+
+    async def _stopped(self) -> None:
+        """Wait for the feeder task to end (``close()``: no task left behind)."""
+        if self._task is not asyncio.current_task():
+            await asyncio.shield(self._task)
+
+    @property
+    def _resolved(self) -> bool:
+        return self._result.done()
+
+    def _on_animation(self, anim: Any, data: bytes) -> None:
+        """An animation message (``ServerResponseAnimation``); kept when it is ours."""
+        if anim.req_id == self.req_id:
+            self._on_frame(
+                AnimationFrameEvent(
+                    anim.req_id, anim.end, anim.animation, data, anim.connection_id, anim.avatar_id
+                )
+            )
+
+    def _on_frame(self, frame: AnimationFrameEvent) -> None:
+        now = self._loop.time()
+        self._frame_count += 1
+        if self._first_frame is None:
+            self._first_frame = now
+        self._last_frame = now
+        self._frames.put(frame)
+        if frame.end:
+            self._ended_at = now
+            self._resolve()
+
+    def _on_server_error(self, error: AvatarSDKError) -> None:
+        """A run-time ``ServerError``: fails the request when it carries its req_id."""
+        if not error.req_id or error.req_id != self.req_id:
+            return
+        self._fail(error)
+        self._stop()
+
+    def _on_interrupted(self) -> None:
+        """``session.interrupt()`` was sent for this request."""
+        self._resolve(interrupted=True)
+        self._stop()
+
+    def _abort(self, error: AvatarSDKError) -> None:
+        """The session closed or the connection ended: fail and stop the feeder."""
+        err = copy.copy(error)
+        if err.req_id is None:
+            err.req_id = self.req_id
+        self._fail(err)
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop the feeder wherever it waits (a task not yet started stops on its first step)."""
+        if self._task is asyncio.current_task() or self._task.done():
+            return
+        if self._running:
+            self._task.cancel()
+        else:
+            self._stop_pending = True
+
+    # -- resolution --------------------------------------------------------------
+
+    def _resolve(self, *, interrupted: bool = False) -> None:
+        if self._result.done():
+            return
+        audio = self._pacer.audio_s
+        rtf = None
+        if not interrupted and audio > 0 and self._first_sent is not None:
+            rtf = ((self._ended_at or self._loop.time()) - self._first_sent) / audio
+        ttff = None
+        if self._first_frame is not None and self._first_sent is not None:
+            ttff = self._first_frame - self._first_sent
+        self._result.set_result(
+            RequestSummary(self.req_id, self._frame_count, audio, ttff, rtf, interrupted)
+        )
+        self._finish()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._result.done():
+            return
+        self._result.set_exception(error)
+        self._result.exception()  # retrieved: done() may never be awaited
+        if not self._started.done():
+            self._started.set_exception(error)
+            self._started.exception()
+        self._finish()
+
+    def _finish(self) -> None:
+        self._frames.close()
+        self._session._release_request(self)
+
+    # -- the feeder ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        self._running = True
+        try:
+            if self._stop_pending:
+                raise asyncio.CancelledError
+            await self._feed()
+            await self._wait_end()
+        except asyncio.CancelledError:
+            if not self._stop_pending:
+                _uncancel()
+            if not self._result.done() and self._interrupting:
+                await self._send_interrupt()
+                self._resolve(interrupted=True)
+            elif self._session._protocol.current_req_id == self.req_id is not None:
+                # Stopped mid-stream (a ServerError): close the request on the wire.
+                await self._send_interrupt()
+            if not self._result.done():  # cancelled from outside (loop shutdown)
+                self._fail(self._session._close_error_for_send("stream", self.req_id))
+        except AvatarSDKError as err:  # a send failed: the connection is gone
+            self._fail(err)
+        except Exception as exc:  # the source raised: interrupt on the wire, then fail
+            logger.info(
+                "avatarkit: stream source raised %s; interrupting request %s "
+                "(connection_id=%s req_id=%s)",
+                type(exc).__name__,
+                self.req_id,
+                self._session.connection_id,
+                self.req_id,
+                extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
+            )
+            if not self._result.done():
+                await self._send_interrupt()
+            self._fail(exc)
+        finally:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._source.aclose(), _CONTROL_TIMEOUT)
+            if not self._started.done():
+                self._started.cancel()
+            if not self._result.done():  # never left unresolved
+                self._fail(self._session._close_error_for_send("stream", self.req_id))
+
+    async def _feed(self) -> None:
+        session = self._session
+        pacer = self._pacer
+        loop = self._loop
+        async for chunk in self._source:
+            await pacer.wait(chunk.duration_s)
+            self._begin()
+            await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
+            self._last_sent = loop.time()
+        self._begin()
+        await session._send_for_request(b"", True, raw=self._raw_ogg)
+        self._last_sent = loop.time()
+
+    def _begin(self) -> None:
+        if self.req_id is None:
+            self.req_id = self._session._protocol.begin_request()
+            self._first_sent = self._loop.time()
+            self._started.set_result(self.req_id)
+
+    async def _wait_end(self) -> None:
+        """Wait for the end frame; bounded by ``end_timeout`` after the expected end."""
+        loop = self._loop
+        while not self._result.done():
+            marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
+            playback_end = self._pacer.playback_end
+            if playback_end is not None:
+                marks.append(playback_end)
+            remaining = max(marks) + self._end_timeout - loop.time()
+            if remaining <= 0:
+                await self._send_interrupt()
+                self._fail(
+                    RequestTimeoutError(self._end_timeout, self.req_id, self._session.connection_id)
+                )
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._result), remaining)
+
+    async def _send_interrupt(self) -> None:
+        """Best effort, bounded: the request is resolved whatever this does."""
+        if self.req_id is None:
+            return
+        try:
+            await asyncio.wait_for(self._session._interrupt_request(self.req_id), _CONTROL_TIMEOUT)
+        except (AvatarSDKError, OSError, ValueError, asyncio.TimeoutError) as exc:
+            logger.info(
+                "avatarkit: could not interrupt request %s (%s)",
+                self.req_id,
+                exc,
+                extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
+            )
+
+
+def _uncancel() -> None:
+    """A cancel we asked for and handled: clear it (Python 3.11+) so later timeouts work."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+
+
+def check_end_timeout(value: Any) -> float:
+    """``end_timeout`` as a float; a clear error for anything but a positive number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"end_timeout must be a number of seconds, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"end_timeout must be a finite number of seconds > 0, got {value}")
+    return float(value)

@@ -1,0 +1,152 @@
+"""``session.stream()``: the session's half of streamed requests (issue 11).
+
+A mixin of :class:`~avatarkit.AvatarSession` on top of the sending mixin: it
+checks the arguments, claims the session's one request slot and starts the
+:class:`~avatarkit.AvatarRequest` (whose feeder lives in
+:mod:`avatarkit._request`), and gives the feeder the sends it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from ._callbacks import logger
+from ._pacing import DEFAULT_CHUNK_MS, Pace, Pacer
+from ._request import (
+    DEFAULT_END_TIMEOUT,
+    AvatarRequest,
+    RequestInProgressError,
+    check_end_timeout,
+)
+from ._sending import SessionSending
+from .config import AudioFormat
+from .errors import AvatarSDKError
+
+__all__ = ["SessionStreaming"]
+
+
+class SessionStreaming(SessionSending):
+    """Mixin: ``stream()`` and the hooks its request handle uses."""
+
+    #: The unresolved request of ``stream()``. A class default, not a slot:
+    #: kept in the instance dict of sessions that stream only.
+    _active_request: AvatarRequest | None = None
+
+    def stream(
+        self,
+        source: Any,
+        *,
+        sample_rate: int | None = None,
+        pace: Pace | None = None,
+        chunk_ms: int = DEFAULT_CHUNK_MS,
+        end_timeout: float = DEFAULT_END_TIMEOUT,
+    ) -> AvatarRequest:
+        """Stream ``source`` as one request in the background; return its handle at once.
+
+        ``source``: PCM s16le bytes at ``sample_rate`` (default: the
+        session's rate); a path to a WAV, raw PCM (needs ``sample_rate``) or
+        Ogg Opus file; or a sync or async iterable of PCM chunks of any sizes.
+        Other rates are resampled on the fly. ``pace``: ``"realtime"`` (each
+        chunk at its playback time, 80 ms ahead), ``"source"`` (as the
+        iterable yields; the default for iterables) or ``"fast"`` (the
+        default for bytes and files). ``end_timeout``: seconds to wait for
+        the end frame after the audio should have played out (and after the
+        last frame received) before the request fails with
+        :class:`~avatarkit.RequestTimeoutError`.
+
+        One request streams at a time: while one is unresolved, ``stream()``
+        and ``send_audio()`` raise :class:`~avatarkit.RequestInProgressError`
+        (await ``req.done()`` or ``req.interrupt()`` first). Bad arguments
+        raise ``TypeError``/``ValueError`` here, in the caller.
+        """
+        self._require_open("stream")
+        active = self._active_request
+        if active is not None:
+            raise RequestInProgressError(active.req_id, self.connection_id)
+        if self._protocol.current_req_id is not None:
+            raise RequestInProgressError(
+                self._protocol.current_req_id,
+                self.connection_id,
+                "a request sent with send_audio() is still open; end it with "
+                "send_audio(b'', end=True) or interrupt() before stream()",
+            )
+        timeout = check_end_timeout(end_timeout)
+        if pace is None:
+            fixed = isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike))
+            pace = "fast" if fixed else "source"
+        pacer = Pacer(pace)
+        from ._audio_source import open_source  # numpy and soxr: loaded on first use
+
+        cfg = self._config
+        ogg = cfg.audio_format is AudioFormat.OGG_OPUS
+        audio = open_source(
+            source,
+            session_rate=cfg.sample_rate,
+            session_format="ogg_opus" if ogg else "pcm",
+            sample_rate=sample_rate,
+            chunk_ms=chunk_ms,
+        )
+        if ogg and audio.kind == "pcm" and self._encoder is None:
+            raise TypeError(
+                "this session sends Ogg Opus but has no built-in encoder, so a PCM source "
+                "cannot be streamed: configure ogg_opus_encoder, or pass an Ogg Opus file"
+            )
+        request = AvatarRequest(self, audio, pacer, timeout, raw_ogg=audio.kind == "ogg")  # type: ignore[arg-type]
+        self._active_request = request
+        return request
+
+    async def _send_for_request(self, data: bytes, end: bool, *, raw: bool) -> None:
+        """Send one piece of the streamed request (``raw``: Ogg pages, never encoded)."""
+        self._require_open("stream")
+        if self._encoder is not None and not raw:
+            if self._encoder_lock is None:
+                self._encoder_lock = asyncio.Lock()
+            async with self._encoder_lock:
+                await self._send_encoded(data, end)
+            return
+        req_id, message = self._protocol.audio(data, end)
+        await self._send(message, req_id, "send audio")
+
+    async def _interrupt_request(self, req_id: str) -> None:
+        """Send ``ClientInterrupt`` for ``req_id`` unless a later request exists."""
+        if self._protocol.last_req_id != req_id:
+            return
+        await self._interrupt_last()
+
+    def _release_request(self, request: AvatarRequest) -> None:
+        """The request resolved: free the slot (before ``done()`` returns)."""
+        if self._active_request is request:
+            self._active_request = None
+
+    async def _end_request_for_close(self, deadline: float) -> None:
+        """``close()`` began: resolve the streamed request and wait for its feeder.
+
+        The feeder is cancelled; the wait for it ends at ``close()``'s deadline
+        even if the user's source swallows the cancellation (logged then).
+        """
+        request = self._active_request
+        if request is not None:
+            request._abort(self._close_error_for_send("stream", request.req_id))
+            remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            try:
+                await asyncio.wait_for(request._stopped(), remaining)
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "close(): the stream() feeder of request %s did not stop within the close "
+                    "timeout (does its audio source swallow cancellation?)",
+                    request.req_id,
+                )
+
+    def _abort_request(self) -> None:
+        """The connection ended: the streamed request fails with the close error."""
+        request = self._active_request
+        if request is not None:
+            request._abort(self._close_error or self._close_error_for_send("stream"))
+
+    def _route_server_error(self, error: AvatarSDKError, fatal: bool) -> None:
+        """A run-time ``ServerError`` with the streamed request's req_id fails it."""
+        request = self._active_request
+        if request is not None and not fatal:
+            request._on_server_error(error)
