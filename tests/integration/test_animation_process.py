@@ -15,11 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from avatarkit.devserver._animation import AnimationAnalyzer, AnimationFrame, encode_frame
-from tests._helpers import FIXTURES
+from tests._helpers import FIXTURES, speech_pcm
 
 
 def speech(rate: int) -> npt.NDArray[np.int16]:
-    return np.fromfile(FIXTURES / f"speech_{rate}.pcm", dtype="<i2").astype(np.int16)
+    return np.frombuffer(speech_pcm(rate), dtype="<i2").astype(np.int16)
 
 
 def analyze(pcm: npt.NDArray[np.int16], rate: int, seed: str = "") -> list[AnimationFrame]:

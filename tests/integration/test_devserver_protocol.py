@@ -20,7 +20,7 @@ from avatarkit.devserver._rawclient import RawClient, fetch_token
 from avatarkit.errors import AvatarSDKErrorCode, ErrorPhase, classify_server_error
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 from avatarkit.protocol import MessageType, encode_audio_input
-from tests._helpers import FIXTURES
+from tests._helpers import FIXTURES, speech_pcm
 
 ENDED = pb.ServerPlaybackState.ENDED
 
@@ -35,7 +35,7 @@ def frames_for(n_samples: int, rate: int) -> int:
 
 
 def speech(rate: int) -> bytes:
-    return (FIXTURES / f"speech_{rate}.pcm").read_bytes()
+    return speech_pcm(rate)
 
 
 def classify(err: pb.ServerError, phase: str = ErrorPhase.WEBSOCKET_HANDSHAKE.value) -> str:

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from avatarkit.devserver import decode_animation
 from avatarkit.proto import avatarkit_wire_pb2 as pb
-from tests._helpers import FIXTURES, ROOT
+from tests._helpers import FIXTURES, ROOT, speech_pcm
 
 EXAMPLES = ROOT / "examples"
 ENV_VARS = (
@@ -54,8 +54,7 @@ def frames_for(n_bytes: int, rate: int) -> int:
 
 
 def speech(seconds: float) -> bytes:
-    pcm = (FIXTURES / "speech_16000.pcm").read_bytes()
-    return pcm[: int(seconds * 16000) * 2]
+    return speech_pcm(16000, seconds)
 
 
 def test_every_example_has_a_readme_and_main() -> None:

@@ -27,7 +27,7 @@ from avatarkit import (
 )
 from avatarkit.devserver import DevServer, decode_animation
 from avatarkit.pool import PoolClosedError, PoolStats, SessionLease, SessionPool
-from tests._helpers import FIXTURES
+from tests._helpers import FIXTURES, speech_pcm
 
 SPEECH_16K = (FIXTURES / "speech_16000.pcm").read_bytes()
 FRAME_BYTES = 640 * 2  # 40 ms of 16 kHz PCM: one animation frame
@@ -44,7 +44,7 @@ AVATAR_NOT_FOUND = {
 
 
 def speech(seconds: float) -> bytes:
-    return SPEECH_16K[: int(seconds * 16000) * 2]
+    return speech_pcm(16000, seconds)
 
 
 def frames_for(pcm: bytes) -> int:

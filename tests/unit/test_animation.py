@@ -22,7 +22,7 @@ from avatarkit.devserver._animation import (
     frames_for_samples,
 )
 from avatarkit.proto import avatarkit_animation_pb2 as pb
-from tests._helpers import FIXTURES
+from tests._helpers import FIXTURES, speech_pcm
 
 PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 REQUIRED_SHAPES = {
@@ -48,7 +48,7 @@ def load_pcm(name: str) -> Pcm:
 def speech(rate: int) -> Pcm:
     if rate == 12000:  # no fixture at 12 kHz: decimate the 24 kHz one (plain subsampling)
         return np.ascontiguousarray(speech(24000)[::2], dtype=np.int16)
-    return load_pcm(f"speech_{rate}.pcm")
+    return np.frombuffer(speech_pcm(rate), dtype="<i2").astype(np.int16)
 
 
 def analyze(

@@ -14,7 +14,7 @@ import soxr
 from avatarkit.audio import OPUS_RATES
 from avatarkit.audio.ogg import OggError, OggOpusReader, OggPage, OggPageReader, OpusHead
 from avatarkit.audio.opus import OggOpusDecoder, OggOpusEncoder, import_av
-from tests._helpers import FIXTURES
+from tests._helpers import FIXTURES, speech_pcm
 
 
 def speech(rate: int, seconds: float | None = None) -> bytes:
@@ -23,7 +23,7 @@ def speech(rate: int, seconds: float | None = None) -> bytes:
         pcm = np.frombuffer((FIXTURES / "speech_24000.pcm").read_bytes(), dtype=np.int16)
         data: bytes = soxr.resample(pcm, 24000, 12000).astype(np.int16).tobytes()
     else:
-        data = (FIXTURES / f"speech_{rate}.pcm").read_bytes()
+        return speech_pcm(rate, seconds)
     return data if seconds is None else data[: int(seconds * rate) * 2]
 
 
