@@ -37,6 +37,7 @@ def speech_pcm(rate: int = 16000, seconds: float | None = None) -> bytes:
     data = (FIXTURES / f"speech_{rate}.pcm").read_bytes()
     return data if seconds is None else data[: int(seconds * rate) * 2]
 
+
 # The published avatarkit 0.1.7 has our import name, so it runs from its own
 # virtualenv (made once, by pip from the package index) in a subprocess.
 PEER_VENV = ROOT / ".peers" / "avatarkit017"

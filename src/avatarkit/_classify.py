@@ -69,7 +69,6 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-
 def load_json_body(raw: str | bytes | bytearray | memoryview) -> tuple[Any, str | None]:
     """``(value, None)`` for a JSON body within the limits, else ``(None, why)``.
 

@@ -37,7 +37,6 @@ __all__ = [
 log = logging.getLogger("avatarkit.devserver")
 
 
-
 def _reject(rej: Rejection) -> web.Response:
     return error_response(rej.status, rej.code, rej.title, rej.detail)
 
