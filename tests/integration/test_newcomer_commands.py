@@ -40,7 +40,7 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
     "pip install -e '.[plot]'": "installs; test_readme checks the extra exists",
     "pip install -e '.[dev]'": "installs; .ci/run installs the dev extra",
     "python -m pytest": "this very suite",
-    "ruff check . && mypy": ".ci/run runs both",
+    "ruff check . && ruff format --check . && mypy": ".ci/run runs all three",
     "python scripts/gen_proto.py": (
         "rewrites committed files; tests/integration/test_proto_generated.py "
         "checks they are current"
