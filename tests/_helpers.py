@@ -31,6 +31,15 @@ FIXTURES = TESTS / "fixtures"
 PEERS = TESTS / "peers"
 SPEECH_16K = (FIXTURES / "speech_16000.pcm").read_bytes()
 
+#: The variables the CLI and the e2e tests read the hosted service's settings from.
+CREDENTIAL_ENV_VARS = (
+    "AVATARKIT_API_KEY",
+    "AVATARKIT_APP_ID",
+    "AVATARKIT_AVATAR_ID",
+    "AVATARKIT_CONSOLE_ENDPOINT",
+    "AVATARKIT_INGRESS_ENDPOINT",
+)
+
 
 def speech_pcm(rate: int = 16000, seconds: float | None = None) -> bytes:
     """The speech fixture at ``rate`` (a fixture rate), whole or its first ``seconds``."""

@@ -14,3 +14,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """One aiohttp client session for the test, closed after it."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hosted-service settings from the environment (so: the local service)."""
+    from tests._helpers import CREDENTIAL_ENV_VARS
+
+    for name in CREDENTIAL_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)

@@ -24,23 +24,13 @@ import pytest
 from avatarkit import AvatarSDKError, new_avatar_session
 from avatarkit.cli import FrameSink, Progress, main, main_async, read_frames_file
 from avatarkit.devserver import DevServer
+from tests._helpers import CREDENTIAL_ENV_VARS as ENV_VARS
 from tests._helpers import FIXTURES, ROOT
 
-ENV_VARS = (
-    "AVATARKIT_API_KEY",
-    "AVATARKIT_APP_ID",
-    "AVATARKIT_AVATAR_ID",
-    "AVATARKIT_CONSOLE_ENDPOINT",
-    "AVATARKIT_INGRESS_ENDPOINT",
-)
+# No hosted-service settings from the environment: these tests use the local service.
+pytestmark = pytest.mark.usefixtures("no_credentials")
+
 DEMO_CLIP = ROOT / "src" / "avatarkit" / "data" / "speech_16000.pcm"
-
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts with no hosted-service settings (so: the local service)."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def clean_env() -> dict[str, str]:

@@ -12,15 +12,8 @@ import trustme
 
 from avatarkit.cli import main_async
 from avatarkit.devserver import DevServer
+from tests._helpers import CREDENTIAL_ENV_VARS as ENV_VARS
 from tests._helpers import FIXTURES
-
-ENV_VARS = (
-    "AVATARKIT_API_KEY",
-    "AVATARKIT_APP_ID",
-    "AVATARKIT_AVATAR_ID",
-    "AVATARKIT_CONSOLE_ENDPOINT",
-    "AVATARKIT_INGRESS_ENDPOINT",
-)
 
 
 @pytest.fixture(scope="module")

@@ -21,22 +21,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from avatarkit.devserver import decode_animation
 from avatarkit.proto import avatarkit_wire_pb2 as pb
+from tests._helpers import CREDENTIAL_ENV_VARS as ENV_VARS
 from tests._helpers import FIXTURES, ROOT, speech_pcm
 
+# No hosted-service settings from the environment: these tests use the local service.
+pytestmark = pytest.mark.usefixtures("no_credentials")
+
 EXAMPLES = ROOT / "examples"
-ENV_VARS = (
-    "AVATARKIT_API_KEY",
-    "AVATARKIT_APP_ID",
-    "AVATARKIT_AVATAR_ID",
-    "AVATARKIT_CONSOLE_ENDPOINT",
-    "AVATARKIT_INGRESS_ENDPOINT",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def load_example(name: str) -> ModuleType:

@@ -19,19 +19,8 @@ from avatarkit.cli import main_async
 from avatarkit.devserver import DevServer
 from tests._helpers import FIXTURES
 
-ENV_VARS = (
-    "AVATARKIT_API_KEY",
-    "AVATARKIT_APP_ID",
-    "AVATARKIT_AVATAR_ID",
-    "AVATARKIT_CONSOLE_ENDPOINT",
-    "AVATARKIT_INGRESS_ENDPOINT",
-)
-
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+# No hosted-service settings from the environment: these tests use the local service.
+pytestmark = pytest.mark.usefixtures("no_credentials")
 
 
 def one_second_wav(tmp_path: Path) -> Path:

@@ -344,3 +344,26 @@ def _read_bin(path: Path, data: bytes) -> FramesFile:
 def _bin_error(path: Path, pos: int, why: str) -> ValueError:
     """A damaged first record: the file is something else; a later one: a damaged file."""
     return NotAFramesFileError(path, why) if pos == 0 else ValueError(f"{path}: {why}")
+
+
+def one_request_animations(
+    frames_file: FramesFile, req_id: str | None, option: str, purpose: str
+) -> tuple[str, list[FrameRecord]]:
+    """The frames with decoded local-service animation of one request.
+
+    ``req_id`` picks the request (else the first one that has animation);
+    ``option`` (e.g. ``--plot``) and ``purpose`` (e.g. ``plot``) word the
+    error when there is nothing to show: hosted payloads are opaque.
+    """
+    candidates = [f for f in frames_file.frames if f.animation is not None]
+    if req_id is not None:
+        candidates = [f for f in candidates if f.req_id == req_id]
+        if not candidates:
+            raise CLIError(f"--req-id {req_id}: no decodable animation for that request")
+    if not candidates:
+        raise CLIError(
+            f"{frames_file.path}: no local-service animation to {purpose}",
+            f"{option} needs frames from the local avatar service (hosted payloads are opaque)",
+        )
+    chosen = candidates[0].req_id
+    return chosen, [f for f in candidates if f.req_id == chosen]

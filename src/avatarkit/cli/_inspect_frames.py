@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import FRAME_MS, CLIError, _note
-from ._frames_file import FrameRecord, FramesFile, read_frames_file
+from ._common import FRAME_MS, _note
+from ._frames_file import FrameRecord, FramesFile, one_request_animations, read_frames_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -134,18 +134,8 @@ def plot_frames(
 
         raise OptionalDependencyError("inspect --plot", "plot") from exc
 
-    candidates = [f for f in frames_file.frames if f.animation is not None]
-    if req_id is not None:
-        candidates = [f for f in candidates if f.req_id == req_id]
-        if not candidates:
-            raise CLIError(f"--req-id {req_id}: no decodable animation for that request")
-    if not candidates:
-        raise CLIError(
-            f"{frames_file.path}: no local-service animation to plot",
-            "--plot needs frames from the local avatar service (hosted payloads are opaque)",
-        )
-    chosen = candidates[0].req_id
-    animations = [f.animation for f in candidates if f.req_id == chosen and f.animation]
+    chosen, records = one_request_animations(frames_file, req_id, "--plot", "plot")
+    animations = [f.animation for f in records if f.animation]
     times = [a["timestamp_ms"] / 1000 for a in animations]
 
     header = frames_file.header or {}

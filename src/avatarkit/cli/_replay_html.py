@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import CLIError, _note
-from ._frames_file import FramesFile
+from ._frames_file import FramesFile, one_request_animations
 
 __all__ = ["MAX_AUDIO_SECONDS", "build_replay_html", "write_replay_html"]
 
@@ -42,17 +42,7 @@ def _script_json(value: Any) -> str:
 
 
 def _chosen_frames(frames_file: FramesFile, req_id: str | None) -> tuple[str, list[dict[str, Any]]]:
-    candidates = [f for f in frames_file.frames if f.animation is not None]
-    if req_id is not None:
-        candidates = [f for f in candidates if f.req_id == req_id]
-        if not candidates:
-            raise CLIError(f"--req-id {req_id}: no decodable animation for that request")
-    if not candidates:
-        raise CLIError(
-            f"{frames_file.path}: no local-service animation to replay",
-            "--html needs frames from the local avatar service (hosted payloads are opaque)",
-        )
-    chosen = candidates[0].req_id
+    chosen, candidates = one_request_animations(frames_file, req_id, "--html", "replay")
     by_index: dict[int, dict[str, Any]] = {}
     for record in candidates:
         anim = record.animation
