@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (out / "latest.json").is_file():
             p.error(f"{out / 'latest.json'} not found: measure first (python -m benchmarks), "
                     "or give --out the folder that holds latest.json")  # fmt: skip
-        md_path.write_text(report.render(json.loads((out / "latest.json").read_text())))
+        measured = json.loads((out / "latest.json").read_text())
+        md_path.write_text(report.render(measured, report.load_before_after(out)))
         log(f"rendered {md_path} from {out / 'latest.json'}")
         return 0
     only = [s for s in args.only.split(",") if s]
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke and set(only) != set(SCENARIOS):
         keep_previous(results, out / "latest.json")
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    md_path.write_text(report.render(results))
+    md_path.write_text(report.render(results, report.load_before_after(out)))
     log(f"wrote {out / 'latest.json'} and {md_path}")
     for line in report.summary_lines(results):
         print(line)

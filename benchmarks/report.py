@@ -11,6 +11,7 @@ of the same client exists.
 
 from __future__ import annotations
 
+import json
 import statistics
 import string
 import time
@@ -314,10 +315,45 @@ class _Fields(dict[str, str]):
         return "n/a"
 
 
-def fields(results: dict[str, Any]) -> dict[str, str]:
-    """Every ``${name}`` of the template, from the results."""
+def before_after_fields(data: dict[str, Any] | None) -> dict[str, str]:
+    """``ba_*`` fields from a ``benchmarks.compare`` file (``results/before_after.json``):
+    per figure ``ba_<id>_before``/``_after`` (median (min-max) of the runs),
+    ``ba_<id>_x`` (after / before of the medians) and ``ba_<id>_delta`` (after -
+    before); ``n/a`` without the file."""
+    f: dict[str, str] = {}
+    if not data:
+        return f
+    before, after = data["before"], data["after"]
+    for name, x in data["after_x_before"].items():
+        for label, side in (("before", before), ("after", after)):
+            st = side["stats"][name]
+            digits = 0 if name.endswith("_lost") else 3 if "_x" in name else 2
+            spread = f" ({fmt(st['min'], digits)}-{fmt(st['max'], digits)})"
+            f[f"ba_{name}_{label}"] = fmt(st["median"], digits) + (
+                spread if st["median"] is not None else ""
+            )
+        f[f"ba_{name}_x"] = fmt(x, 3)
+        b, a = before["stats"][name]["median"], after["stats"][name]["median"]
+        f[f"ba_{name}_delta"] = "n/a" if a is None or b is None else f"{a - b:+.3f}"
+    f["ba_before_commit"] = str(before["commit"])
+    f["ba_after_commit"] = str(after["commit"])
+    f["ba_runs"] = f"{len(before['runs'])} + {len(after['runs'])}"
+    f["ba_method"] = str(data.get("method") or "n/a")
+    f["ba_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data.get("started_unix", 0)))
+    cfg = data.get("config") or {}
+    f["ba_rt_top"] = str(max(_get(cfg, "realtime", "sessions") or ["n/a"]))
+    f["ba_rt_sessions"] = ", ".join(map(str, _get(cfg, "realtime", "sessions") or [])) or "n/a"
+    f["ba_machine"] = "{} ({} cores)".format(
+        _get(data, "machine", "cpu_model") or "n/a", _get(data, "machine", "nproc") or "n/a"
+    )
+    return f
+
+
+def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> dict[str, str]:
+    """Every ``${name}`` of the template, from the results (and the before/after file)."""
     s = summarize(results)
     f = _Fields(_rows(s))
+    f.update(before_after_fields(before_after))
     for name, (value, verdict) in verdicts(s).items():
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
@@ -376,9 +412,16 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
     return f
 
 
-def render(results: dict[str, Any]) -> str:
-    """BENCHMARKS.md for ``results`` (the template with every field filled)."""
-    return string.Template(TEMPLATE.read_text()).substitute(fields(results))
+def render(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> str:
+    """BENCHMARKS.md for ``results`` and the optional before/after comparison
+    (the template with every field filled)."""
+    return string.Template(TEMPLATE.read_text()).substitute(fields(results, before_after))
+
+
+def load_before_after(folder: Path) -> dict[str, Any] | None:
+    """``folder/before_after.json`` (written by ``benchmarks.compare``), if present."""
+    path = folder / "before_after.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

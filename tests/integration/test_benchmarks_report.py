@@ -22,11 +22,17 @@ from benchmarks.__main__ import failures
 from tests._helpers import ROOT
 
 LATEST = ROOT / "benchmarks" / "results" / "latest.json"
+BEFORE_AFTER = ROOT / "benchmarks" / "results" / "before_after.json"
 
 
 @pytest.fixture
 def results() -> dict[str, Any]:
     return json.loads(LATEST.read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def before_after() -> dict[str, Any]:
+    return json.loads(BEFORE_AFTER.read_text())  # type: ignore[no-any-return]
 
 
 def _goal_row(markdown: str, words: str) -> str:
@@ -36,17 +42,71 @@ def _goal_row(markdown: str, words: str) -> str:
 
 
 def test_every_template_field_is_computed_from_the_committed_results(
-    results: dict[str, Any],
+    results: dict[str, Any], before_after: dict[str, Any]
 ) -> None:
     names = set(re.findall(r"\$\{(\w+)\}", report.TEMPLATE.read_text()))
     assert names, "the template has fields"
-    assert names - set(report.fields(results)) == set()
+    assert names - set(report.fields(results, before_after)) == set()
 
 
 def test_the_committed_report_is_the_rendering_of_the_committed_results(
-    results: dict[str, Any],
+    results: dict[str, Any], before_after: dict[str, Any]
 ) -> None:
-    assert (ROOT / "BENCHMARKS.md").read_text() == report.render(results)
+    assert report.load_before_after(BEFORE_AFTER.parent) == before_after
+    assert (ROOT / "BENCHMARKS.md").read_text() == report.render(results, before_after)
+
+
+def test_the_before_after_table_shows_the_numbers_of_its_file(
+    results: dict[str, Any], before_after: dict[str, Any]
+) -> None:
+    changed = copy.deepcopy(before_after)
+    changed["after"]["stats"]["flood_x_017"] = {"median": 0.123, "min": 0.1, "max": 0.2}
+    changed["after_x_before"]["flood_x_017"] = 4.567
+    row = _goal_row(
+        report.render(results, changed), "flood: client CPU per frame, ours / avatarkit"
+    )
+    assert "0.123 (0.100-0.200)" in row and "4.567" in row
+    missing = _goal_row(report.render(results), "flood: client CPU per frame, ours / avatarkit")
+    assert missing.count("n/a") == 3
+
+
+def test_compare_reduces_interleaved_runs_to_medians_and_after_over_before(
+    tmp_path: Path, results: dict[str, Any]
+) -> None:
+    from benchmarks import compare
+
+    slower = copy.deepcopy(results)
+    for run in slower["flood"]["ours"]:
+        run["cpu_us_per_frame"] *= 1.25
+    dirs = {}
+    for name, data, p50 in (("b1", results, 2.0), ("b2", results, 4.0), ("a1", slower, 3.5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "latest.json").write_text(json.dumps(data))
+        log = f"set-up ...\nRESULT {json.dumps({'p50_ms': p50, 'p99_ms': 9.0, 'n': 3})}\n"
+        (tmp_path / f"{name}.setup_latency.log").write_text(log)
+        dirs[name] = str(tmp_path / name)
+    out = tmp_path / "before_after.json"
+    argv = ["--before-commit", "aaa", "--after-commit", "bbb", "--before", dirs["b1"],
+            dirs["b2"], "--after", dirs["a1"], "--method", "test", "--out", str(out)]  # fmt: skip
+    assert compare.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["before"]["commit"] == "aaa" and len(data["before"]["runs"]) == 2
+    assert data["after_x_before"]["flood_ours_us"] == pytest.approx(1.25)
+    assert data["after_x_before"]["flood_floor_us"] == pytest.approx(1.0)
+    assert data["before"]["stats"]["sl_p50_ms"] == {"median": 3.0, "min": 2.0, "max": 4.0}
+    assert data["after_x_before"]["sl_p50_ms"] == pytest.approx(3.5 / 3.0)
+    assert "n/a" not in _goal_row(report.render(results, data), "setup_latency.py`, p99")
+
+
+def test_compare_refuses_a_folder_without_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "--before-commit", "a", "--after-commit",
+         "b", "--before", str(tmp_path), "--after", str(tmp_path), "--out",
+         str(tmp_path / "x.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "latest.json" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x.json").exists()
 
 
 def test_verdicts_follow_the_numbers(results: dict[str, Any]) -> None:
