@@ -13,7 +13,8 @@ token calls reuse a kept-alive connection. What the client is set up to do:
   at most :data:`MAX_HEADER_LINE` bytes (aiohttp's parser refuses longer or
   endless header blocks);
 - idle connections kept :data:`IDLE_SECONDS` (a NAT or load balancer may
-  drop a quiet connection without a word); no cookies, no proxy settings
+  drop a quiet connection without a word), at most
+  :data:`MAX_IDLE_CONNECTIONS` of them; no cookies, no proxy settings
   from the environment; TLS verified with the system's trust store, or
   with ``SessionConfig.ssl_context`` when set.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "IDLE_SECONDS",
     "MAX_BODY",
     "MAX_HEADER_LINE",
+    "MAX_IDLE_CONNECTIONS",
     "TOTAL_TIMEOUT",
     "TokenCallError",
     "new_client",
@@ -52,6 +54,10 @@ CONNECT_TIMEOUT = 10.0
 TOTAL_TIMEOUT = 15.0
 #: Seconds an idle connection is kept for the next call.
 IDLE_SECONDS = 15.0
+#: Connections kept open for reuse after a burst of concurrent calls; the
+#: others are closed once answered (a pool starting 100 sessions would
+#: otherwise keep 100 idle connections, ~10 KB each, for IDLE_SECONDS).
+MAX_IDLE_CONNECTIONS = 8
 #: Largest answer body read (a token answer is a few hundred bytes).
 MAX_BODY = 1 << 20
 #: Longest status or header line, and longest header field, of the answer.
@@ -134,15 +140,36 @@ async def post(
     _check_url(url)
     # ssl=True: aiohttp's default verified context; else the caller's context.
     tls: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-    async with client.post(url, data=body, headers=headers, allow_redirects=False, ssl=tls) as resp:
-        if resp.content_length is not None and resp.content_length > MAX_BODY:
-            raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
-        payload = bytearray()
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            payload += chunk
-            if len(payload) > MAX_BODY:
+    key = id(client)
+    _in_flight[key] = _in_flight.get(key, 0) + 1
+    if _in_flight[key] > MAX_IDLE_CONNECTIONS:
+        # A burst: this connection is not kept for reuse (asked before the
+        # request, as aiohttp pools a connection as soon as its answer is read).
+        headers = {**headers, "Connection": "close"}
+    try:
+        async with client.post(
+            url, data=body, headers=headers, allow_redirects=False, ssl=tls
+        ) as resp:
+            if resp.content_length is not None and resp.content_length > MAX_BODY:
                 raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
-        return resp.status, bytes(payload)
+            payload = bytearray()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                payload += chunk
+                if len(payload) > MAX_BODY:
+                    raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
+            return resp.status, bytes(payload)
+    finally:
+        left = _in_flight[key] - 1
+        if left:
+            _in_flight[key] = left
+        else:
+            del _in_flight[key]
+
+
+#: Token calls under way per client (``id()`` of the aiohttp session): a call
+#: started while :data:`MAX_IDLE_CONNECTIONS` others run asks for
+#: ``Connection: close``, so at most that many connections stay pooled.
+_in_flight: dict[int, int] = {}
 
 
 async def request_session_token(

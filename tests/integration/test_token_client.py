@@ -78,8 +78,8 @@ class RawServer:
                     break
                 writer.write(data)
                 await writer.drain()
-                if self.close_after:
-                    break
+                if self.close_after or b"\r\nconnection: close" in head.lower():
+                    break  # as HTTP/1.1 asks of a server (RFC 9112 section 9.6)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -137,6 +137,31 @@ async def test_connection_is_kept_alive() -> None:
         for _ in range(5):
             assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
         assert (server.connections, server.requests) == (1, 5)
+
+
+async def test_a_burst_keeps_at_most_max_idle_connections() -> None:
+    """32 concurrent token calls (a pool starting up) leave at most
+    MAX_IDLE_CONNECTIONS connections open for reuse: the others ask for
+    ``Connection: close`` (the server closes them, as HTTP/1.1 servers must)
+    instead of being kept for 15 s (memory per process, BENCHMARKS.md)."""
+    from avatarkit._http import MAX_IDLE_CONNECTIONS
+
+    async with serve(lambda n: answer()) as server, client() as c:
+        results = await asyncio.gather(*(post(c, server.url, HEADERS, b"{}") for _ in range(32)))
+        assert results == [(200, OK_BODY)] * 32
+        closing = [h for h in server.heads if b"\r\nconnection: close" in h.lower()]
+        assert len(closing) == 32 - MAX_IDLE_CONNECTIONS
+        for _ in range(100):  # the server sees the closes shortly after
+            open_now = sum(1 for w in server.writers if not w.is_closing())
+            if open_now <= MAX_IDLE_CONNECTIONS:
+                break
+            await asyncio.sleep(0.02)
+        open_handlers = sum(1 for t in server.handlers if not t.done())
+        assert open_handlers <= MAX_IDLE_CONNECTIONS, (server.connections, open_handlers)
+        # and what is kept is reused
+        before = server.connections
+        assert await post(c, server.url, HEADERS, b"{}") == (200, OK_BODY)
+        assert server.connections == before
 
 
 async def test_sessions_on_one_loop_share_the_client_and_its_connection() -> None:
