@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,17 @@ from avatarkit.cli import main_async
 from avatarkit.devserver import DevServer
 from tests._helpers import CREDENTIAL_ENV_VARS as ENV_VARS
 from tests._helpers import FIXTURES
+
+# Python 3.10's asyncio sslproto (rewritten in 3.11) leaves a server-side TLS
+# transport of the local service unclosed when the service shuts down with a
+# kept-alive client connection still open: a ResourceWarning from the
+# standard library, not from the SDK (reproduced with the service alone;
+# 3.11 and 3.12 run these tests with no filter).
+if sys.version_info < (3, 11):
+    pytestmark = pytest.mark.filterwarnings(
+        "ignore:Exception ignored in.*_SSLProtocolTransport.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,6 +29,17 @@ from avatarkit import (
 )
 from avatarkit.devserver import DevServer
 from avatarkit.transport import AiohttpTransport, PicowsTransport
+
+# Python 3.10's asyncio sslproto (rewritten in 3.11) leaves a server-side TLS
+# transport of the local service unclosed when the service shuts down with a
+# kept-alive client connection still open: a ResourceWarning from the
+# standard library, not from the SDK (reproduced with the service alone;
+# 3.11 and 3.12 run these tests with no filter).
+if sys.version_info < (3, 11):
+    pytestmark = pytest.mark.filterwarnings(
+        "ignore:Exception ignored in.*_SSLProtocolTransport.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    )
 
 PCM = b"\x01\x00" * 3200  # 0.2 s at 16 kHz
 
