@@ -12,7 +12,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from avatarkit import AvatarSDKError, SessionPool, new_avatar_session
+import pytest
+
+from avatarkit import AvatarSDKError, RequestDone, SessionPool, new_avatar_session
 from avatarkit.devserver import DevServer
 from avatarkit.session import parse_message
 from tests._helpers import FIXTURES
@@ -129,3 +131,19 @@ async def test_end_frame_while_the_source_feeds_stops_the_feeder(
         await asyncio.sleep(0.05)
         assert feeders() == []
         assert (await asyncio.wait_for(session.stream(PCM16[:3200]).done(), BOUND)).frames > 0
+
+
+async def test_on_metrics_reports_streamed_requests(avatar_server: DevServer) -> None:
+    events: list[Any] = []
+    kwargs = avatar_server.session_kwargs(on_metrics=events.append)
+    async with new_avatar_session(**kwargs) as session:
+        summary = await asyncio.wait_for(session.stream(PCM16).done(), BOUND)
+        req = session.stream(PCM16 * 5, pace="realtime")
+        stopped_id = await asyncio.wait_for(req.started(), BOUND)
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(req.interrupt(), BOUND)
+    done = {e.req_id: e for e in events if isinstance(e, RequestDone)}
+    assert done[summary.req_id].frames == summary.frames
+    assert done[summary.req_id].audio_seconds == pytest.approx(2.0)
+    assert not done[summary.req_id].interrupted
+    assert done[stopped_id].interrupted
