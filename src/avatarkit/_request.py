@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._framebuffer import FrameBuffer
+from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 from .events import AnimationFrameEvent
@@ -37,7 +38,8 @@ __all__ = [
     "RequestTimeoutError",
 ]
 
-logger = logging.getLogger("avatarkit.stream")
+#: Records carry the session's ids (``avatarkit_connection_id``/``avatarkit_req_id``).
+logger = SessionLogger(logging.getLogger("avatarkit.stream"))
 
 DEFAULT_END_TIMEOUT = 10.0
 """Seconds ``stream()`` waits for the end frame after the audio should have played out."""
@@ -138,7 +140,8 @@ class AvatarRequest:
         self._interrupting = False
         self._running = False  # the feeder's first step ran (a cancel can be caught)
         self._stop_pending = False  # stop asked before that
-        self._task = loop.create_task(self._run(), name="avatarkit-stream")
+        with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
+            self._task = loop.create_task(self._run(), name="avatarkit-stream")
 
     def __repr__(self) -> str:
         state = "done" if self._result.done() else "streaming"

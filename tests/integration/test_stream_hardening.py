@@ -9,12 +9,15 @@ feeds, metrics and log context of streamed requests.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from avatarkit import AvatarSDKError, RequestDone, SessionPool, new_avatar_session
+from avatarkit._callbacks import logger as _callbacks_logger
+from avatarkit._logctx import EXTRA_CONNECTION_ID, EXTRA_REQ_ID
 from avatarkit.devserver import DevServer
 from avatarkit.session import parse_message
 from tests._helpers import FIXTURES
@@ -147,3 +150,27 @@ async def test_on_metrics_reports_streamed_requests(avatar_server: DevServer) ->
     assert done[summary.req_id].audio_seconds == pytest.approx(2.0)
     assert not done[summary.req_id].interrupted
     assert done[stopped_id].interrupted
+
+
+async def test_feeder_log_records_carry_the_session_ids(
+    avatar_server: DevServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="avatarkit")
+
+    async def fails_after_one() -> AsyncIterator[bytes]:
+        _callbacks_logger.info("session logger inside the source")
+        yield PCM16[:3200]
+        raise ValueError("tts failed")
+
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = session.stream(fails_after_one())
+        with pytest.raises(ValueError, match="tts failed"):
+            await asyncio.wait_for(req.done(), BOUND)
+        connection_id = session.connection_id
+    inside = [r for r in caplog.records if "session logger inside" in r.getMessage()]
+    assert [getattr(r, EXTRA_CONNECTION_ID) for r in inside] == [connection_id]
+    stream_records = [r for r in caplog.records if r.name == "avatarkit.stream"]
+    assert stream_records
+    for record in stream_records:
+        assert getattr(record, EXTRA_CONNECTION_ID) == connection_id
+        assert getattr(record, EXTRA_REQ_ID) == req.req_id
