@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from avatarkit import AvatarSDKError, RequestDone, SessionPool, new_avatar_session
@@ -174,3 +175,30 @@ async def test_feeder_log_records_carry_the_session_ids(
     for record in stream_records:
         assert getattr(record, EXTRA_CONNECTION_ID) == connection_id
         assert getattr(record, EXTRA_REQ_ID) == req.req_id
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 200),
+        ({"Host": "evil.example:{port}"}, 403),  # DNS rebinding: a foreign name
+        ({"Origin": "http://evil.example"}, 403),  # another site's page
+        ({"Host": "localhost:{port}", "Origin": "http://localhost:{port}"}, 200),
+    ],
+)
+async def test_sessions_api_refuses_foreign_origins_like_the_viewer(
+    avatar_server: DevServer, headers: dict[str, str], status: int
+) -> None:
+    port = avatar_server.port
+    sent = {name: value.format(port=port) for name, value in headers.items()}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            avatar_server.api_root + "/v1/dev/sessions",
+            headers=sent,
+            timeout=aiohttp.ClientTimeout(5),
+        ) as resp,
+    ):
+        assert resp.status == status
+        if status == 403:
+            assert "same origin" in await resp.text()

@@ -7,7 +7,7 @@ HTTP routes and the ingress WebSocket share one aiohttp server and one port:
 ``POST /v1/console/session-tokens``      session token (legacy route)
 ``POST /v1/auth/session-token``          session token (successor route)
 ``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
-``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets)
+``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets; same-origin)
 ``GET  /``, ``/sessions/<id>``           the live viewer (:mod:`.viewer`)
 =======================================  ======================================
 
@@ -46,7 +46,7 @@ from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from ._malformed import AppRunner
 from ._sessions_api import sessions_document
 from ._state import SessionState
-from ._viewer import ViewerHub, add_viewer_routes
+from ._viewer import ViewerHub, add_viewer_routes, same_origin_refusal
 
 __all__ = ["DevServer"]
 
@@ -470,6 +470,11 @@ class DevServer:
         return await token_route(self, request)
 
     async def _sessions_route(self, request: web.Request) -> web.Response:
+        # Same refusal as the viewer: another site's page (or a rebinding
+        # Host) must not read the session list either.
+        refusal = same_origin_refusal(request, self.viewers.bound_host)
+        if refusal is not None:
+            return refusal
         return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:

@@ -286,7 +286,8 @@ def same_origin_refusal(request: web.Request, bound_host: str) -> web.Response |
         return None
     return web.Response(
         status=403,
-        text="the viewer only answers pages of its own origin (same origin as the service); "
+        text="the viewer and the sessions API only answer pages of their own origin "
+        "(same origin as the service); "
         f"open it as http://{_hostname(host) if ok else '127.0.0.1'}:PORT/",
     )
 
