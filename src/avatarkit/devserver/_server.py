@@ -46,7 +46,7 @@ from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
 from ._malformed import AppRunner
 from ._sessions_api import sessions_document
 from ._state import SessionState
-from ._viewer import ViewerHub, add_viewer_routes, same_origin_refusal
+from ._viewer import ViewerHub, add_viewer_routes
 
 __all__ = ["DevServer"]
 
@@ -396,8 +396,7 @@ class DevServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
-        app.router.add_get("/v1/dev/sessions", self._sessions_route)
-        add_viewer_routes(app, self.viewers)
+        add_viewer_routes(app, self.viewers)  # and GET /v1/dev/sessions
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
         # keepalive_timeout also runs from the moment a connection is accepted
@@ -468,14 +467,6 @@ class DevServer:
 
     async def _token(self, request: web.Request) -> web.Response:
         return await token_route(self, request)
-
-    async def _sessions_route(self, request: web.Request) -> web.Response:
-        # Same refusal as the viewer: another site's page (or a rebinding
-        # Host) must not read the session list either.
-        refusal = same_origin_refusal(request, self.viewers.bound_host)
-        if refusal is not None:
-            return refusal
-        return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         admitted = admit_upgrade(self, request)
