@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._framebuffer import FrameBuffer
+from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 from .events import AnimationFrameEvent
@@ -37,7 +38,8 @@ __all__ = [
     "RequestTimeoutError",
 ]
 
-logger = logging.getLogger("avatarkit.stream")
+#: Records carry the session's ids (``avatarkit_connection_id``/``avatarkit_req_id``).
+logger = SessionLogger(logging.getLogger("avatarkit.stream"))
 
 DEFAULT_END_TIMEOUT = 10.0
 """Seconds ``stream()`` waits for the end frame after the audio should have played out."""
@@ -138,7 +140,8 @@ class AvatarRequest:
         self._interrupting = False
         self._running = False  # the feeder's first step ran (a cancel can be caught)
         self._stop_pending = False  # stop asked before that
-        self._task = loop.create_task(self._run(), name="avatarkit-stream")
+        with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
+            self._task = loop.create_task(self._run(), name="avatarkit-stream")
 
     def __repr__(self) -> str:
         state = "done" if self._result.done() else "streaming"
@@ -166,8 +169,16 @@ class AvatarRequest:
         )
 
     async def done(self) -> RequestSummary:
-        """Wait until the request resolves; its summary, or raise its error."""
-        await asyncio.shield(self._task)
+        """Wait until the request resolves; its summary, or raise its error.
+
+        Waits for the result (an end frame resolves it while the feeder still
+        winds down), then briefly for the feeder. Only the caller's own
+        cancellation raises ``CancelledError`` here, never the feeder's.
+        """
+        if not self._result.done():
+            waits: set[asyncio.Future[Any]] = {self._result, self._task}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await self._wind_down()
         return self._result.result()
 
     async def interrupt(self) -> None:
@@ -177,7 +188,7 @@ class AvatarRequest:
         if not self._result.done():
             self._interrupting = True
             self._stop()
-        await asyncio.shield(self._task)
+        await self._wind_down()
 
     def __aiter__(self) -> AsyncIterator[AnimationFrameEvent]:
         return self._iterate()
@@ -201,7 +212,23 @@ class AvatarRequest:
     async def _stopped(self) -> None:
         """Wait for the feeder task to end (``close()``: no task left behind)."""
         if self._task is not asyncio.current_task():
-            await asyncio.shield(self._task)
+            await asyncio.wait({self._task})
+        self._settle()
+
+    async def _wind_down(self) -> None:
+        """Wait for the feeder, bounded by its own bounded steps (interrupt, ``aclose``).
+
+        ``asyncio.wait`` never re-raises the feeder's cancellation to the caller.
+        """
+        if not self._task.done() and self._task is not asyncio.current_task():
+            await asyncio.wait({self._task}, timeout=3 * _CONTROL_TIMEOUT)
+        if self._task.done():
+            self._settle()
+
+    def _settle(self) -> None:
+        """The feeder ended: make sure the request resolved (even if it ended cancelled)."""
+        if not self._result.done():
+            self._fail(self._session._close_error_for_send("stream", self.req_id))
 
     @property
     def _resolved(self) -> bool:
@@ -226,6 +253,7 @@ class AvatarRequest:
         if frame.end:
             self._ended_at = now
             self._resolve()
+            self._stop()  # the service ended it: stop feeding a finished request
 
     def _on_server_error(self, error: AvatarSDKError) -> None:
         """A run-time ``ServerError``: fails the request when it carries its req_id."""
@@ -373,6 +401,15 @@ class AvatarRequest:
             return
         try:
             await asyncio.wait_for(self._session._interrupt_request(self.req_id), _CONTROL_TIMEOUT)
+        except asyncio.CancelledError:
+            # Stopped again (close(), a drop) while sending it: the request
+            # still resolves; the cancel must not escape the feeder's handler.
+            _uncancel()
+            logger.info(
+                "avatarkit: interrupt of request %s cut short by close",
+                self.req_id,
+                extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
+            )
         except (AvatarSDKError, OSError, ValueError, asyncio.TimeoutError) as exc:
             logger.info(
                 "avatarkit: could not interrupt request %s (%s)",

@@ -129,12 +129,12 @@ class SessionSending(CallbackRunner):
 
         Returns the interrupted request id. The next ``send_audio`` starts a
         new request. A request from :meth:`stream` it interrupts resolves as
-        interrupted.
+        interrupted, as does one that has sent nothing yet.
         """
         req_id = await self._interrupt_last()
         request = self._active_request
-        if request is not None and request.req_id == req_id:
-            request._on_interrupted()
+        if request is not None and request.req_id in (req_id, None):
+            request._on_interrupted()  # None: it had sent nothing yet
         return req_id
 
     async def _interrupt_last(self) -> str:

@@ -107,6 +107,8 @@ class SessionStreaming(SessionSending):
                 await self._send_encoded(data, end)
             return
         req_id, message = self._protocol.audio(data, end)
+        if self._metrics is not None:  # as send_audio(): on_metrics sees RequestDone
+            self._metrics.audio_sent(req_id, len(data), end)
         await self._send(message, req_id, "send audio")
 
     async def _interrupt_request(self, req_id: str) -> None:
@@ -114,6 +116,8 @@ class SessionStreaming(SessionSending):
         if self._protocol.last_req_id != req_id:
             return
         await self._interrupt_last()
+        if self._metrics is not None:  # as session.interrupt(): RequestDone(interrupted)
+            self._metrics.interrupted(req_id)
 
     def _release_request(self, request: AvatarRequest) -> None:
         """The request resolved: free the slot (before ``done()`` returns)."""

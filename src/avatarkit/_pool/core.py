@@ -324,6 +324,7 @@ class SessionPool(PoolBase):
         for req_id in lease._unfinished():
             member.retire(req_id)
         try:
+            await self._interrupt_stream(lease)
             if member.live and lease._needs_interrupt():
                 await self._interrupt_for_release(member)
         except BaseException:
@@ -429,6 +430,25 @@ class SessionPool(PoolBase):
         if s.replacing and self._last_error is not None:
             error.__cause__ = _fresh(self._last_error)
         return error
+
+    async def _interrupt_stream(self, lease: SessionLease) -> None:
+        """The lease's unresolved ``stream()`` request resolves as interrupted.
+
+        Through the request itself: one that has sent nothing yet has no
+        request id the session could interrupt. Bounded like the release.
+        """
+        request = lease._request
+        if request is None or request._resolved:
+            return
+        try:
+            await asyncio.wait_for(request.interrupt(), _RELEASE_TIMEOUT)
+        except asyncio.TimeoutError:
+            logger.info(
+                "avatarkit: pool: the stream() request did not stop within %s s on release",
+                _RELEASE_TIMEOUT,
+            )
+        if request.req_id is not None:
+            lease._interrupted.add(request.req_id)
 
     async def _interrupt_for_release(self, member: _Member) -> None:
         session = member.session

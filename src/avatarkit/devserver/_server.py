@@ -7,7 +7,7 @@ HTTP routes and the ingress WebSocket share one aiohttp server and one port:
 ``POST /v1/console/session-tokens``      session token (legacy route)
 ``POST /v1/auth/session-token``          session token (successor route)
 ``GET  /v2/driveningress/websocket``     the ingress WebSocket (PROTOCOL.md)
-``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets)
+``GET  /v1/dev/sessions``                live and recent sessions (JSON, no secrets; same-origin)
 ``GET  /``, ``/sessions/<id>``           the live viewer (:mod:`.viewer`)
 =======================================  ======================================
 
@@ -396,8 +396,7 @@ class DevServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/v1/console/session-tokens", self._token)
         app.router.add_post("/v1/auth/session-token", self._token)
-        app.router.add_get("/v1/dev/sessions", self._sessions_route)
-        add_viewer_routes(app, self.viewers)
+        add_viewer_routes(app, self.viewers)  # and GET /v1/dev/sessions
         app.router.add_get("/v2/driveningress/websocket", self._websocket)
         app.on_shutdown.append(self._on_shutdown)
         # keepalive_timeout also runs from the moment a connection is accepted
@@ -468,9 +467,6 @@ class DevServer:
 
     async def _token(self, request: web.Request) -> web.Response:
         return await token_route(self, request)
-
-    async def _sessions_route(self, request: web.Request) -> web.Response:
-        return web.json_response({"sessions": self.session_summaries()})
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         admitted = admit_upgrade(self, request)

@@ -286,7 +286,8 @@ def same_origin_refusal(request: web.Request, bound_host: str) -> web.Response |
         return None
     return web.Response(
         status=403,
-        text="the viewer only answers pages of its own origin (same origin as the service); "
+        text="the viewer and the sessions API only answer pages of their own origin "
+        "(same origin as the service); "
         f"open it as http://{_hostname(host) if ok else '127.0.0.1'}:PORT/",
     )
 
@@ -319,9 +320,22 @@ def _static(bound_host: str) -> Any:
     return handler
 
 
+def _sessions_api(hub: ViewerHub) -> Any:
+    """``GET /v1/dev/sessions``: refused like the viewer (it lists the same sessions)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        refusal = same_origin_refusal(request, hub.bound_host)
+        if refusal is not None:
+            return refusal
+        return web.json_response({"sessions": hub._server.session_summaries()})
+
+    return handler
+
+
 def add_viewer_routes(app: web.Application, hub: ViewerHub) -> None:
-    """Register the pages, their static files and their WebSocket on ``app``."""
+    """Register the pages, their static files, their WebSocket and the sessions API."""
     host = hub.bound_host
+    app.router.add_get("/v1/dev/sessions", _sessions_api(hub))
     app.router.add_get("/", _page("index.html", host))
     app.router.add_get("/sessions/{connection_id}", _page("session.html", host))
     app.router.add_get("/viewer/static/{name}", _static(host))
