@@ -91,7 +91,8 @@ async def test_normal_utterance_animation_frames_and_audio_pass_through(
 
 @pytest.mark.avatar_server("realtime")
 async def test_mid_utterance_interrupt_is_one_sdk_interrupt(avatar_server: DevServer) -> None:
-    service = AvatarService(**avatar_server.session_kwargs())
+    states: list[Any] = []  # the service answers every interrupt with a state
+    service = AvatarService(**avatar_server.session_kwargs(on_playback_state=states.append))
     sent = tts_frames(PCM16, 16000)
     frames = [
         *sent[:-1],
@@ -108,13 +109,16 @@ async def test_mid_utterance_interrupt_is_one_sdk_interrupt(avatar_server: DevSe
     assert not any(isinstance(f, ErrorFrame) for f in up)
     (req,) = requests(avatar_server)
     assert req["interrupted"] and not req["ended"]
+    assert [s.state.value for s in states] == ["playing", "interrupted"]
     assert avatar_tasks() == []
 
 
 async def test_interrupt_while_idle_sends_no_interrupt(avatar_server: DevServer) -> None:
-    service = AvatarService(**avatar_server.session_kwargs())
+    states: list[Any] = []  # the service answers any control message with a state
+    service = AvatarService(**avatar_server.session_kwargs(on_playback_state=states.append))
     sent = tts_frames(PCM16[:16000], 16000)
-    down, _ = await run(service, [*sent, SleepFrame(1.0), InterruptionFrame(), SleepFrame(0.2)])
+    down, _ = await run(service, [*sent, SleepFrame(1.0), InterruptionFrame(), SleepFrame(0.3)])
+    assert [s.state.value for s in states] == ["playing", "ended"]  # no answer to an interrupt
     assert [type(f) for f in down if not isinstance(f, AvatarAnimationFrame)] == [
         *(type(f) for f in sent),
         InterruptionFrame,
