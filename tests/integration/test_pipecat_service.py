@@ -214,3 +214,21 @@ def test_repr_hides_the_api_key(avatar_server: DevServer) -> None:
 def test_unknown_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="avatar_idd"):
         AvatarService(avatar_idd="x")
+
+
+@pytest.mark.avatar_server("realtime")
+async def test_next_utterance_after_a_dropped_connection_opens_a_new_session(
+    avatar_server: DevServer,
+) -> None:
+    avatar_server.faults.drop_connection(after_frames=3)
+    service = AvatarService(**avatar_server.session_kwargs(), end_timeout=1.0)
+    first = tts_frames(PCM16, 16000)
+    second = tts_frames(PCM16[:16000], 16000)
+    down, up = await run(service, [*first, SleepFrame(0.5), *second])
+    assert len([f for f in up if isinstance(f, ErrorFrame)]) == 1
+    ends = [f for f in down if isinstance(f, AvatarAnimationFrame) and f.end]
+    assert len(ends) == 1  # the second utterance, on a new session
+    sessions = avatar_server.session_summaries()
+    assert len(sessions) == 2
+    assert sum(r["ended"] for s in sessions for r in s["requests"]) == 1
+    assert avatar_tasks() == []
