@@ -8,6 +8,7 @@ README and to neither list fails :func:`test_every_documented_command_is_account
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
     "pip install -e '.[uvloop]'": "installs; test_readme checks the extra exists",
     "pip install -e '.[plot]'": "installs; test_readme checks the extra exists",
     "pip install -e '.[dev]'": "installs; .ci/run installs the dev extra",
+    "pip install -e '.[pipecat]'": "installs; .ci/run installs the pipecat extra on Python 3.12",
     "python -m pytest": "this very suite",
     "ruff check . && ruff format --check . && mypy": ".ci/run runs all three",
     "python scripts/gen_proto.py": (
@@ -241,6 +243,19 @@ def test_prometheus_metrics_readme(clone: Path) -> None:
         assert re.search(r"metrics served at http://127\.0\.0\.1:\d+/metrics", out), out
 
 
+def test_pipecat_bot_readme(clone: Path) -> None:
+    if importlib.util.find_spec("pipecat") is None:
+        if os.environ.get("AVATARKIT_REQUIRE_PIPECAT") == "1":
+            pytest.fail("AVATARKIT_REQUIRE_PIPECAT=1 but pipecat is not installed")
+        pytest.skip("pipecat is not installed (pip install -e '.[pipecat]')")
+    commands = [c for c in commands_of("README.md") if "pipecat_bot" in c]
+    assert commands == RUN_HERE_PIPECAT
+    (out,) = run_all(commands, clone)
+    found = re.search(r"^(\d+) animation frames, (\d+) TTS audio frames passed through", out, re.M)
+    assert found, out
+    assert int(found[1]) >= 70 and int(found[2]) == 75, out  # 3 s at 25 fps; 75 x 40 ms
+
+
 RUN_HERE_README_CLI = [
     "avatarkit demo --fast",
     "avatarkit send tests/fixtures/speech_16000.wav --out frames.jsonl",
@@ -273,7 +288,9 @@ RUN_HERE_PROMETHEUS = [
     "python examples/prometheus_metrics/main.py --fast --port 0",
     "python examples/prometheus_metrics/main.py --requests 5 --port 0 --linger 1",
 ]
+RUN_HERE_PIPECAT = ["python examples/pipecat_bot.py"]
 RUN_HERE = [
+    *RUN_HERE_PIPECAT,
     *RUN_HERE_PROMETHEUS,
     *RUN_HERE_README_CLI,
     *RUN_HERE_SINGLE,
