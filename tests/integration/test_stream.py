@@ -231,6 +231,12 @@ async def test_source_raising_interrupts_and_done_raises_it(avatar_server: DevSe
         assert feeders() == []
         req_id = req.req_id
         assert req_id is not None
+        # The interrupt is on the wire when done() raises; the service may
+        # not have read it yet: wait (bounded) for its record.
+        for _ in range(200):
+            if _request_state(avatar_server, req_id).reason == "explicit":
+                break
+            await asyncio.sleep(0.01)
         assert _request_state(avatar_server, req_id).reason == "explicit"
         assert (await asyncio.wait_for(session.stream(PCM16[:3200]).done(), BOUND)).frames
 
