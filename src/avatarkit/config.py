@@ -350,12 +350,31 @@ class SessionConfig:
 
     @staticmethod
     def _validate_url(name: str, url: str, schemes: tuple[str, ...]) -> None:
+        reason = url_problem(url, schemes)
+        if reason is not None:
+            raise ValueError(f"{name}={url!r} is not a valid URL; {reason}")
+
+
+def url_problem(url: str, schemes: tuple[str, ...], *, check_port: bool = False) -> str | None:
+    """Why ``url`` cannot serve as an endpoint (unparseable, wrong scheme, no
+    host; with ``check_port`` a port out of range too), or ``None``. Shared by
+    the configuration checks and the CLI, which words the same reason with its
+    option's name. The session leaves the port to the connect step, which
+    reports it as ``connectionFailed`` naming the setting."""
+    try:
         parts = urlsplit(url)
-        if parts.scheme.lower() not in schemes or not parts.netloc:
-            raise ValueError(
-                f"{name}={url!r} is not a valid URL; it must start with "
-                + " or ".join(f"{s}://" for s in schemes)
-            )
+    except ValueError as exc:
+        return f"it cannot be parsed ({exc})"
+    if check_port:
+        try:
+            parts.port  # noqa: B018  (parses the port: out of range raises)
+        except ValueError as exc:
+            return f"invalid port ({exc})"
+    if parts.scheme.lower() not in schemes:
+        return "it must start with " + " or ".join(f"{s}://" for s in schemes)
+    if not parts.hostname:
+        return "it has no host"
+    return None
 
 
 _B = TypeVar("_B", bound="SessionConfigBuilder")

@@ -40,24 +40,11 @@ def _check_url(
 
     The value itself is not repeated (a URL may carry credentials).
     """
-    from urllib.parse import urlsplit
+    from ..config import url_problem
 
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        reason = str(exc)
-    else:
-        try:
-            parts.port  # noqa: B018  (parses the port: out of range raises)
-        except ValueError as exc:
-            reason = f"invalid port ({exc})"
-        else:
-            if parts.scheme.lower() not in schemes:
-                reason = "it must start with " + ", ".join(f"{s}://" for s in schemes)
-            elif not parts.hostname:
-                reason = "it has no host"
-            else:
-                return
+    reason = url_problem(url, schemes, check_port=True)
+    if reason is None:
+        return
     raise CLIError(
         f"{flag} (or {env}) is not a valid URL: {reason}",
         f"give the {what}, e.g. {_URL_EXAMPLES[attr]}",
