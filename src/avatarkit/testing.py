@@ -17,6 +17,11 @@ Fixtures:
   ``avatarkit.new_avatar_session`` pointing at ``avatar_server`` (avatar,
   API key, app id, console and ingress URLs, ``expire_at`` an hour ahead).
 
+Chaos tests: :class:`ChaosProxy` (from :mod:`avatarkit._chaos`) is a TCP proxy
+to put between a client and ``avatar_server`` that adds latency, jitter and
+a bandwidth cap, and cuts, resets or freezes (half-open) WebSocket
+connections on demand.
+
 The async fixture needs pytest-asyncio (any mode; each test's own event
 loop). Nothing heavy is imported until a fixture is used, so installing
 avatarkit does not slow down pytest's start.
@@ -32,7 +37,9 @@ import pytest
 if TYPE_CHECKING:
     from avatarkit.devserver import DevServer
 
-__all__ = ["avatar_server", "avatar_session_kwargs"]
+from ._chaos import ChaosProxy, ChaosStats
+
+__all__ = ["ChaosProxy", "ChaosStats", "avatar_server", "avatar_session_kwargs"]
 
 if TYPE_CHECKING:
     from pytest_asyncio import fixture as _async_fixture

@@ -1,0 +1,345 @@
+"""Chaos on the wire: the SDK against the local service through a fault-injecting proxy.
+
+Every session here reaches the service (token call and WebSocket) through
+``avatarkit.testing.ChaosProxy``, a real TCP proxy on loopback. Nothing is
+mocked. The claim under test (issue 14): under latency, jitter and a
+bandwidth cap every request completes with all its frames once, in order,
+``end`` once; under a cut mid-frame, a reset or a half-open connection every
+request either completes like that or fails with a retryable error within a
+bounded time, without hanging or leaking, and the pool keeps serving.
+
+"Once and in order" is checked against the service's own numbering: each
+animation payload of the local service carries its 0-based ``frame_index``
+within the request, and the service's count of frames sent per request is
+in ``session_summaries()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from avatarkit import (
+    AnimationFrameEvent,
+    AvatarSDKError,
+    AvatarSession,
+    new_avatar_session,
+)
+from avatarkit.devserver import DevServer, decode_animation
+from avatarkit.pool import SessionPool
+from avatarkit.testing import ChaosProxy
+from tests._helpers import speech_pcm
+
+AUDIO = speech_pcm(16000, 1.0)  # 25 frames
+FRAMES = 25
+SHORT = speech_pcm(16000, 0.4)
+FAULT_BOUND = 5.0  # seconds from a fault to the request's error (the SDK's bounds are ~1-2 s)
+
+
+@pytest.fixture
+async def proxy(avatar_server: DevServer) -> AsyncIterator[ChaosProxy]:
+    async with ChaosProxy("127.0.0.1", avatar_server.port, seed=14) as chaos:
+        yield chaos
+    assert chaos.stats.open == 0
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    yield
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    # the per-loop clean-up guard lives as long as the loop, by design
+    names = [
+        n
+        for t in left
+        if (n := t.get_name()).startswith("avatarkit") and n != "avatarkit-loop-guard"
+    ]
+    assert names == [], names
+
+
+def via(server: DevServer, proxy: ChaosProxy, **more: Any) -> dict[str, Any]:
+    """Session keywords reaching ``server`` through ``proxy`` (token call and WebSocket)."""
+    return server.session_kwargs(
+        console_endpoint_url=proxy.url(server.console_url),
+        ingress_endpoint_url=proxy.url(server.ingress_url),
+        **more,
+    )
+
+
+def service_frames(server: DevServer, req_id: str | None) -> int:
+    """Frames the service sent for ``req_id`` (its own count)."""
+    for session in server.session_summaries():
+        for request in session["requests"]:
+            if request["req_id"] == req_id:
+                return int(request["frames"])
+    raise AssertionError(f"the service has no request {req_id}")
+
+
+def indices(frames: list[AnimationFrameEvent]) -> list[int]:
+    return [decode_animation(f.payload)["frame_index"] for f in frames]
+
+
+def check_complete(server: DevServer, frames: list[AnimationFrameEvent]) -> None:
+    """All the frames the service sent for the request, once, in order, ``end`` once, last."""
+    assert frames, "no frames"
+    req_ids = {f.req_id for f in frames}
+    assert len(req_ids) == 1, req_ids
+    sent = service_frames(server, frames[0].req_id)
+    assert indices(frames) == list(range(sent))
+    assert [f.end for f in frames] == [False] * (sent - 1) + [True]
+
+
+def check_prefix(frames: list[AnimationFrameEvent]) -> None:
+    """A request cut short: a prefix of its frames, in order, no duplicate, no ``end``."""
+    assert len({f.req_id for f in frames}) <= 1
+    assert indices(frames) == list(range(len(frames)))
+    assert not any(f.end for f in frames)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def no_live_sessions(server: DevServer, proxy: ChaosProxy) -> None:
+    """Nothing left open: the service and the proxy see every connection closed."""
+    try:
+        await wait_until(lambda: not server.sessions and proxy.stats.open_websockets == 0)
+    except AssertionError:
+        raise AssertionError(f"left open: {server.sessions}, {proxy.stats}") from None
+
+
+# -- a slow, jittery, thin network: everything completes, exactly once ------------------
+
+SLOW_NETS = {
+    "latency+jitter": {"latency": 0.03, "jitter": 0.05},
+    "bandwidth 40 kB/s": {"bandwidth": 40_000},
+}
+
+
+@pytest.mark.parametrize("net", list(SLOW_NETS.values()), ids=list(SLOW_NETS))
+async def test_slow_network_every_request_completes_exactly_once(
+    avatar_server: DevServer, proxy: ChaosProxy, net: dict[str, float]
+) -> None:
+    for name, value in net.items():
+        setattr(proxy, name, value)
+    # stream() handles
+    async with new_avatar_session(**via(avatar_server, proxy)) as session:
+        for _ in range(2):
+            req = session.stream(AUDIO, chunk_ms=100)
+            frames = [f async for f in req]
+            summary = await asyncio.wait_for(req.done(), 10)
+            assert summary.frames == FRAMES and not summary.interrupted
+            check_complete(avatar_server, frames)
+    # the callback API, audio in uneven chunks
+    got: list[AnimationFrameEvent] = []
+    ended = asyncio.Event()
+
+    def on_animation(event: AnimationFrameEvent) -> None:
+        got.append(event)
+        if event.end:
+            ended.set()
+
+    closes: list[int] = []
+    async with new_avatar_session(
+        **via(avatar_server, proxy), on_animation=on_animation, on_close=lambda: closes.append(1)
+    ) as session:
+        for start in range(0, len(AUDIO), 3002):
+            await session.send_audio(AUDIO[start : start + 3002])
+        await session.send_audio(b"", end=True)
+        await asyncio.wait_for(ended.wait(), 10)
+    check_complete(avatar_server, got)
+    assert closes == [1]
+    # the pool
+    async with SessionPool(1, **via(avatar_server, proxy)) as pool:
+        check_complete(avatar_server, await pool.request(AUDIO, timeout=10))
+    await no_live_sessions(avatar_server, proxy)
+
+
+# -- a connection broken mid-request: a retryable error, in bounded time -----------------
+
+
+def arm(proxy: ChaosProxy, fault: str, after_bytes: int = 12) -> Callable[[], None]:
+    """The fault to inject once a request has its first frames."""
+    if fault == "cut":
+        # the next frame the service sends is cut ``after_bytes`` in, then FIN
+        return lambda: proxy.cut_mid_frame(after_bytes=after_bytes)
+    if fault == "reset":
+        return lambda: None if proxy.reset() else pytest.fail("no connection to reset")
+    raise AssertionError(fault)
+
+
+def check_fault_fired(proxy: ChaosProxy, fault: str, connections: int = 1) -> None:
+    """The fault hit: one connection cut, or every WebSocket open then reset."""
+    stats = proxy.stats
+    assert (stats.cuts, stats.resets) == ((1, 0) if fault == "cut" else (0, connections))
+
+
+BREAKS = ["cut", "reset"]
+
+
+@pytest.mark.avatar_server(pace="realtime")  # 40 ms between frames: the fault lands mid-request
+@pytest.mark.parametrize(
+    ("fault", "after_bytes"),
+    [("cut", 1), ("cut", 3), ("cut", 12), ("reset", 0)],
+    ids=["cut-in-header", "cut-in-length", "cut-in-payload", "reset"],
+)
+async def test_broken_connection_fails_a_streamed_request_retryably(
+    avatar_server: DevServer, proxy: ChaosProxy, fault: str, after_bytes: int
+) -> None:
+    inject = arm(proxy, fault, after_bytes)
+    session = new_avatar_session(**via(avatar_server, proxy))
+    async with session:
+        req = session.stream(AUDIO, end_timeout=2)
+        frames: list[AnimationFrameEvent] = []
+        injected = 0.0
+
+        async def consume() -> None:
+            nonlocal injected
+            async for frame in req:
+                frames.append(frame)
+                if len(frames) == 3:
+                    injected = time.monotonic()
+                    inject()
+
+        with pytest.raises(AvatarSDKError) as caught:
+            await asyncio.wait_for(consume(), 10)
+        assert time.monotonic() - injected < FAULT_BOUND
+        assert caught.value.retryable, caught.value
+        assert caught.value.req_id == req.req_id
+        check_prefix(frames)
+        with pytest.raises(AvatarSDKError):
+            await req.done()  # the same error again, at once
+        assert not session.is_open
+    check_fault_fired(proxy, fault)
+    await no_live_sessions(avatar_server, proxy)
+
+
+@pytest.mark.avatar_server(pace="realtime")
+@pytest.mark.parametrize("fault", BREAKS)
+async def test_broken_connection_reaches_the_callbacks_once(
+    avatar_server: DevServer, proxy: ChaosProxy, fault: str
+) -> None:
+    inject = arm(proxy, fault)
+    got: list[AnimationFrameEvent] = []
+    errors: list[Exception] = []
+    closes: list[float] = []
+    closed = asyncio.Event()
+    injected = 0.0
+
+    def on_animation(event: AnimationFrameEvent) -> None:
+        nonlocal injected
+        got.append(event)
+        if len(got) == 3:
+            injected = time.monotonic()
+            inject()
+
+    def on_close() -> None:
+        closes.append(time.monotonic())
+        closed.set()
+
+    session = new_avatar_session(
+        **via(avatar_server, proxy),
+        on_animation=on_animation,
+        on_error=errors.append,
+        on_close=on_close,
+    )
+    async with session:
+        await session.send_audio(AUDIO, end=True)
+        await asyncio.wait_for(closed.wait(), 10)
+        assert closes[0] - injected < FAULT_BOUND
+        await asyncio.sleep(0.1)  # nothing more comes
+    assert len(closes) == 1
+    assert len(errors) == 1 and isinstance(errors[0], AvatarSDKError), errors
+    assert errors[0].retryable
+    check_prefix(got)
+    check_fault_fired(proxy, fault)
+    await no_live_sessions(avatar_server, proxy)
+
+
+@pytest.mark.avatar_server(pace="realtime")
+@pytest.mark.parametrize("fault", BREAKS)
+async def test_the_pool_keeps_serving_after_a_broken_connection(
+    avatar_server: DevServer, proxy: ChaosProxy, fault: str
+) -> None:
+    inject = arm(proxy, fault)
+    async with SessionPool(2, backoff_initial=0.05, **via(avatar_server, proxy)) as pool:
+        lease = await pool.acquire(timeout=5)
+        req = lease.stream(AUDIO, end_timeout=2)
+        frames: list[AnimationFrameEvent] = []
+        with pytest.raises(AvatarSDKError) as caught:
+            async for frame in req:
+                frames.append(frame)
+                if len(frames) == 3:
+                    inject()
+        assert caught.value.retryable
+        check_prefix(frames)
+        await lease.release()
+        # New leases work: each request completes, exactly once.
+        for _ in range(2):
+            check_complete(avatar_server, await pool.request(SHORT, timeout=10))
+        await wait_until(lambda: pool.stats.replacements >= 1)
+        assert pool.stats.failures.get("connectionClosed", 0) >= 1
+    check_fault_fired(proxy, fault, connections=2)  # a reset hits both pooled sessions
+    await no_live_sessions(avatar_server, proxy)
+
+
+@pytest.mark.parametrize("fault", ["cut-confirm", "reset-at-upgrade"])
+async def test_a_connection_broken_during_the_handshake_fails_start_retryably(
+    avatar_server: DevServer, proxy: ChaosProxy, fault: str
+) -> None:
+    if fault == "cut-confirm":
+        proxy.cut_mid_frame(after_bytes=3)  # the service's first frame: the confirm
+    else:
+        proxy.latency = 0.2  # the upgrade answer is still on its way when the RST hits
+    session = new_avatar_session(**via(avatar_server, proxy), open_timeout=3)
+    await session.init()
+    start = asyncio.ensure_future(session.start())
+    if fault == "reset-at-upgrade":
+        await wait_until(lambda: proxy.stats.websockets == 1)
+        assert proxy.reset() == 1
+    began = time.monotonic()
+    with pytest.raises(AvatarSDKError) as caught:
+        await asyncio.wait_for(start, 10)
+    assert time.monotonic() - began < FAULT_BOUND
+    assert caught.value.retryable, caught.value
+    await session.close()
+    # The same settings work again at once (nothing is left armed or broken).
+    proxy.latency = 0.0
+    async with new_avatar_session(**via(avatar_server, proxy)) as again:
+        req = again.stream(SHORT)
+        check_complete(avatar_server, [f async for f in req])
+    await no_live_sessions(avatar_server, proxy)
+
+
+# -- a half-open connection: nothing moves, nothing closes ---------------------------------
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_half_open_connection_times_a_streamed_request_out(
+    avatar_server: DevServer, proxy: ChaosProxy
+) -> None:
+    session: AvatarSession = new_avatar_session(**via(avatar_server, proxy))
+    async with session:
+        req = session.stream(AUDIO, end_timeout=1)
+        frames: list[AnimationFrameEvent] = []
+        with pytest.raises(AvatarSDKError) as caught:
+            async for frame in req:
+                frames.append(frame)
+                if len(frames) == 3:
+                    assert proxy.half_open() == 1
+        # end_timeout after the audio's playback end (1 s): well within 5 s
+        assert caught.value.retryable
+        assert isinstance(caught.value, TimeoutError)
+        check_prefix(frames)
+    # The service cannot know (as with a real half-open peer): its side stays
+    # open until the proxy drops it.
+    assert len(avatar_server.sessions) == 1
+    await proxy.close()
+    await no_live_sessions(avatar_server, proxy)
