@@ -46,7 +46,13 @@ from .protocol import (
     SessionConfirmed,
     build_websocket_url,
 )
-from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFactory
+from .transport import (
+    AiohttpTransport,
+    PicowsTransport,
+    Transport,
+    TransportFactory,
+    hand_keepalive,
+)
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
@@ -238,6 +244,7 @@ class AvatarSession(SessionReceiving, FrameStreams):
             factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
         transport = factory()
         _tls.hand_to(transport, cfg.ssl_context)
+        hand_keepalive(transport, cfg.keepalive_interval, cfg.keepalive_timeout)
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
