@@ -142,3 +142,85 @@ def chromium_path() -> str:
             pytest.fail(f"browser tests required but {why}")
         pytest.skip(f"browser tests skipped: {why}")
     return path
+
+
+class ServeProcess:
+    """``avatarkit serve`` as a real process: to kill, freeze (SIGSTOP) and resume it.
+
+    ``await ServeProcess.start("--pace", "fast")`` runs it on a free loopback
+    port (or ``port=``, e.g. to restart it where it was) and reads its banner;
+    :meth:`session_kwargs` gives ``new_avatar_session`` keywords for it.
+    Always ``await proc.stop()`` (it resumes a frozen process first).
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, banner: dict[str, str]):
+        self.proc = proc
+        self.port = port
+        self.banner = banner
+
+    @classmethod
+    async def start(cls, *args: str, port: int | None = None) -> ServeProcess:
+        import re
+        import socket
+
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = int(probe.getsockname()[1])
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "avatarkit.devserver",
+            "--port",
+            str(port),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        banner: dict[str, str] = {}
+        try:
+            while True:
+                line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+                if not line:
+                    raise AssertionError(f"avatarkit serve exited early: {banner}")
+                if m := re.match(r"\s+(console URL|ingress URL|API key|avatar id):\s+(\S+)", line):
+                    banner.setdefault(m.group(1), m.group(2))
+                if line.startswith("Ctrl+C"):
+                    return cls(proc, port, banner)
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
+
+    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keywords of ``new_avatar_session`` for this service (dev credentials)."""
+        from datetime import datetime, timedelta, timezone
+
+        kwargs: dict[str, Any] = dict(
+            api_key=self.banner["API key"],
+            app_id="dev-app-id",
+            avatar_id=self.banner["avatar id"],
+            console_endpoint_url=self.banner["console URL"],
+            ingress_endpoint_url=self.banner["ingress URL"],
+            expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+        )
+        kwargs.update(overrides)
+        return kwargs
+
+    def freeze(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGCONT)
+
+    async def stop(self) -> None:
+        """Resume if frozen, then kill and reap the process."""
+        if self.proc.returncode is None:
+            self.resume()
+            self.proc.kill()
+        await asyncio.wait_for(self.proc.wait(), 20)

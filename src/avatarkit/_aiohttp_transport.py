@@ -11,6 +11,9 @@ from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
 from ._tls import certificate_error, describe
 from .errors import ErrorPhase, classify_http_rejection
 from .transport import (
+    KEEPALIVE_CLOSE,
+    KEEPALIVE_INTERVAL,
+    KEEPALIVE_TIMEOUT,
     MAX_MESSAGE_SIZE,
     NO_STATUS_CODE,
     TransportListener,
@@ -37,10 +40,21 @@ class AiohttpTransport:
     Connections share one aiohttp client per event loop.
     """
 
-    def __init__(self, *, compress: bool = True, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        compress: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_interval: float | None = KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
         #: TLS context for ``wss://`` (``None``: the default verified one); the
         #: session sets it from ``SessionConfig.ssl_context``.
         self.ssl_context = ssl_context
+        #: Seconds of silence from the peer before a ping (``None``: no
+        #: pings) and seconds to wait for its pong; set from ``SessionConfig``.
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         self._compress = 15 if compress else 0
         self._ws: Any = None  # aiohttp.ClientWebSocketResponse, imported on use
         self._listener: TransportListener | None = None
@@ -76,6 +90,10 @@ class AiohttpTransport:
                     max_msg_size=MAX_MESSAGE_SIZE,  # larger: aiohttp closes with 1009
                     autoclose=False,  # _answer_close() does it (bounded)
                     autoping=True,
+                    # aiohttp's keepalive: a ping after `heartbeat` seconds
+                    # with nothing received; no pong in time fails the
+                    # connection with ServerTimeoutError (see _read).
+                    heartbeat=self.keepalive_interval,
                     ssl=self.ssl_context if self.ssl_context is not None else True,
                 ),
                 timeout,
@@ -100,6 +118,11 @@ class AiohttpTransport:
             raise _connect_error(f"cannot connect: {exc}", url) from None
         except ValueError as exc:  # an address that cannot be looked up (IDNA)
             raise _connect_error(f"unusable address: {exc}", url) from None
+        if self.keepalive_interval is not None and hasattr(ws, "_pong_heartbeat"):
+            # aiohttp waits heartbeat/2 for the pong and has no option for
+            # it; our timeout is configured separately. (Set before the first
+            # ping, which is `keepalive_interval` away.)
+            ws._pong_heartbeat = self.keepalive_timeout
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
@@ -134,12 +157,19 @@ class AiohttpTransport:
                     # the connection with 1002/1007 and drops the frame;
                     # report that code rather than none.
                     logger.debug("WebSocket error: %r", msg.data)
+                    if isinstance(msg.data, aiohttp.ServerTimeoutError):  # no pong in time
+                        self._close_code, self._close_reason = KEEPALIVE_CLOSE
+                        break
                     error_code = getattr(msg.data, "code", None)
                     if isinstance(error_code, int) and self._close_code is None:
                         self._close_code = error_code
                     self._close_reason = f"invalid frame from the server: {msg.data}"
                     break
                 elif kind is aiohttp.WSMsgType.CLOSED:
+                    # The keepalive can fail the connection while this task is
+                    # not waiting in receive(): then it finds it closed.
+                    if isinstance(ws.exception(), aiohttp.ServerTimeoutError):
+                        self._close_code, self._close_reason = KEEPALIVE_CLOSE
                     break
         except asyncio.CancelledError:
             # The event loop is shutting down with this connection open: drop

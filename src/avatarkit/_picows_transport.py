@@ -13,6 +13,9 @@ from .errors import ErrorPhase, classify_http_rejection
 from .transport import (
     _BINARY,
     _HEADROOM,
+    KEEPALIVE_CLOSE,
+    KEEPALIVE_INTERVAL,
+    KEEPALIVE_TIMEOUT,
     MAX_MESSAGE_SIZE,
     TransportListener,
     _connect_error,
@@ -36,13 +39,25 @@ class PicowsTransport:
         "_listener",
         "_ws",
         "_ws_listener",
+        "keepalive_interval",
+        "keepalive_timeout",
         "ssl_context",
     )
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_interval: float | None = KEEPALIVE_INTERVAL,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    ) -> None:
         #: TLS context for ``wss://`` (``None``: the default verified one); the
         #: session sets it from ``SessionConfig.ssl_context``.
         self.ssl_context = ssl_context
+        #: Seconds of silence from the peer before a ping (``None``: no
+        #: pings) and seconds to wait for its pong; set from ``SessionConfig``.
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
         self._ws: object | None = None
         self._listener: TransportListener | None = None
         self._ws_listener: object | None = None
@@ -63,6 +78,7 @@ class PicowsTransport:
         """
         self._listener = listener
         ssl_context = client_context(self.ssl_context) if url.startswith("wss:") else None
+        interval, reply_timeout = self.keepalive_interval, self.keepalive_timeout
         try:
             connecting = picows.ws_connect(
                 lambda: _PicowsListener(self, listener),
@@ -74,6 +90,15 @@ class PicowsTransport:
                 # Pongs are ours (_PicowsListener.on_ws_frame): picows's own
                 # answer every ping even while the peer does not read.
                 enable_auto_pong=False,
+                # Keepalive is picows's: a ping after `interval` seconds with
+                # nothing received, then, without a pong within
+                # `reply_timeout`, a close frame and the socket dropped
+                # (_PicowsListener reports it as KEEPALIVE_CLOSE). picows
+                # wants reply_timeout <= idle timeout.
+                enable_auto_ping=interval is not None,
+                auto_ping_idle_timeout=max(interval or reply_timeout, reply_timeout),
+                auto_ping_reply_timeout=reply_timeout,
+                auto_ping_strategy=picows.WSAutoPingStrategy.PING_WHEN_IDLE,
                 max_redirects=0,  # a 3xx is an error: the token stays with this host
                 # Frames are ~0.1-1 KB; start small (picows grows the buffer
                 # for larger messages) to keep memory per session low.
@@ -203,7 +228,7 @@ class PicowsTransport:
 class _PicowsListener(picows.WSListener):
     """Feeds frames straight into the session; reassembles fragments."""
 
-    __slots__ = ("close_info", "fragments", "listener", "on_message", "owner")
+    __slots__ = ("close_info", "fragments", "listener", "on_message", "owner", "ping_pending")
 
     def __init__(self, owner: PicowsTransport, listener: TransportListener) -> None:
         self.owner = owner
@@ -211,6 +236,18 @@ class _PicowsListener(picows.WSListener):
         self.listener = listener
         self.on_message = listener.on_message  # bound once: called per frame
         self.fragments: bytearray | None = None
+        self.ping_pending = False  # a keepalive ping is waiting for its pong
+
+    def send_user_specific_ping(self, transport: picows.WSTransport) -> None:
+        # picows's keepalive ping; noted to tell its timeout from other ends.
+        self.ping_pending = True
+        transport.send_ping()
+
+    def is_user_specific_pong(self, frame: picows.WSFrame) -> bool:
+        if frame.msg_type is picows.WSMsgType.PONG:
+            self.ping_pending = False
+            return True
+        return False
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         if self.owner._abandoned:
@@ -272,7 +309,12 @@ class _PicowsListener(picows.WSListener):
         code: int | None = None
         reason: str | None = None
         owner = self.owner
-        if self.close_info is not None:
+        if not owner._close_called and self.ping_pending and _keepalive_gave_up(transport):
+            # picows's keepalive gave up: no pong within the reply timeout.
+            # (It sent a 1001 close frame and drops the socket; a peer that
+            # still reads may answer that close, which changes nothing.)
+            code, reason = KEEPALIVE_CLOSE
+        elif self.close_info is not None:
             code, reason = self.close_info
         elif not owner._close_called:
             # picows failed the connection on a malformed frame (a close
@@ -303,6 +345,21 @@ class _PicowsListener(picows.WSListener):
         if drained is not None:
             drained.set()
             self.owner._drained = None
+
+
+def _keepalive_gave_up(transport: picows.WSTransport) -> bool:
+    """Whether the client side opened the close with 1001, as picows's keepalive does.
+
+    Only asked when our own ``close()`` was not called and a keepalive ping
+    is unanswered; an echo of the server's close does not count.
+    """
+    handshake = transport.close_handshake
+    sent = handshake.sent if handshake is not None else None
+    return (
+        sent is not None
+        and sent.code == picows.WSCloseCode.GOING_AWAY
+        and not handshake.recv_then_sent
+    )
 
 
 _reapers: set[asyncio.Task[None]] = set()

@@ -205,6 +205,15 @@ class SessionConfig:
     * ``on_metrics(event)``: typed events for metrics (session opened,
       request done, error, closed); see :mod:`avatarkit._metrics` and the
       README's "Metrics and logging".
+    * ``keepalive_interval``, ``keepalive_timeout``: a service that sends
+      nothing for ``keepalive_interval`` seconds is pinged, and one that does
+      not answer within ``keepalive_timeout`` seconds is taken for frozen or
+      unreachable: the session ends with ``connectionClosed`` (close code
+      1011, reason ``keepalive ping timeout``, retryable), as 0.1.7 (on
+      ``websockets``, same 20 s defaults) reports it. ``keepalive_interval=None``
+      turns pings off. The timeout must not exceed the interval (picows'
+      rule). Without it a silent service (frozen process, half-open TCP)
+      holds the session, and a pool lease, until the OS gives up (minutes).
     """
 
     avatar_id: str = ""
@@ -231,6 +240,8 @@ class SessionConfig:
     websocket_compression: bool = False
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     on_metrics: Callable[[MetricsEvent], Any] | None = field(default=None, repr=False)
+    keepalive_interval: float | None = 20.0
+    keepalive_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if isinstance(self.audio_format, str) and not isinstance(self.audio_format, AudioFormat):
@@ -332,6 +343,26 @@ class SessionConfig:
         self.validate_egress()
         if self.open_timeout <= 0:
             raise ValueError("open_timeout must be > 0 seconds")
+        self.validate_keepalive()
+
+    def validate_keepalive(self) -> None:
+        """``keepalive_interval`` (or ``None``) and ``keepalive_timeout`` are usable."""
+        interval, timeout = self.keepalive_interval, self.keepalive_timeout
+        for name, value in (("keepalive_interval", interval), ("keepalive_timeout", timeout)):
+            if value is None and name == "keepalive_interval":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+            if not 0 < value < float("inf"):
+                raise ValueError(
+                    f"{name} must be > 0 seconds"
+                    + (" (None turns keepalive pings off)" if name == "keepalive_interval" else "")
+                )
+        if interval is not None and timeout > interval:
+            raise ValueError(
+                f"keepalive_timeout ({timeout:g} s) must not exceed keepalive_interval "
+                f"({interval:g} s): raise the interval or lower the timeout"
+            )
 
     def validate_tls(self) -> None:
         """``ssl_context`` is ``None`` or an :class:`ssl.SSLContext`."""
@@ -465,6 +496,14 @@ class SessionConfigBuilder:
     def with_websocket_compression(self: _B, enabled: bool = True) -> _B:
         """Offer permessage-deflate (see ``SessionConfig.websocket_compression``)."""
         return self._set("websocket_compression", enabled)
+
+    def with_keepalive_interval(self: _B, seconds: float | None) -> _B:
+        """Ping a service silent for ``seconds`` (``None``: no pings); see ``SessionConfig``."""
+        return self._set("keepalive_interval", seconds)
+
+    def with_keepalive_timeout(self: _B, seconds: float) -> _B:
+        """Seconds to wait for the pong before the session fails (``connectionClosed``, 1011)."""
+        return self._set("keepalive_timeout", seconds)
 
     def with_ssl_context(self: _B, context: ssl.SSLContext | None) -> _B:
         """TLS context for the token call and the WebSocket (``None``: verified default)."""

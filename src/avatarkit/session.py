@@ -3,7 +3,8 @@
 The session owns the token call, the WebSocket and the callbacks; what each
 message means and the connection's state are asked of
 :class:`avatarkit.protocol.ClientProtocol` (the session keeps none). Mixins:
-sending (``_sending``), callbacks (``_callbacks``), ``frames()``. Frames are
+receiving (``_receiving``), ``stream()`` (``_streaming``), sending
+(``_sending``), callbacks (``_callbacks``), ``frames()``. Frames are
 handled in the transport's receive callback: no reader task, no queue, no
 task per frame. Callbacks run in order of arrival: plain functions inline,
 coroutine functions one after another on one dispatcher task. A callback
@@ -25,40 +26,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
 from . import _logctx, _loopguard, _metrics, _tls
-from ._callbacks import _await_result, logger
+from ._callbacks import logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
-from ._streaming import SessionStreaming
+from ._receiving import SessionReceiving
 from .config import SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_close
-from .events import AnimationFrameEvent, PlaybackSignal
+from .events import AnimationFrameEvent
 from .protocol import (
-    ANIMATION_TYPE,
-    AnimationReceived,
     ClientProtocol,
     ClientState,
-    PlaybackStateReceived,
-    ServerErrorReceived,
     SessionConfirmed,
     build_websocket_url,
-    parse_message,
 )
-from .transport import AiohttpTransport, PicowsTransport, Transport, TransportFactory
+from .transport import (
+    AiohttpTransport,
+    PicowsTransport,
+    Transport,
+    TransportFactory,
+    hand_keepalive,
+)
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
 
-class AvatarSession(SessionStreaming, FrameStreams):
+class AvatarSession(SessionReceiving, FrameStreams):
     """One avatar session: token, WebSocket, audio out, animation in.
 
     Typical use::
@@ -245,6 +244,7 @@ class AvatarSession(SessionStreaming, FrameStreams):
             factory = AiohttpTransport if cfg.websocket_compression else PicowsTransport
         transport = factory()
         _tls.hand_to(transport, cfg.ssl_context)
+        hand_keepalive(transport, cfg.keepalive_interval, cfg.keepalive_timeout)
         deadline = loop.time() + cfg.open_timeout
         try:
             await transport.connect(url, headers, cfg.open_timeout, self)
@@ -368,111 +368,7 @@ class AvatarSession(SessionStreaming, FrameStreams):
     ) -> None:
         await self.close()
 
-    # -- receiving (TransportListener) -----------------------------------------
-
-    def on_message(self, data: bytes) -> None:
-        """Transport callback: one binary message from the server.
-
-        This is the per-frame path: one parse, then the user's
-        ``transport_frames`` called directly (no wrapper, no allocation) when
-        it is a plain function and no async callback is pending.
-        """
-        protocol = self._protocol
-        try:
-            msg = parse_message(data)
-        except DecodeError as exc:
-            self._on_protocol_error(protocol.decode_error(exc))
-            return
-        if msg.type == ANIMATION_TYPE and protocol.streaming:
-            anim = msg.server_response_animation
-            frames = self._cb_frames
-            if frames is not None:
-                # _call() inlined: this runs for every frame.
-                if self._dispatch_queue:
-                    self._enqueue(frames, (data, anim.end))
-                else:
-                    try:
-                        result = frames(data, anim.end)
-                    except Exception:
-                        logger.exception(
-                            "avatarkit: transport_frames callback raised; the session goes on"
-                        )
-                    else:
-                        if result is not None and inspect.isawaitable(result):
-                            self._enqueue(_await_result, (result, "transport_frames"))
-            if self._active_request is not None:  # stream(): its frames to its handle
-                self._active_request._on_animation(anim, data)
-            if self._wants_events:
-                self._on_animation(anim, data)
-            return
-        try:
-            event = protocol.handle(msg)
-        except AvatarSDKError as err:
-            self._on_protocol_error(err)
-            return
-        if type(event) is SessionConfirmed:
-            if self._confirm is not None and not self._confirm.done():
-                self._confirm.set_result(event)
-        elif type(event) is ServerErrorReceived:
-            self._route_server_error(event.error, event.fatal)  # to stream()'s request
-            if event.fatal:
-                if self._confirm is not None and not self._confirm.done():
-                    self._confirm.set_exception(event.error)
-            elif self._cb_error is not None:
-                self._call(self._cb_error, "on_error", event.error)
-            else:
-                logger.warning("avatarkit: server error: %s", event.error)
-        elif type(event) is PlaybackStateReceived and self._cb_state is not None:
-            self._call(self._cb_state, "on_playback_state", event.event)
-
-    def _on_animation(self, event: AnimationReceived, data: bytes) -> None:
-        if self._metrics is not None:
-            self._metrics.frame(event.req_id, event.end)
-        if self._cb_playback is not None:
-            self._call(
-                self._cb_playback,
-                "on_playback",
-                PlaybackSignal(
-                    event.req_id,
-                    event.end,
-                    event.connection_id,
-                    event.avatar_id,
-                    bool(event.animation),
-                ),
-            )
-        if self._cb_animation is not None or self._frame_queues:
-            frame = AnimationFrameEvent(
-                event.req_id,
-                event.end,
-                event.animation,
-                data,
-                event.connection_id,
-                event.avatar_id,
-            )
-            if self._cb_animation is not None:
-                self._call(self._cb_animation, "on_animation", frame)
-            for buffer in self._frame_queues or ():
-                buffer.put(frame)
-
-    def _on_protocol_error(self, err: AvatarSDKError) -> None:
-        if self._confirm is not None and not self._confirm.done():
-            self._confirm.set_exception(err)
-        elif self._cb_error is not None:
-            self._call(self._cb_error, "on_error", err)
-        else:
-            logger.warning("avatarkit: %s", err)
-
-    def on_text(self) -> None:
-        """Transport callback: a text frame, which the protocol does not allow."""
-        err = AvatarSDKError(
-            AvatarSDKErrorCode.protocolError,
-            "failed during websocket handshake: expected binary protobuf message"
-            if not self._protocol.streaming
-            else "server sent a text frame; the protocol is binary protobuf only",
-            phase=self._protocol.phase,
-            connection_id=self.connection_id,
-        )
-        self._on_protocol_error(err)
+    # -- receiving (TransportListener): on_message/on_text in _receiving --------
 
     def on_closed(self, close_code: int | None, close_reason: str | None) -> None:
         """Transport callback: the connection ended.

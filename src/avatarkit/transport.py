@@ -82,6 +82,26 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 #: Reported as the close code when the server's close frame carried none (RFC 6455).
 NO_STATUS_CODE = WsClose.NO_STATUS
 
+#: Keepalive defaults (seconds): those of avatarkit 0.1.7, which pinged with
+#: ``websockets``' defaults. ``SessionConfig`` carries the session's own.
+KEEPALIVE_INTERVAL = 20.0
+KEEPALIVE_TIMEOUT = 20.0
+#: What a keepalive failure is reported as: the close code and reason
+#: ``websockets`` (so 0.1.7) fails the connection with. 1011 is retryable.
+KEEPALIVE_CLOSE = (WsClose.INTERNAL, "keepalive ping timeout")
+
+
+def hand_keepalive(transport: object, interval: float | None, timeout: float) -> None:
+    """Give the session's keepalive settings to a transport that takes them.
+
+    The built-in transports have ``keepalive_interval`` and
+    ``keepalive_timeout`` attributes; a custom transport (``transport_factory``)
+    without them keeps its own liveness checks.
+    """
+    if hasattr(transport, "keepalive_interval") and hasattr(transport, "keepalive_timeout"):
+        transport.keepalive_interval = interval
+        transport.keepalive_timeout = timeout
+
 
 def _parse_close(payload: bytes) -> tuple[int, str | None]:
     """``(code, reason)`` of a close frame's payload, however malformed.

@@ -20,7 +20,7 @@ from avatarkit import AvatarSDKError, RequestDone, SessionPool, new_avatar_sessi
 from avatarkit._callbacks import logger as _callbacks_logger
 from avatarkit._logctx import EXTRA_CONNECTION_ID, EXTRA_REQ_ID
 from avatarkit.devserver import DevServer
-from avatarkit.session import parse_message
+from avatarkit.protocol import parse_message
 from tests._helpers import FIXTURES
 
 PCM16 = (FIXTURES / "speech_16000.pcm").read_bytes()[: 16000 * 2 * 2]  # 2 s
