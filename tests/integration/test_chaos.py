@@ -26,6 +26,7 @@ import pytest
 from avatarkit import (
     AnimationFrameEvent,
     AvatarSDKError,
+    AvatarSDKErrorCode,
     AvatarSession,
     new_avatar_session,
 )
@@ -119,7 +120,7 @@ async def no_live_sessions(server: DevServer, proxy: ChaosProxy) -> None:
 
 SLOW_NETS = {
     "latency+jitter": {"latency": 0.03, "jitter": 0.05},
-    "bandwidth 40 kB/s": {"bandwidth": 40_000},
+    "bandwidth 80 kB/s": {"bandwidth": 80_000},
 }
 
 
@@ -172,29 +173,63 @@ def arm(proxy: ChaosProxy, fault: str, after_bytes: int = 12) -> Callable[[], No
         return lambda: proxy.cut_mid_frame(after_bytes=after_bytes)
     if fault == "reset":
         return lambda: None if proxy.reset() else pytest.fail("no connection to reset")
+    if fault == "half-open":
+        return lambda: None if proxy.half_open() else pytest.fail("no connection to freeze")
     raise AssertionError(fault)
 
 
+# A half-open connection is only noticed by keepalive pings (or a request's own
+# end_timeout): short ones here, so that the test takes well under a second.
+KEEPALIVE = {"keepalive_interval": 0.3, "keepalive_timeout": 0.3}
+
+
+def options(fault: str) -> dict[str, Any]:
+    return KEEPALIVE if fault == "half-open" else {}
+
+
 def check_fault_fired(proxy: ChaosProxy, fault: str, connections: int = 1) -> None:
-    """The fault hit: one connection cut, or every WebSocket open then reset."""
+    """The fault hit: one connection cut, or every WebSocket open then reset or frozen."""
     stats = proxy.stats
-    assert (stats.cuts, stats.resets) == ((1, 0) if fault == "cut" else (0, connections))
+    expected = {
+        "cut": (1, 0, 0),
+        "reset": (0, connections, 0),
+        "half-open": (0, 0, connections),
+    }[fault]
+    assert (stats.cuts, stats.resets, stats.frozen) == expected
 
 
-BREAKS = ["cut", "reset"]
+def check_error(error: BaseException, fault: str) -> None:
+    """Retryable; a half-open connection is reported as keepalive's 1011."""
+    assert isinstance(error, AvatarSDKError), error
+    assert error.retryable, error
+    assert error.code is AvatarSDKErrorCode.connectionClosed, error
+    if fault == "half-open":
+        assert (error.close_code, error.close_reason) == (1011, "keepalive ping timeout")
+
+
+async def settle(server: DevServer, proxy: ChaosProxy, fault: str, confirmed: bool = True) -> None:
+    """Nothing left open. The service cannot know of a half-open connection (as
+    with a real frozen peer): its side stays open until the proxy drops it."""
+    if fault == "half-open":
+        assert bool(server.sessions) == confirmed  # (unconfirmed ones are not listed)
+        await proxy.close()
+    await no_live_sessions(server, proxy)
+
+
+BREAKS = ["cut", "reset", "half-open"]
 
 
 @pytest.mark.avatar_server(pace="realtime")  # 40 ms between frames: the fault lands mid-request
 @pytest.mark.parametrize(
     ("fault", "after_bytes"),
-    [("cut", 1), ("cut", 3), ("cut", 12), ("reset", 0)],
-    ids=["cut-in-header", "cut-in-length", "cut-in-payload", "reset"],
+    [("cut", 1), ("cut", 3), ("cut", 12), ("reset", 0), ("half-open", 0)],
+    ids=["cut-in-header", "cut-in-length", "cut-in-payload", "reset", "half-open"],
 )
 async def test_broken_connection_fails_a_streamed_request_retryably(
     avatar_server: DevServer, proxy: ChaosProxy, fault: str, after_bytes: int
 ) -> None:
     inject = arm(proxy, fault, after_bytes)
-    session = new_avatar_session(**via(avatar_server, proxy))
+    session = new_avatar_session(**via(avatar_server, proxy, **options(fault)))
     async with session:
         req = session.stream(AUDIO, end_timeout=2)
         frames: list[AnimationFrameEvent] = []
@@ -211,14 +246,14 @@ async def test_broken_connection_fails_a_streamed_request_retryably(
         with pytest.raises(AvatarSDKError) as caught:
             await asyncio.wait_for(consume(), 10)
         assert time.monotonic() - injected < FAULT_BOUND
-        assert caught.value.retryable, caught.value
+        check_error(caught.value, fault)
         assert caught.value.req_id == req.req_id
         check_prefix(frames)
         with pytest.raises(AvatarSDKError):
             await req.done()  # the same error again, at once
         assert not session.is_open
     check_fault_fired(proxy, fault)
-    await no_live_sessions(avatar_server, proxy)
+    await settle(avatar_server, proxy, fault)
 
 
 @pytest.mark.avatar_server(pace="realtime")
@@ -245,7 +280,7 @@ async def test_broken_connection_reaches_the_callbacks_once(
         closed.set()
 
     session = new_avatar_session(
-        **via(avatar_server, proxy),
+        **via(avatar_server, proxy, **options(fault)),
         on_animation=on_animation,
         on_error=errors.append,
         on_close=on_close,
@@ -256,11 +291,11 @@ async def test_broken_connection_reaches_the_callbacks_once(
         assert closes[0] - injected < FAULT_BOUND
         await asyncio.sleep(0.1)  # nothing more comes
     assert len(closes) == 1
-    assert len(errors) == 1 and isinstance(errors[0], AvatarSDKError), errors
-    assert errors[0].retryable
+    assert len(errors) == 1, errors
+    check_error(errors[0], fault)
     check_prefix(got)
     check_fault_fired(proxy, fault)
-    await no_live_sessions(avatar_server, proxy)
+    await settle(avatar_server, proxy, fault)
 
 
 @pytest.mark.avatar_server(pace="realtime")
@@ -269,7 +304,8 @@ async def test_the_pool_keeps_serving_after_a_broken_connection(
     avatar_server: DevServer, proxy: ChaosProxy, fault: str
 ) -> None:
     inject = arm(proxy, fault)
-    async with SessionPool(2, backoff_initial=0.05, **via(avatar_server, proxy)) as pool:
+    kwargs = via(avatar_server, proxy, **options(fault))
+    async with SessionPool(2, backoff_initial=0.05, **kwargs) as pool:
         lease = await pool.acquire(timeout=5)
         req = lease.stream(AUDIO, end_timeout=2)
         frames: list[AnimationFrameEvent] = []
@@ -278,7 +314,7 @@ async def test_the_pool_keeps_serving_after_a_broken_connection(
                 frames.append(frame)
                 if len(frames) == 3:
                     inject()
-        assert caught.value.retryable
+        check_error(caught.value, fault)
         check_prefix(frames)
         await lease.release()
         # New leases work: each request completes, exactly once.
@@ -286,24 +322,26 @@ async def test_the_pool_keeps_serving_after_a_broken_connection(
             check_complete(avatar_server, await pool.request(SHORT, timeout=10))
         await wait_until(lambda: pool.stats.replacements >= 1)
         assert pool.stats.failures.get("connectionClosed", 0) >= 1
-    check_fault_fired(proxy, fault, connections=2)  # a reset hits both pooled sessions
-    await no_live_sessions(avatar_server, proxy)
+    # a reset or a freeze hits both pooled sessions
+    check_fault_fired(proxy, fault, connections=1 if fault == "cut" else 2)
+    await settle(avatar_server, proxy, fault)
 
 
-@pytest.mark.parametrize("fault", ["cut-confirm", "reset-at-upgrade"])
+@pytest.mark.parametrize("fault", ["cut-confirm", "reset-at-upgrade", "half-open-at-upgrade"])
 async def test_a_connection_broken_during_the_handshake_fails_start_retryably(
     avatar_server: DevServer, proxy: ChaosProxy, fault: str
 ) -> None:
     if fault == "cut-confirm":
         proxy.cut_mid_frame(after_bytes=3)  # the service's first frame: the confirm
     else:
-        proxy.latency = 0.2  # the upgrade answer is still on its way when the RST hits
-    session = new_avatar_session(**via(avatar_server, proxy), open_timeout=3)
+        proxy.latency = 0.2  # the upgrade answer is still on its way when the fault hits
+    # open_timeout bounds start() when nothing comes back (half-open)
+    session = new_avatar_session(**via(avatar_server, proxy), open_timeout=1)
     await session.init()
     start = asyncio.ensure_future(session.start())
-    if fault == "reset-at-upgrade":
+    if fault != "cut-confirm":
         await wait_until(lambda: proxy.stats.websockets == 1)
-        assert proxy.reset() == 1
+        assert (proxy.reset() if fault == "reset-at-upgrade" else proxy.half_open()) == 1
     began = time.monotonic()
     with pytest.raises(AvatarSDKError) as caught:
         await asyncio.wait_for(start, 10)
@@ -315,19 +353,25 @@ async def test_a_connection_broken_during_the_handshake_fails_start_retryably(
     async with new_avatar_session(**via(avatar_server, proxy)) as again:
         req = again.stream(SHORT)
         check_complete(avatar_server, [f async for f in req])
-    await no_live_sessions(avatar_server, proxy)
+    if fault == "half-open-at-upgrade":
+        await settle(avatar_server, proxy, "half-open", confirmed=False)
+    else:
+        await settle(avatar_server, proxy, fault)
 
 
 # -- a half-open connection: nothing moves, nothing closes ---------------------------------
 
 
 @pytest.mark.avatar_server(pace="realtime")
-async def test_half_open_connection_times_a_streamed_request_out(
+async def test_half_open_without_keepalive_times_a_streamed_request_out(
     avatar_server: DevServer, proxy: ChaosProxy
 ) -> None:
-    session: AvatarSession = new_avatar_session(**via(avatar_server, proxy))
+    """With pings off, the request's own ``end_timeout`` still bounds it."""
+    session: AvatarSession = new_avatar_session(
+        **via(avatar_server, proxy), keepalive_interval=None
+    )
     async with session:
-        req = session.stream(AUDIO, end_timeout=1)
+        req = session.stream(SHORT, end_timeout=1)
         frames: list[AnimationFrameEvent] = []
         with pytest.raises(AvatarSDKError) as caught:
             async for frame in req:
