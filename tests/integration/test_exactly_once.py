@@ -15,7 +15,8 @@ request. Against those, for every request:
 Half the sessions use ``session.stream()`` with random chunking (odd sizes
 included), half ``send_audio()`` in random even chunks with the callbacks.
 The service runs in its fastest pace and the clips are short (0.04-0.24 s),
-so the test is about delivery, not lip-sync. It prints its figures.
+so the test is about delivery, not lip-sync. It prints its figures. A
+smaller run goes through ``ChaosProxy`` with latency and jitter.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from avatarkit import AnimationFrameEvent, AvatarSession, new_avatar_session
 from avatarkit.devserver import DevServer, decode_animation
+from avatarkit.testing import ChaosProxy
 from tests._helpers import speech_pcm
 
 SESSIONS = 100
@@ -67,10 +71,10 @@ class Outcome:
         self.frames: list[AnimationFrameEvent] = []
 
 
-async def stream_worker(session: AvatarSession, rng: random.Random) -> list[Outcome]:
+async def stream_worker(session: AvatarSession, rng: random.Random, requests: int) -> list[Outcome]:
     """Requests through ``session.stream()`` handles; some interrupted after k frames."""
     out = []
-    for _ in range(REQUESTS_PER_SESSION):
+    for _ in range(requests):
         req = session.stream(split(rng, clip(rng), even=False))
         stop_after = rng.randint(0, 4) if rng.random() < INTERRUPT_RATE else None
         frames: list[AnimationFrameEvent] = []
@@ -96,10 +100,11 @@ async def callback_worker(
     rng: random.Random,
     got: dict[str, list[AnimationFrameEvent]],
     ended: dict[str, asyncio.Event],
+    requests: int,
 ) -> list[Outcome]:
     """Requests through ``send_audio()``; frames through ``on_animation`` (into ``got``)."""
     out = []
-    for _ in range(REQUESTS_PER_SESSION):
+    for _ in range(requests):
         chunks = split(rng, clip(rng), even=True)
         # interrupt after 1..all chunks (after the end too): something is always sent
         interrupt_at = rng.randint(1, len(chunks)) if rng.random() < INTERRUPT_RATE else None
@@ -118,7 +123,30 @@ async def callback_worker(
     return out
 
 
-async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> None:
+# (sessions, requests per session, proxy settings or None for a direct connection)
+NETWORKS = {
+    "direct": (SESSIONS, REQUESTS_PER_SESSION, None),
+    # the same through ChaosProxy with latency and jitter, smaller
+    "latency+jitter": (20, 30, {"latency": 0.005, "jitter": 0.01}),
+}
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
+async def test_every_frame_arrives_exactly_once(avatar_server: DevServer, network: str) -> None:
+    sessions_n, requests, chaos = NETWORKS[network]
+    async with contextlib.AsyncExitStack() as stack:
+        kwargs = avatar_server.session_kwargs()
+        if chaos is not None:
+            proxy = ChaosProxy("127.0.0.1", avatar_server.port, seed=SEED, **chaos)
+            await stack.enter_async_context(proxy)
+            kwargs["console_endpoint_url"] = proxy.url(avatar_server.console_url)
+            kwargs["ingress_endpoint_url"] = proxy.url(avatar_server.ingress_url)
+        await run_and_check(avatar_server, kwargs, sessions_n, requests, network)
+
+
+async def run_and_check(
+    server: DevServer, base: dict[str, Any], sessions_n: int, requests: int, network: str
+) -> None:
     began = time.monotonic()
     got: dict[str, list[AnimationFrameEvent]] = defaultdict(list)
 
@@ -133,15 +161,15 @@ async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> N
     async with contextlib.AsyncExitStack() as stack:
         kwargs: list[dict[str, Any]] = [
             dict(on_error=errors.append, **({"on_animation": on_animation} if i % 2 else {}))
-            for i in range(SESSIONS)
+            for i in range(sessions_n)
         ]
-        sessions = [new_avatar_session(**avatar_server.session_kwargs(**kw)) for kw in kwargs]
+        sessions = [new_avatar_session(**base, **kw) for kw in kwargs]
         await asyncio.gather(*(stack.enter_async_context(s) for s in sessions))
         opened = time.monotonic()
         work = [
-            callback_worker(s, random.Random(SEED + i), got, ended)
+            callback_worker(s, random.Random(SEED + i), got, ended, requests)
             if i % 2
-            else stream_worker(s, random.Random(SEED + i))
+            else stream_worker(s, random.Random(SEED + i), requests)
             for i, s in enumerate(sessions)
         ]
         results = await asyncio.wait_for(asyncio.gather(*work), 120)
@@ -149,7 +177,7 @@ async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> N
         # The service's own counts, read while every session is still live.
         sent = {
             r["req_id"]: (r["frames"], r["ended"])
-            for s in avatar_server.session_summaries()
+            for s in server.session_summaries()
             for r in s["requests"]
         }
     assert errors == []
@@ -161,7 +189,7 @@ async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> N
             assert o.interrupted and frames == []
             interrupted += 1
             continue
-        n, ended = sent[o.req_id]
+        n, did_end = sent[o.req_id]
         where = f"{o.api} request {o.req_id}"
         assert {f.req_id for f in frames} <= {o.req_id}, where
         indices = frame_indices(frames)
@@ -170,8 +198,8 @@ async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> N
         if o.api == "callbacks" or not o.interrupted:
             # everything the service sent, once, in order; end once, last, iff it ended
             assert indices == list(range(n)), (where, indices, n)
-            assert ends == [False] * (n - 1) + [True] if ended else not any(ends), where
-            assert ended or o.interrupted, where
+            assert ends == [False] * (n - 1) + [True] if did_end else not any(ends), where
+            assert did_end or o.interrupted, where
         else:
             # a prefix of what the service sent, in order, no duplicate, no end
             assert indices == list(range(len(frames))) and len(frames) <= n, (where, indices, n)
@@ -180,11 +208,11 @@ async def test_ten_thousand_requests_exactly_once(avatar_server: DevServer) -> N
             interrupted += 1
         else:
             completed += 1
-    assert len(outcomes) == SESSIONS * REQUESTS_PER_SESSION
+    assert len(outcomes) == sessions_n * requests
     assert completed > 0.7 * len(outcomes) and interrupted > 0.05 * len(outcomes)
     print(
-        f"\nexactly-once: {len(outcomes)} requests ({completed} completed, {interrupted} "
-        f"interrupted) on {SESSIONS} sessions, {frames_checked} frames checked; "
+        f"\nexactly-once ({network}): {len(outcomes)} requests ({completed} completed, "
+        f"{interrupted} interrupted) on {sessions_n} sessions, {frames_checked} frames checked; "
         f"open {opened - began:.1f} s, requests {ran - opened:.1f} s, "
         f"total {time.monotonic() - began:.1f} s"
     )
