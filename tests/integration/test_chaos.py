@@ -327,6 +327,44 @@ async def test_the_pool_keeps_serving_after_a_broken_connection(
     await settle(avatar_server, proxy, fault)
 
 
+@pytest.mark.parametrize("fault", ["reset", "half-open"])
+async def test_a_send_blocked_on_a_full_link_fails_retryably(
+    avatar_server: DevServer, proxy: ChaosProxy, fault: str
+) -> None:
+    """``send_audio()`` waiting for the socket to drain is released by the fault."""
+    errors: list[Exception] = []
+    closes: list[int] = []
+    session = new_avatar_session(
+        **via(avatar_server, proxy, **options(fault)),
+        on_error=errors.append,
+        on_close=lambda: closes.append(1),
+    )
+    async with session:
+        if fault == "reset":
+            proxy.bandwidth = 20_000  # 8 s for each 160 kB message: the sender blocks
+        else:
+            proxy.half_open()  # nothing read: the socket buffers fill, the sender blocks
+        chunk = AUDIO * 5
+
+        async def send() -> None:
+            for _ in range(100):  # 16 MB: more than any socket buffer
+                await session.send_audio(chunk)
+
+        sender = asyncio.ensure_future(send())
+        await asyncio.sleep(0.3)
+        assert not sender.done()
+        began = time.monotonic()
+        if fault == "reset":
+            proxy.reset()
+        with pytest.raises(AvatarSDKError) as caught:
+            await asyncio.wait_for(sender, 10)
+        assert time.monotonic() - began < FAULT_BOUND
+        check_error(caught.value, fault)
+    assert len(errors) == 1 and closes == [1]
+    check_error(errors[0], fault)
+    await settle(avatar_server, proxy, fault)
+
+
 @pytest.mark.parametrize("fault", ["cut-confirm", "reset-at-upgrade", "half-open-at-upgrade"])
 async def test_a_connection_broken_during_the_handshake_fails_start_retryably(
     avatar_server: DevServer, proxy: ChaosProxy, fault: str
