@@ -1,4 +1,4 @@
-"""The chaos proxy's WebSocket frame scanner (``avatarkit._chaos.FrameScanner``).
+"""The chaos proxy's WebSocket frame scanner (``avatarkit._wsscan.FrameScanner``).
 
 It finds where each server->client frame starts so that the proxy can cut one
 in the middle; here it is fed byte streams directly, whole and in every split.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import struct
 
-from avatarkit._chaos import FrameScanner
+from avatarkit._wsscan import FrameScanner
 
 HEAD_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 
