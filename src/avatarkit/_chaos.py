@@ -194,12 +194,11 @@ class _Link:
         for writer in (self.client_writer, self.server_writer):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), _CLOSE_TIMEOUT)
+            writer.transport.abort()  # a peer that reads nothing: drop what is left
         self._cancel_tasks()
 
     def kill(self, *, reset: bool) -> None:
         """Drop both sides now; with ``reset`` the kernel sends RST (``SO_LINGER`` 0)."""
-        if self.dead and not reset:
-            return
         self.dead = True
         for writer in (self.client_writer, self.server_writer):
             if reset:
@@ -235,7 +234,7 @@ class ChaosProxy:
     context manager. :meth:`url` rewrites a URL of the upstream to go through
     the proxy::
 
-        async with DevServer(pace="fast") as server, ChaosProxy(*server.address) as proxy:
+        async with DevServer(pace="fast") as server, ChaosProxy(server.host, server.port) as proxy:
             kwargs = server.session_kwargs(
                 console_endpoint_url=proxy.url(server.console_url),
                 ingress_endpoint_url=proxy.url(server.ingress_url),
