@@ -49,8 +49,16 @@ async def proxy(avatar_server: DevServer) -> AsyncIterator[ChaosProxy]:
 
 
 @pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    yield
+async def no_leaks_nothing_escapes() -> AsyncIterator[None]:
+    """No SDK task left running and no exception reaching the event loop's handler."""
+    loop = asyncio.get_running_loop()
+    escaped: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
     current = asyncio.current_task()
     left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     # the per-loop clean-up guard lives as long as the loop, by design
@@ -60,6 +68,7 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
         if (n := t.get_name()).startswith("avatarkit") and n != "avatarkit-loop-guard"
     ]
     assert names == [], names
+    assert escaped == [], escaped
 
 
 def via(server: DevServer, proxy: ChaosProxy, **more: Any) -> dict[str, Any]:
