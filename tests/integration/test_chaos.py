@@ -172,6 +172,36 @@ async def test_slow_network_every_request_completes_exactly_once(
     await no_live_sessions(avatar_server, proxy)
 
 
+async def test_late_frames_of_a_released_lease_never_reach_the_next_one(
+    avatar_server: DevServer, proxy: ChaosProxy
+) -> None:
+    """With 50 ms of latency, frames of a request released mid-way are still in
+    flight when the same session is leased again: they must be dropped."""
+    proxy.latency = 0.05
+    async with SessionPool(1, **via(avatar_server, proxy)) as pool:
+        for _ in range(3):
+            lease = await pool.acquire(timeout=5)
+            first = lease.stream(AUDIO)
+            async for frame in first:
+                if decode_animation(frame.payload)["frame_index"] == 1:
+                    break
+            await lease.release()  # interrupts it; the rest of its frames are late
+            async with pool.session(timeout=5) as again:
+                assert again.session is lease.session
+                req = again.stream(SHORT)
+                frames = [f async for f in req]
+                await req.done()
+                mixed = []
+                async for frame in again.frames():
+                    mixed.append(frame)
+                    if frame.end:
+                        break
+            check_complete(avatar_server, frames)
+            assert [f.req_id for f in mixed] == [req.req_id] * len(frames)
+            assert indices(mixed) == indices(frames)
+    await no_live_sessions(avatar_server, proxy)
+
+
 # -- a connection broken mid-request: a retryable error, in bounded time -----------------
 
 
