@@ -434,6 +434,35 @@ async def test_aclose_restores_tail_and_is_idempotent(avatar_server: DevServer) 
         await session.aclose()
 
 
+async def test_started_before_the_agent_session(avatar_server: DevServer) -> None:
+    # The order of livekit-agents' own avatar examples: the avatar first, so the
+    # session's room output does not publish the agent's audio itself.
+    room = create_mock_room()
+    with fake_job_context(room=room):
+        session: AgentSession[Any] = AgentSession()
+        avatar = AvatarSession(**avatar_server.session_kwargs())
+        await avatar.start(session, room, **LK)
+        assert session.output.audio is avatar.audio_sink
+        await session.start(agent=Agent(instructions="test"), room=room, record=False)
+        try:
+            chain = session.output.audio
+            assert chain is not None and chain.label == "TranscriptSynchronizer"
+            signals = Signals(avatar)
+            handle = session.say("first", audio=frames(tone(0.4, 24000)))
+            await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+            assert [f.interrupted for f in signals.finished] == [False]
+            await avatar.aclose()
+            # nothing to put back: the closed sink stays wrapped and never blocks the agent
+            handle = session.say("after close", audio=frames(tone(0.4, 24000)))
+            await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+            assert [f.interrupted for f in signals.finished] == [False, True]
+            assert len(signals.started) == 2
+            assert len(avatar_server.session_summaries()[0]["requests"]) == 1
+        finally:
+            await avatar.aclose()
+            await session.aclose()
+
+
 # -- configuration errors ---------------------------------------------------------------------
 
 

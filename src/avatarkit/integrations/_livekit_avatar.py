@@ -257,6 +257,12 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         output.replace_audio_tail(sink)
 
     def _restore_tail(self) -> None:
+        """Put back the tail :meth:`start` replaced.
+
+        Started before ``AgentSession.start()``, there was no audio output to
+        put back; if the session has since wrapped our sink (transcript
+        synchronizer), the closed sink stays in the chain as a null sink.
+        """
         output, sink = self._output, self._sink
         if output is None or sink is None:
             return

@@ -122,7 +122,9 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
     * a request error (server error, connection lost, the request's own
       ``end_timeout``): finished ``interrupted=True``; the next segment opens
       a new session (bounded retries, see ``AvatarSession``);
-    * ``aclose()``: finished ``interrupted=True``.
+    * ``aclose()``: finished ``interrupted=True``. A closed sink still in
+      the chain (see ``AvatarSession.aclose``) finishes each later segment at
+      its flush, ``interrupted=True`` at position 0, so the agent never waits.
 
     ``pause()``/``resume()`` use the service's playback control when the
     session declares ``playback_control``; otherwise ``pause()`` degrades to
@@ -198,6 +200,9 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
     def flush(self) -> None:
         """The segment's audio is complete: end its request's audio."""
         super().flush()
+        if self._closed and self._capturing:  # left in the chain after aclose(): a null sink
+            self.on_playback_started(created_at=time.time())
+            self.on_playback_finished(playback_position=0.0, interrupted=True)
         self._capturing = False
         self._dropping = False
         if self._current is not None:
