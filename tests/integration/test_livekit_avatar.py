@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import inspect
 import math
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +42,7 @@ import aiohttp
 import jwt  # PyJWT, a dependency of livekit-api
 from aiohttp import web
 from livekit import api, rtc
-from livekit.agents import Agent, AgentSession
+from livekit.agents import Agent, AgentServer, AgentSession
 from livekit.agents.ipc.mock_room import create_mock_room
 from livekit.agents.testing import fake_job_context
 
@@ -508,6 +511,20 @@ async def test_start_validates_before_touching_the_room(
             assert len(avatar_server.session_summaries()) == 1
         finally:
             await session.aclose()
+
+
+def test_example_worker_imports() -> None:
+    # examples/livekit_agent.py needs a LiveKit server and models to run (see
+    # tests/integration/test_newcomer_commands.py); here it must at least import
+    # and register its entrypoint.
+    path = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
+    spec = importlib.util.spec_from_file_location("example_livekit_agent", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.server, AgentServer)
+    assert inspect.iscoroutinefunction(module.entrypoint)
+    assert "AvatarSession(" in path.read_text()
 
 
 # -- optional: a real LiveKit server ------------------------------------------------------------
