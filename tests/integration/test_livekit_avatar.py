@@ -259,6 +259,48 @@ async def test_connection_dropped_mid_segment_then_reconnects(avatar_server: Dev
         assert avatar.session is not None and avatar.session.is_open
 
 
+@pytest.mark.avatar_server(pace="realtime")
+async def test_server_error_mid_segment_finishes_interrupted(avatar_server: DevServer) -> None:
+    async with running_agent(avatar_server) as (session, _avatar, signals):
+        avatar_server.faults.send_error(13, "internal", after_frames=5)
+        handle = session.say("error", audio=frames(tone(2.0, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert len(signals.started) == 1
+        assert [f.interrupted for f in signals.finished] == [True]
+        handle = session.say("after", audio=frames(tone(0.3, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert [f.interrupted for f in signals.finished] == [True, False]
+
+
+async def test_reconnect_retries_a_retryable_failure(avatar_server: DevServer) -> None:
+    async with running_agent(avatar_server, max_reconnects=2) as (session, avatar, signals):
+        avatar_server.faults.drop_connection(after_frames=0)
+        avatar_server.faults.reject_upgrade(503)  # the first reconnect is refused
+        handle = session.say("dropped", audio=frames(tone(0.5, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        handle = session.say("after", audio=frames(tone(0.3, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert signals.finished[-1].interrupted is False
+        assert avatar_server.rejected_upgrades == 1
+        assert len(avatar_server.session_summaries()) == 2
+        assert avatar.session is not None and avatar.session.is_open
+
+
+async def test_reconnect_gives_up_after_max_reconnects(avatar_server: DevServer) -> None:
+    async with running_agent(avatar_server, max_reconnects=1) as (session, _avatar, signals):
+        avatar_server.faults.drop_connection(after_frames=0)
+        rule = avatar_server.faults.reject_upgrade(503, persistent=True)
+        for text in ("dropped", "refused"):
+            handle = session.say(text, audio=frames(tone(0.3, 16000)))
+            await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert [f.interrupted for f in signals.finished] == [True, True]
+        assert avatar_server.rejected_upgrades == 2  # the first try and one retry
+        avatar_server.faults.remove(rule)
+        handle = session.say("back", audio=frames(tone(0.3, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert signals.finished[-1].interrupted is False
+
+
 # -- a relay that changes what the service says --------------------------------------------------
 
 

@@ -307,6 +307,9 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
         except (AvatarSDKError, OSError, ValueError, TypeError, asyncio.TimeoutError) as exc:
             logger.warning("avatarkit: avatar request failed: %s", exc)
             interrupted, position = True, segment.estimate()
+        except Exception:  # a bug: still finish the segment, or the agent waits forever
+            logger.exception("avatarkit: avatar request failed unexpectedly")
+            interrupted, position = True, segment.estimate()
         finally:
             with contextlib.suppress(ValueError):
                 self._pending.remove(segment)
