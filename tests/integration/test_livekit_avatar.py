@@ -165,7 +165,9 @@ async def test_two_utterances_two_requests(avatar_server: DevServer) -> None:
 
 async def test_egress_token_minted_for_this_room(avatar_server: DevServer) -> None:
     before = int(time.time())
-    async with running_agent(avatar_server, avatar_participant_identity="avatar-1") as (
+    async with running_agent(
+        avatar_server, avatar_participant_identity="avatar-1", egress_idle_timeout=30
+    ) as (
         _session,
         avatar,
         _signals,
@@ -177,6 +179,7 @@ async def test_egress_token_minted_for_this_room(avatar_server: DevServer) -> No
         assert egress.url == LK_URL
         assert egress.room_name == "console"  # the mock room's name
         assert egress.publisher_id == "avatar-1"
+        assert egress.idle_timeout == 30
         claims = api.TokenVerifier(LK_KEY, LK_SECRET).verify(egress.api_token)
         assert claims.identity == "avatar-1"
         assert claims.kind == "agent"
@@ -299,6 +302,19 @@ async def test_reconnect_gives_up_after_max_reconnects(avatar_server: DevServer)
         handle = session.say("back", audio=frames(tone(0.3, 16000)))
         await asyncio.wait_for(handle.wait_for_playout(), BOUND)
         assert signals.finished[-1].interrupted is False
+
+
+@pytest.mark.avatar_server(idle_timeout=0.3)
+async def test_session_ended_by_idle_timeout_is_opened_again(avatar_server: DevServer) -> None:
+    async with running_agent(avatar_server) as (session, avatar, signals):
+        handle = session.say("before the pause", audio=frames(tone(0.3, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        await avatar_server.wait_closed_sessions(1)  # the service ended the idle session
+        handle = session.say("after the pause", audio=frames(tone(0.3, 16000)))
+        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
+        assert [f.interrupted for f in signals.finished] == [False, False]
+        assert len(avatar_server.session_summaries()) == 2
+        assert avatar.session is not None and avatar.session.is_open
 
 
 # -- a relay that changes what the service says --------------------------------------------------

@@ -76,7 +76,11 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
     * ``token_ttl``: lifetime of the egress token minted for each session
       (default 10 minutes, at most 24 h; LiveKit checks it at join only);
     * ``max_reconnects``: attempts to open a session again after a retryable
-      failure (default 3, backoff 0.25 s doubling up to 2 s).
+      failure (default 3, backoff 0.25 s doubling up to 2 s);
+    * ``egress_idle_timeout``: ``LiveKitEgressConfig.idle_timeout``, seconds
+      without audio before the service ends the session and the avatar leaves
+      the room (0: the service's default). A session ended so is opened again
+      for the next segment.
 
     Without ``expire_at`` each session's token asks for one hour. Unknown
     keywords raise ``TypeError`` now; missing settings raise ``ValueError``
@@ -92,6 +96,7 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         playback_timeout: float = 3.0,
         token_ttl: timedelta = timedelta(minutes=10),
         max_reconnects: int = 3,
+        egress_idle_timeout: int = 0,
         **session_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -124,6 +129,11 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         if not 0 <= max_reconnects <= 10:
             raise ValueError("max_reconnects must be between 0 and 10")
         self._max_reconnects = max_reconnects
+        if isinstance(egress_idle_timeout, bool) or not isinstance(egress_idle_timeout, int):
+            raise TypeError("egress_idle_timeout must be an int (seconds)")
+        if egress_idle_timeout < 0:
+            raise ValueError("egress_idle_timeout must be >= 0 seconds (0: the service's default)")
+        self._egress_idle_timeout = egress_idle_timeout
         user_state = self._config.on_playback_state
         self._user_on_state = user_state
         self._livekit: tuple[str, str, str] | None = None  # url, key, secret
@@ -303,6 +313,7 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
             api_token=api_token,
             room_name=self._room_name,
             publisher_id=self._avatar_identity,
+            idle_timeout=self._egress_idle_timeout,
         )
         if kwargs.get("expire_at") is None:
             kwargs["expire_at"] = datetime.now(timezone.utc) + _SESSION_TTL

@@ -9,6 +9,11 @@ reports each segment's ``playback_finished``, so the sink must report one for
 every segment whatever happens, and one ``playback_started`` before it (the
 transcript synchronizer starts the text on it). :class:`AvatarAudioSink` does
 exactly that; see its docstring for where each signal comes from.
+
+Unlike the first-party avatar plugins' ``DataStreamAudioOutput`` (audio sent
+by data streams to an avatar worker already in the room), the audio goes to
+the avatar service over the SDK's WebSocket, and the service joins the room
+itself with the egress token and publishes on the agent's behalf.
 """
 
 from __future__ import annotations
