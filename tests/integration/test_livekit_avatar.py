@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib.util
 import inspect
+import logging
 import math
 import os
 import time
@@ -163,7 +164,10 @@ async def test_two_utterances_two_requests(avatar_server: DevServer) -> None:
 # -- the egress config the service received --------------------------------------------------
 
 
-async def test_egress_token_minted_for_this_room(avatar_server: DevServer) -> None:
+async def test_egress_token_minted_for_this_room(
+    avatar_server: DevServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     before = int(time.time())
     async with running_agent(
         avatar_server, avatar_participant_identity="avatar-1", egress_idle_timeout=30
@@ -197,8 +201,10 @@ async def test_egress_token_minted_for_this_room(avatar_server: DevServer) -> No
             api.TokenVerifier(LK_KEY, "another-secret-that-is-long-enough-000000").verify(
                 egress.api_token
             )
-        # no secret in repr
-        for text in (repr(avatar), repr(avatar.session)):
+        with pytest.raises(RuntimeError, match="already"):
+            await avatar.start(_session, create_mock_room(), **LK)
+        # no secret in repr or logs
+        for text in (repr(avatar), repr(avatar.session), repr(avatar.audio_sink), caplog.text):
             assert LK_SECRET not in text and avatar_server.api_key not in text
             assert egress.api_token not in text
 
