@@ -51,6 +51,7 @@ __all__ = [
     "AudioSource",
     "AudioSourceError",
     "AudioSourceTypeError",
+    "downmix_s16le",
     "open_source",
 ]
 
@@ -299,6 +300,20 @@ class _Resampler:
             np.zeros(0, dtype=np.int16), last=True
         )
         return out.astype("<i2").tobytes()
+
+
+def downmix_s16le(audio: bytes, channels: int) -> bytes:
+    """s16le audio with ``channels`` interleaved channels, as mono (their mean).
+
+    The voice-agent integrations get multi-channel TTS audio now and then;
+    the service takes mono only.
+    """
+    if channels <= 1:
+        return audio
+    samples = np.frombuffer(audio[: len(audio) - len(audio) % (2 * channels)], dtype="<i2")
+    mixed = samples.reshape(-1, channels).astype(np.int32).mean(axis=1)
+    out: bytes = mixed.astype("<i2").tobytes()
+    return out
 
 
 def _starts_with_ogg(path: str) -> bool:

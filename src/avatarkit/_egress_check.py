@@ -48,6 +48,7 @@ class EgressSettings:
     extra_attributes: dict[str, str] = field(default_factory=dict)
     idle_timeout: int = 0
     token_claims: dict[str, object] | None = None
+    api_token: str = field(default="", repr=False)  # as received (never in repr or the API)
 
 
 class EgressConfigError(ValueError):
@@ -184,6 +185,7 @@ def _validate_livekit(cfg: pb.LiveKitEgressConfig, now: float) -> EgressSettings
         extra_attributes=dict(cfg.extra_attributes),
         idle_timeout=cfg.idle_timeout,
         token_claims=claims,
+        api_token=cfg.api_token,
     )
 
 

@@ -30,3 +30,27 @@ def test_import_avatarkit_does_not_import_pipecat() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_livekit_integration_without_livekit_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A None entry in sys.modules makes ``import livekit`` raise ImportError,
+    # as when the extra is not installed.
+    for name in list(sys.modules):
+        if name == "livekit" or name.startswith(("livekit.", "avatarkit.integrations.")):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "livekit", None)
+    with pytest.raises(ImportError, match=r"pip install 'avatarkit\[livekit\]'"):
+        import avatarkit.integrations.livekit  # noqa: F401
+
+
+def test_import_avatarkit_does_not_import_livekit() -> None:
+    code = (
+        "import sys, avatarkit, avatarkit.integrations; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'livekit'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -41,6 +41,12 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
     "pip install -e '.[plot]'": "installs; test_readme checks the extra exists",
     "pip install -e '.[dev]'": "installs; .ci/run installs the dev extra",
     "pip install -e '.[pipecat]'": "installs; .ci/run installs the pipecat extra on Python 3.12",
+    "pip install -e '.[livekit]'": "installs; .ci/run installs the livekit extra on Python 3.12",
+    "python examples/livekit_agent.py dev": (
+        "a LiveKit Agents worker: needs a LiveKit server (LIVEKIT_URL, LIVEKIT_API_KEY, "
+        "LIVEKIT_API_SECRET) and model credentials, none of which exist here; "
+        "tests/integration/test_livekit_avatar.py imports it and checks its entrypoint"
+    ),
     "python -m pytest": "this very suite",
     "ruff check . && ruff format --check . && mypy": ".ci/run runs all three",
     "python scripts/gen_proto.py": (

@@ -38,6 +38,7 @@ def egress_state(settings: EgressSettings) -> EgressState:
         extra_attributes=dict(settings.extra_attributes),
         idle_timeout=settings.idle_timeout,
         token_claims=settings.token_claims,
+        api_token=settings.api_token,
     )
 
 

@@ -91,6 +91,9 @@ class EgressState:
     extra_attributes: dict[str, str] = field(default_factory=dict)
     idle_timeout: int = 0
     token_claims: dict[str, object] | None = None  # decoded LiveKit JWT claims, if any
+    api_token: str = field(default="", repr=False)
+    """The LiveKit ``api_token`` as received, for tests that verify its signature with
+    their LiveKit secret (never in ``repr()`` or the sessions API)."""
     frames_published: int = 0
     audio_ms_published: int = 0
     requests_published: int = 0

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -29,7 +28,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from .._audio_source import _Resampler
+from .._audio_source import _Resampler, downmix_s16le
 from .._newsession import new_avatar_session
 from .._request import AvatarRequest, check_end_timeout
 from ..errors import AvatarSDKError
@@ -258,7 +257,7 @@ class AvatarService(FrameProcessor):  # type: ignore[misc, unused-ignore]
                 self._run(utterance, previous), name="avatarkit-pipecat-request"
             )
             self._pending.append(utterance)
-        utterance.put(_mono(frame.audio, frame.num_channels), frame.sample_rate)
+        utterance.put(downmix_s16le(frame.audio, frame.num_channels), frame.sample_rate)
 
     def _end_current(self) -> None:
         """The TTS finished the utterance: end its audio."""
@@ -351,13 +350,3 @@ class AvatarService(FrameProcessor):  # type: ignore[misc, unused-ignore]
         if self._closing:
             return  # shutting down: the close error is ours, not the pipeline's
         await self.push_error(f"avatarkit: {exc}", exception=exc)
-
-
-def _mono(audio: bytes, channels: int) -> bytes:
-    """s16le audio with ``channels`` interleaved channels, as mono (their mean)."""
-    if channels <= 1:
-        return audio
-    samples = np.frombuffer(audio[: len(audio) - len(audio) % (2 * channels)], dtype="<i2")
-    mixed = samples.reshape(-1, channels).astype(np.int32).mean(axis=1)
-    out: bytes = mixed.astype("<i2").tobytes()
-    return out
