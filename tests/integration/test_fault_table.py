@@ -1039,3 +1039,25 @@ async def test_the_guard_sees_what_a_row_leaves_behind() -> None:
     assert any("avatarkit-stuck" in p for p in problems), problems
     assert any("ZeroDivisionError" in p for p in problems), problems
     assert any(f"to port {port}" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "http_status"),
+    [(200, "protocolError", 200), (502, "serverError", 502), (404, "appIDUnrecognized", 404)],
+)
+async def test_an_oversized_token_answer_is_classified_as_0_1_7_does(
+    status: int, code: str, http_status: int, server: DevServer
+) -> None:
+    """An answer over 1 MiB is not read, but still classified: a 200 is a broken
+    answer (protocolError, not retryable), an HTTP error goes by its status
+    (0.1.7 reads the whole body and classifies the same way); it is not a
+    connection failure."""
+    server.faults.reject_token(status, b"<html>" + b" " * (2 << 20) + b"</html>")
+    session = new_avatar_session(**server.session_kwargs())
+    with pytest.raises(AvatarSDKError) as info:
+        await asyncio.wait_for(session.init(), 10)
+    assert info.value.code.value == code
+    assert info.value.phase == "session_token"
+    assert info.value.http_status == http_status
+    assert "larger than 1048576 bytes" in str(info.value)
+    await session.close()
