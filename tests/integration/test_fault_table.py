@@ -871,11 +871,6 @@ async def test_service_frozen_and_resumed() -> None:
     async def resume() -> None:
         service.resume()
 
-    async def freeze_detect_resume() -> None:
-        service.freeze()
-        await asyncio.sleep(1.0)  # keepalive: 0.3 s idle + 0.3 s for the pong
-        service.resume()
-
     async def row() -> list[Outcome]:
         kwargs = service.session_kwargs(keepalive_interval=0.3, keepalive_timeout=0.3)
         try:
@@ -885,7 +880,10 @@ async def test_service_frozen_and_resumed() -> None:
         out.fault = (
             "`avatarkit serve` frozen (SIGSTOP) mid-request, resumed (keepalive 0.3 s + 0.3 s)"
         )
-        out.stream = await _stream_with(kwargs, audio, freeze_detect_resume)
+        try:  # resumed once the request resolved (keepalive ended the session)
+            out.stream = await _stream_with(kwargs, audio, freeze)
+        finally:
+            service.resume()
         try:
             out.pool = await _pool_with(kwargs, audio, freeze, resume)
         finally:
