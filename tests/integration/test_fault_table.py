@@ -88,6 +88,8 @@ def short(error: BaseException) -> str:
     if isinstance(error, AvatarSDKError):
         again = "retryable" if error.retryable else "not retryable"
         extra = f", {type(error).__name__}" if type(error).__name__ != "AvatarSDKError" else ""
+        if error.close_code is not None:
+            extra += f", close {error.close_code}"
         return f"raises `{error.code.value}` ({again}{extra})"
     return f"raises {type(error).__name__}"
 
@@ -306,7 +308,9 @@ session; **on_close** how often `on_close` ran; **stream()** how a
 `session.stream()` request under the same fault resolved; **pool** what
 `SessionPool(1).request(audio, retries=1)` (runtime faults) or
 `SessionPool(1, max_retries=1)` start-up (faults before the session opens)
-did. Every row is also checked, and fails the suite otherwise: `on_close` ran
+did. The close-code and upgrade rows run on both transports (picows, and
+aiohttp with `websocket_compression=True`): one row means both behaved the
+same. Every row is also checked, and fails the suite otherwise: `on_close` ran
 exactly once for every session that opened, no exception reached the event
 loop's exception handler, and no SDK task, open session or client socket was
 left behind.
@@ -445,6 +449,8 @@ async def runtime_row(
         if len(rec.errors) > 1:
             out.error += f" ×{len(rec.errors)}"
     out.session = "goes on" if session.is_open else "ends"
+    if not rec.errors and not session.is_open:
+        out.error = "none: a normal close only ends the session (as 0.1.7)"
     out.on_close = await end_session(session, rec)
     assert rec.closes == 1, f"{fault}: on_close ran {rec.closes} times"
 
