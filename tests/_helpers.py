@@ -218,6 +218,11 @@ class ServeProcess:
 
         self.proc.send_signal(signal.SIGCONT)
 
+    async def kill(self) -> None:
+        """SIGKILL, as a crash: no close frames, sockets reset by the kernel."""
+        self.proc.kill()
+        await asyncio.wait_for(self.proc.wait(), 20)
+
     async def stop(self) -> None:
         """Resume if frozen, then kill and reap the process."""
         if self.proc.returncode is None:

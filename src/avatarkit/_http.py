@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from ._advice import check_endpoint
 from ._tls import certificate_error, describe
-from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
+from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError, classify_http_rejection
 from .protocol import build_token_request, parse_token_response, token_urls
 
 if TYPE_CHECKING:
@@ -78,6 +78,19 @@ USER_AGENT = _user_agent()
 
 class TokenCallError(Exception):
     """The answer could not be used (oversized, or the URL cannot be called)."""
+
+
+class AnswerTooLarge(TokenCallError):
+    """The answer's body is over :data:`MAX_BODY`; ``status`` is its HTTP status.
+
+    Not a connection failure: the caller classifies it by the status (a 200
+    is a broken answer, an HTTP error goes by its status), as 0.1.7, which
+    reads any body whole, does.
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"answer larger than {MAX_BODY} bytes")
+        self.status = status
 
 
 def new_client(
@@ -151,12 +164,12 @@ async def post(
             url, data=body, headers=headers, allow_redirects=False, ssl=tls
         ) as resp:
             if resp.content_length is not None and resp.content_length > MAX_BODY:
-                raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
+                raise AnswerTooLarge(resp.status)
             payload = bytearray()
             async for chunk in resp.content.iter_chunked(1 << 16):
                 payload += chunk
                 if len(payload) > MAX_BODY:
-                    raise TokenCallError(f"answer larger than {MAX_BODY} bytes")
+                    raise AnswerTooLarge(resp.status)
             return resp.status, bytes(payload)
     finally:
         left = _in_flight[key] - 1
@@ -189,6 +202,7 @@ async def request_session_token(
 
     _, headers, body = build_token_request(console_endpoint_url, api_key, expire_at)
     urls = token_urls(console_endpoint_url)
+    oversized = False
     for index, url in enumerate(urls):
         try:
             status, payload = await post(http_client(), url, headers, body, ssl_context)
@@ -199,6 +213,8 @@ async def request_session_token(
                 + check_endpoint("console_endpoint_url"),
                 phase=ErrorPhase.SESSION_TOKEN,
             ) from None
+        except AnswerTooLarge as exc:  # classified below by its status
+            status, payload, oversized = exc.status, b"", True
         except (TokenCallError, aiohttp.ClientError, OSError) as exc:
             cert = certificate_error(exc)
             detail = describe(cert) if cert is not None else (str(exc) or type(exc).__name__)
@@ -218,6 +234,30 @@ async def request_session_token(
                 http_status=status,
             )
         if status == 404 and index + 1 < len(urls):
+            oversized = False
             continue
         break
+    if oversized:
+        raise _oversized_answer(url, status)
     return parse_token_response(status, payload)
+
+
+def _oversized_answer(url: str, status: int) -> SessionTokenError:
+    """An answer body over :data:`MAX_BODY` (not read): classified by its status.
+
+    A 200 is a broken answer (``protocolError``); an HTTP error gets the code
+    its status gives (its body, unread, cannot refine it). Not
+    ``connectionFailed``: the connection worked.
+    """
+    phase = ErrorPhase.SESSION_TOKEN
+    if status == 200:
+        code = AvatarSDKErrorCode.protocolError
+    else:
+        code = classify_http_rejection(status, None, phase=phase).code
+    return SessionTokenError(
+        code,
+        f"session token request to {url} was answered HTTP {status} with a body larger "
+        f"than {MAX_BODY} bytes (not read)",
+        phase=phase,
+        http_status=status,
+    )

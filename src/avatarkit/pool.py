@@ -34,7 +34,9 @@ new request id. If the interrupt cannot be sent within two seconds the session
 is closed and replaced instead.
 
 **Faults.** A session that ends (server close, dropped connection, duration
-limit) is replaced in the background. The first attempt is immediate; failed
+limit, a service that stopped answering keepalive pings, even while the
+session sat idle in the pool) is never handed out but replaced in the
+background. The first attempt is immediate; failed
 attempts are retried with exponential backoff and jitter (``backoff_initial``
 doubling up to ``backoff_max``, each delay drawn from its upper half), and so
 is a session that dies again soon after opening, so a service that accepts and

@@ -44,8 +44,9 @@ FAST = dict(keepalive_interval=0.3, keepalive_timeout=0.3)
 class SilentServer:
     """Confirms the session, then reads everything and answers no ping."""
 
-    def __init__(self, *, answer_pings: bool = False) -> None:
+    def __init__(self, *, answer_pings: bool = False, pong_delay: float = 0.0) -> None:
         self.answer_pings = answer_pings
+        self.pong_delay = pong_delay
         self.pings = 0
         self.pinged_thrice = asyncio.Event()
         self.connections = 0
@@ -67,6 +68,7 @@ class SilentServer:
                 if self.pings >= 3:
                     self.pinged_thrice.set()
                 if self.answer_pings:
+                    await asyncio.sleep(self.pong_delay)
                     await ws.pong(msg.data)
         return ws
 
@@ -141,6 +143,27 @@ async def test_a_server_that_answers_pings_keeps_the_session(compression: bool) 
         # Three pings answered: well past one timeout.
         await asyncio.wait_for(server.pinged_thrice.wait(), 5)
         assert session.is_open and not rec.errors and rec.closes == 0
+        await session.close()
+        assert rec.closes == 1
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_the_pong_timeout_is_the_configured_one(compression: bool) -> None:
+    """A pong 0.35 s late is in time for keepalive_timeout=0.5 (aiohttp's own
+    rule, half the interval, would be 0.3 s and fail the session)."""
+    async with SilentServer(answer_pings=True, pong_delay=0.35) as server:
+        rec = Recorder()
+        kwargs = server.session_kwargs(
+            **rec.kwargs(),
+            keepalive_interval=0.6,
+            keepalive_timeout=0.5,
+            websocket_compression=compression,
+        )
+        session = new_avatar_session(**kwargs)
+        session.use_session_token("token")
+        await session.start()
+        await asyncio.wait_for(server.pinged_thrice.wait(), 10)
+        assert session.is_open and not rec.errors
         await session.close()
         assert rec.closes == 1
 
