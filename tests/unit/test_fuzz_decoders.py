@@ -11,6 +11,7 @@ long, random campaign is ``scripts/fuzz.py`` (docs/fuzzing.md).
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import warnings
 from pathlib import Path
@@ -222,3 +223,22 @@ def test_frames_file_with_wrong_json_types_is_a_damaged_file_error(
     path.write_text(header + line + "\n")
     with pytest.raises(ValueError, match=rf"frames\.jsonl:2: .*{what}"):
         read_frames_file(path)
+
+
+@pytest.mark.parametrize("status", ["\u00b2", "1\u00b2", "\u2460", " \u00b3 "])
+@pytest.mark.parametrize("http_status", [200, 401])
+def test_token_answer_with_a_superscript_status_is_a_session_token_error(
+    status: str, http_status: int
+) -> None:
+    """Found by scripts/fuzz.py (token_answer): a ``status`` of digits ``int()``
+    cannot read (superscripts, circled digits: ``str.isdigit()`` is true for
+    them) raised ``ValueError`` out of ``parse_error_body``, which never raises;
+    such a status is no status."""
+    from avatarkit import SessionTokenError
+    from avatarkit.errors import parse_error_body
+
+    body = json.dumps({"errors": [{"status": status, "title": "denied"}]}).encode()
+    assert parse_error_body(body).status is None
+    with pytest.raises(SessionTokenError) as info:
+        parse_token_response(http_status, body)
+    assert info.value.http_status == http_status
