@@ -22,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from avatarkit import AvatarSDKError, LiveKitEgressConfig, SessionConfig, SessionTokenError
+from avatarkit._audio_source import AudioSourceError
 from avatarkit._encode import AnimationEnvelope, encode_audio_input
 from avatarkit._frames_codec import AnimationFrame, encode_frame
 from avatarkit._server_protocol import (
@@ -219,6 +221,19 @@ def animation_payloads() -> list[bytes]:
     return [_animation_payload(0), _animation_payload(7)]
 
 
+@cache
+def opus_headers() -> list[bytes]:
+    """OpusHead (mapping family 0 and 1) and OpusTags packets."""
+    from avatarkit.audio.ogg import OpusHead, OpusTags
+
+    return [
+        OpusHead(1, 2, 312, 24000, 0, 0, 1, 1, b"").to_bytes(),
+        OpusHead(1, 3, 312, 48000, -256, 1, 2, 1, b"\x00\x02\x01").to_bytes(),
+        OpusTags("avatarkit", ("TITLE=speech", "ENCODER=x")).to_bytes(),
+        OpusTags("", ()).to_bytes(),
+    ]
+
+
 # -- mutation --------------------------------------------------------------------
 
 _INTERESTING = (0x00, 0x01, 0x7F, 0x80, 0xFF, 0x0A, 0x22, 0x5B, 0x7B)
@@ -273,6 +288,12 @@ def mutate_ogg_pages(rng: random.Random, data: bytes) -> bytes:
                 seq = rng.randrange(2**32)
             elif which == 4:
                 lacing = mutate(rng, lacing)[:255]
+            elif body[:8] in (b"OpusHead", b"OpusTags") and rng.random() < 0.7:
+                # Keep the magic so the header parsers behind it are reached; one
+                # packet on the page, its lacing rebuilt to match.
+                body = (body[:8] + mutate(rng, body[8:], rng.randrange(1, 4)))[:4000]
+                full, rest = divmod(len(body), 255)
+                lacing = b"\xff" * full + bytes((rest,))
             else:
                 body = mutate(rng, body, rng.randrange(1, 4))
             body = body[: sum(lacing)] if sum(lacing) <= len(body) else body
@@ -395,6 +416,37 @@ def _animation_decode(data: bytes, workdir: Path) -> object:
     return decode_animation(data)
 
 
+def _opus_headers(data: bytes, workdir: Path) -> object:
+    """Both header parsers on the same packet (one of them refuses its magic)."""
+    from avatarkit.audio.ogg import OpusHead, OpusTags
+
+    for parse in (OpusHead.parse, OpusTags.parse):
+        with contextlib.suppress(OggError):
+            parse(data)
+    return OpusHead.parse(data) if data[:8] == b"OpusHead" else OpusTags.parse(data)
+
+
+def _stream_file(data: bytes, workdir: Path) -> object:
+    """``stream()``'s file source, for a PCM and an Ogg Opus session: read to the end."""
+    import asyncio
+
+    from avatarkit._audio_source import open_source
+
+    path = workdir / ("fuzz.ogg" if data[:4] == b"OggS" else "fuzz.wav")
+    path.write_bytes(data)
+
+    async def drain(session_format: Literal["pcm", "ogg_opus"], rate: int) -> int:
+        source = open_source(str(path), session_rate=rate, session_format=session_format)
+        return sum([len(chunk.data) async for chunk in source])
+
+    return [asyncio.run(drain("pcm", 16000)), asyncio.run(drain("ogg_opus", 24000))]
+
+
+def _mutate_file(rng: random.Random, data: bytes) -> bytes:
+    """Ogg files get the page-aware mutation, WAV files the byte mutation."""
+    return mutate_ogg_pages(rng, data) if data[:4] == b"OggS" else mutate(rng, data, 3)
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -442,6 +494,21 @@ TARGETS: dict[str, Target] = {
             frames_files,
             "read_frames_file: NotAFramesFileError / ValueError",
             structured=mutate_json_lines,
+        ),
+        Target(
+            "opus_headers",
+            _opus_headers,
+            (OggError,),
+            opus_headers,
+            "OpusHead.parse / OpusTags.parse: OggError",
+        ),
+        Target(
+            "stream_file",
+            _stream_file,
+            (AudioSourceError,),
+            lambda: [*wav_files(), *ogg_streams()[:2]],
+            "stream()'s file source (WAV, Ogg Opus; decoded or passed through): AudioSourceError",
+            structured=_mutate_file,
         ),
         Target(
             "animation_payload",
