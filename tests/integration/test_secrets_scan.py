@@ -248,6 +248,12 @@ async def test_no_secret_in_logs_reprs_errors_cli_or_service_pages(
     secrets += await run_session(ev, server, "plain")
     secrets += await run_session(ev, server, "livekit", livekit_egress=livekit)
     secrets += await run_session(ev, server, "agora", agora_egress=agora)
+    # Query auth: the token travels in the upgrade URL's query.
+    secrets += await run_session(ev, server, "query-auth", use_query_auth=True)
+    # The aiohttp transport (permessage-deflate), with query auth too.
+    secrets += await run_session(
+        ev, server, "aiohttp", websocket_compression=True, use_query_auth=True
+    )
     # A session token the app minted itself.
     minted = await fetch_token(http, server.api_root, api_key=API_KEY)
     secrets += token_parts(minted)
@@ -263,6 +269,14 @@ async def test_no_secret_in_logs_reprs_errors_cli_or_service_pages(
     refused = new_avatar_session(**kwargs(server))
     refused.use_session_token(BAD_TOKEN)
     await expect_error(ev, "connect", refused, "start")
+    refused_query = new_avatar_session(**kwargs(server, use_query_auth=True))
+    refused_query.use_session_token(BAD_TOKEN)
+    await expect_error(ev, "connect (query auth)", refused_query, "start")
+    refused_aiohttp = new_avatar_session(
+        **kwargs(server, use_query_auth=True, websocket_compression=True)
+    )
+    refused_aiohttp.use_session_token(BAD_TOKEN)
+    await expect_error(ev, "connect (aiohttp, query auth)", refused_aiohttp, "start")
     await expect_error(
         ev, "handshake", new_avatar_session(**kwargs(server, sample_rate=11025)), "both"
     )
