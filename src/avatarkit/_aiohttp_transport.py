@@ -8,6 +8,7 @@ import ssl
 from typing import Any
 
 from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
+from ._redact import scrub_error, url_secrets
 from ._tls import certificate_error, describe
 from .errors import AvatarSDKError, ErrorPhase, classify_http_rejection
 from .transport import (
@@ -93,8 +94,9 @@ class AiohttpTransport:
             elif not exc.status or exc.status == 101:
                 failure = _connect_error(f"WebSocket handshake failed: {exc.message}", url)
             else:
-                failure = classify_http_rejection(
-                    exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT
+                failure = scrub_error(
+                    classify_http_rejection(exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT),
+                    url_secrets(url, headers),
                 )
         except (asyncio.TimeoutError, TimeoutError):
             failure = _connect_error(f"WebSocket did not open within {timeout:g} s", url)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._advice import check_endpoint
+from ._redact import scrub_error
 from ._tls import certificate_error, describe
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError
 from .protocol import build_token_request, parse_token_response, token_urls
@@ -220,4 +221,10 @@ async def request_session_token(
         if status == 404 and index + 1 < len(urls):
             continue
         break
-    return parse_token_response(status, payload)
+    try:
+        return parse_token_response(status, payload)
+    except SessionTokenError as error:
+        # A console that echoes the request (its X-Api-Key header) in an error
+        # page must not put the API key into the error's text.
+        scrub_error(error, (api_key,))
+        raise

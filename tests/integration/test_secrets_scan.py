@@ -27,12 +27,14 @@ import traceback
 import warnings
 import wave
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from avatarkit import (
     AgoraEgressConfig,
@@ -336,6 +338,79 @@ async def test_no_secret_in_logs_reprs_errors_cli_or_service_pages(
     assert len(caplog.records) > 30
 
     leaks = ev.leaks(dict.fromkeys(s for s in secrets if s))
+    assert not leaks, "\n".join(leaks[:20])
+
+
+async def _hostile_upgrade(request: web.Request) -> web.StreamResponse:
+    """Upgrade answers no real service gives: a redirect, a dropped connection,
+    a plain 200 page, a 500 that echoes the request URL back."""
+    kind = request.match_info["kind"]
+    if kind == "redirect":
+        raise web.HTTPFound("http://127.0.0.1:9/elsewhere")
+    if kind == "drop":
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response(status=500)
+    if kind == "page":
+        return web.Response(text="<html>not a websocket</html>", content_type="text/html")
+    return web.Response(status=500, text=f"internal error for {request.url}")
+
+
+async def _echoing_console(request: web.Request) -> web.Response:
+    """A console whose error page echoes the request's headers (the API key)."""
+    detail = f"bad request: {dict(request.headers)!r}"
+    return web.json_response({"errors": [{"status": "401", "detail": detail}]}, status=401)
+
+
+async def test_no_secret_in_errors_of_hostile_upgrades_with_query_auth(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Query auth puts the session token in the upgrade URL: whatever the
+    upgrade meets (on either transport), even an error page that echoes the
+    URL, the error and the log do not carry it; nor does a token-call error
+    whose page echoes the API key header. A raw aiohttp server here plays the
+    hostile service and console."""
+    caplog.set_level(logging.DEBUG)
+    app = web.Application()
+    app.router.add_get("/{kind}/websocket", _hostile_upgrade)
+    app.router.add_post("/v1/console/session-tokens", _echoing_console)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    ev = Evidence()
+    try:
+        for kind in ("redirect", "drop", "page", "echo"):
+            for compression in (False, True):
+                session = new_avatar_session(
+                    api_key=API_KEY,
+                    app_id=APP_ID,
+                    avatar_id="scan-avatar",
+                    console_endpoint_url=f"http://127.0.0.1:{port}/v1/console",
+                    ingress_endpoint_url=f"http://127.0.0.1:{port}/{kind}",
+                    use_query_auth=True,
+                    websocket_compression=compression,
+                    open_timeout=5,
+                )
+                session.use_session_token(BAD_TOKEN)
+                await expect_error(ev, f"{kind} (compression={compression})", session, "start")
+        session = new_avatar_session(
+            api_key=API_KEY,
+            app_id=APP_ID,
+            avatar_id="scan-avatar",
+            console_endpoint_url=f"http://127.0.0.1:{port}/v1/console",
+            ingress_endpoint_url=f"http://127.0.0.1:{port}/echo",
+            expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+        )
+        await expect_error(ev, "echoing console", session, "init")
+    finally:
+        await runner.cleanup()
+    # The raw server's own access log (it logs the URLs it was sent) is not ours.
+    ours = [r for r in caplog.records if not r.name.startswith("aiohttp.access")]
+    for record in ours:
+        ev.text(f"log record {record.name}", f"{record.getMessage()} {vars(record)!r}")
+    leaks = ev.leaks([BAD_TOKEN, API_KEY])
     assert not leaks, "\n".join(leaks[:20])
 
 
