@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 _E = TypeVar("_E", bound="AvatarSDKError")
 
-__all__ = ["MASK", "mask", "redact_text", "redact_url", "scrub_error"]
+__all__ = ["MASK", "mask", "mask_in", "redact_text", "redact_url", "scrub_error"]
 
 #: What a secret is replaced with.
 MASK = "***"
@@ -59,18 +59,11 @@ def scrub_error(error: _E, secrets: tuple[str, ...]) -> _E:
     request (its URL, with the session token under query auth, or its
     headers) in an error page, and that text becomes the error's message.
     """
-    forms = sorted(
-        {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))},
-        key=len,
-        reverse=True,
-    )
-    if not forms:
+    if not _forms(secrets):
         return error
 
     def clean(text: str) -> str:
-        for form in forms:
-            text = text.replace(form, MASK)
-        return text
+        return scrub_error_text(text, secrets)
 
     for name in _TEXT_FIELDS:
         value = getattr(error, name, None)
@@ -85,3 +78,23 @@ def url_secrets(url: str, headers: dict[str, str]) -> tuple[str, ...]:
     found = [v for k, v in parse_qsl(urlsplit(url).query) if k == "sessionKey"]
     found += [v for k, v in headers.items() if k.lower() == "x-session-key"]
     return tuple(found)
+
+
+def mask_in(text: str | None, secret: str | None) -> str | None:
+    """``text`` (a server's close reason, say) with ``secret`` masked, if it quotes it."""
+    if text is None or not secret:
+        return text
+    return scrub_error_text(text, (secret,))
+
+
+def scrub_error_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with each secret and its URL-quoted forms masked."""
+    for form in _forms(secrets):
+        text = text.replace(form, MASK)
+    return text
+
+
+def _forms(secrets: tuple[str, ...]) -> list[str]:
+    """Each secret as is and URL-quoted, longest first (so no form is half-masked)."""
+    forms = {form for s in secrets if s for form in (s, quote(s, safe=""), quote_plus(s))}
+    return sorted(forms, key=len, reverse=True)

@@ -38,6 +38,7 @@ from ._callbacks import _await_result, logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
+from ._redact import mask_in
 from ._streaming import SessionStreaming
 from .config import SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_close
@@ -490,7 +491,7 @@ class AvatarSession(SessionStreaming, FrameStreams):
         if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
-                close_reason,
+                mask_in(close_reason, self._token),  # the server's text: it may quote it
                 phase=protocol.phase,
                 connection_id=self.connection_id,
             )

@@ -414,6 +414,60 @@ async def test_no_secret_in_errors_of_hostile_upgrades_with_query_auth(
     assert not leaks, "\n".join(leaks[:20])
 
 
+async def _echoing_ingress(request: web.Request) -> web.WebSocketResponse:
+    """Refuses the configure with a ServerError, and closes with a reason, that
+    quote the session key it was sent."""
+    from avatarkit.protocol import encode_server_error
+
+    token = request.headers.get("X-Session-Key", "")
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    await ws.receive()  # the configure
+    text = f"session key {token} is not allowed here"
+    if request.match_info["kind"] == "error":
+        await ws.send_bytes(encode_server_error("", "", 3, text))
+    await ws.close(code=1008, message=text[:100].encode())
+    return ws
+
+
+async def test_no_secret_in_handshake_errors_that_quote_the_session_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A service (here a raw aiohttp WebSocket server) whose ServerError text or
+    close reason quotes the session key: the error ``start()`` raises and the
+    log carry it masked. (After the handshake the session holds no copy of the
+    token to mask with: see docs/fuzzing.md.)"""
+    caplog.set_level(logging.DEBUG)
+    app = web.Application()
+    app.router.add_get("/{kind}/websocket", _echoing_ingress)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    ev = Evidence()
+    try:
+        for kind in ("error", "close"):
+            session = new_avatar_session(
+                api_key=API_KEY,
+                app_id=APP_ID,
+                avatar_id="scan-avatar",
+                console_endpoint_url=f"http://127.0.0.1:{port}/v1/console",
+                ingress_endpoint_url=f"http://127.0.0.1:{port}/{kind}",
+                expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
+            )
+            session.use_session_token(BAD_TOKEN)
+            await expect_error(ev, kind, session, "start")
+    finally:
+        await runner.cleanup()
+    assert any("is not allowed here" in text for _, text in ev.texts)
+    ours = [r for r in caplog.records if not r.name.startswith("aiohttp.access")]
+    for record in ours:
+        ev.text(f"log record {record.name}", f"{record.getMessage()} {vars(record)!r}")
+    leaks = ev.leaks([BAD_TOKEN])
+    assert not leaks, "\n".join(leaks[:20])
+
+
 def test_the_scan_finds_each_transform_of_a_secret() -> None:
     """The scanner itself: a secret in any of its transforms is a leak."""
     for form in transforms(API_KEY):
