@@ -436,7 +436,7 @@ async def test_no_secret_in_handshake_errors_that_quote_the_session_key(
     """A service (here a raw aiohttp WebSocket server) whose ServerError text or
     close reason quotes the session key: the error ``start()`` raises and the
     log carry it masked. (After the handshake the session holds no copy of the
-    token to mask with: see docs/fuzzing.md.)"""
+    token to mask with: see the README.)"""
     caplog.set_level(logging.DEBUG)
     app = web.Application()
     app.router.add_get("/{kind}/websocket", _echoing_ingress)
