@@ -8,8 +8,9 @@ import ssl
 from typing import Any
 
 from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
+from ._redact import scrub_error, url_secrets
 from ._tls import certificate_error, describe
-from .errors import ErrorPhase, classify_http_rejection
+from .errors import AvatarSDKError, ErrorPhase, classify_http_rejection
 from .transport import (
     KEEPALIVE_CLOSE,
     KEEPALIVE_INTERVAL,
@@ -81,6 +82,11 @@ class AiohttpTransport:
         from ._loopguard import ws_client
 
         self._listener = listener
+        # Each failure is mapped inside its except block but raised after it:
+        # raised inside, the error would keep aiohttp's exception as its
+        # __context__ (``from None`` only hides it from tracebacks), and that
+        # text holds the URL, with the session token under query auth.
+        failure: AvatarSDKError | None = None
         try:
             ws = await asyncio.wait_for(
                 ws_client().ws_connect(
@@ -99,25 +105,30 @@ class AiohttpTransport:
                 timeout,
             )
         except _RedirectRefused as exc:
-            raise _redirect_error(exc.status, url) from None
+            failure = _redirect_error(exc.status, url)
         except aiohttp.WSServerHandshakeError as exc:
             if 300 <= exc.status < 400:
-                raise _redirect_error(exc.status, url) from None
-            if not exc.status or exc.status == 101:
-                raise _connect_error(f"WebSocket handshake failed: {exc.message}", url) from None
-            raise classify_http_rejection(
-                exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT
-            ) from None
+                failure = _redirect_error(exc.status, url)
+            elif not exc.status or exc.status == 101:
+                failure = _connect_error(f"WebSocket handshake failed: {exc.message}", url)
+            else:
+                failure = scrub_error(
+                    classify_http_rejection(exc.status, None, phase=ErrorPhase.WEBSOCKET_CONNECT),
+                    url_secrets(url, headers),
+                )
         except (asyncio.TimeoutError, TimeoutError):
-            raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
+            failure = _connect_error(f"WebSocket did not open within {timeout:g} s", url)
         except (aiohttp.ClientError, OSError) as exc:
             cert = certificate_error(exc)
             if cert is not None:
-                raise _connect_error(describe(cert), url) from None
-            # aiohttp's text can hold the URL; _connect_error masks the token.
-            raise _connect_error(f"cannot connect: {exc}", url) from None
+                failure = _connect_error(describe(cert), url)
+            else:
+                # aiohttp's text can hold the URL; _connect_error masks the token.
+                failure = _connect_error(f"cannot connect: {exc}", url)
         except ValueError as exc:  # an address that cannot be looked up (IDNA)
-            raise _connect_error(f"unusable address: {exc}", url) from None
+            failure = _connect_error(f"unusable address: {exc}", url)
+        if failure is not None:
+            raise failure
         if self.keepalive_interval is not None and hasattr(ws, "_pong_heartbeat"):
             # aiohttp waits heartbeat/2 for the pong and has no option for
             # it; our timeout is configured separately. (Set before the first

@@ -127,7 +127,10 @@ def _as_status(value: object) -> int | None:
     text = value.strip() if isinstance(value, str) else str(value)
     if not text or len(text) > 9 or not text.isdigit():
         return None
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:  # isdigit() is true for superscripts and circled digits too
+        return None
 
 
 def parse_error_body(raw: str | bytes | None) -> ParsedBody:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._advice import check_endpoint
+from ._redact import scrub_error
 from ._tls import certificate_error, describe
 from .errors import AvatarSDKErrorCode, ErrorPhase, SessionTokenError, classify_http_rejection
 from .protocol import build_token_request, parse_token_response, token_urls
@@ -239,7 +240,13 @@ async def request_session_token(
         break
     if oversized:
         raise _oversized_answer(url, status)
-    return parse_token_response(status, payload)
+    try:
+        return parse_token_response(status, payload)
+    except SessionTokenError as error:
+        # A console that echoes the request (its X-Api-Key header) in an error
+        # page must not put the API key into the error's text.
+        scrub_error(error, (api_key,))
+        raise
 
 
 def _oversized_answer(url: str, status: int) -> SessionTokenError:

@@ -8,8 +8,9 @@ import ssl
 import picows
 
 from ._closecodes import NOT_ON_WIRE, WsClose
+from ._redact import scrub_error, url_secrets
 from ._tls import certificate_error, client_context, describe
-from .errors import ErrorPhase, classify_http_rejection
+from .errors import AvatarSDKError, ErrorPhase, classify_http_rejection
 from .transport import (
     _BINARY,
     _HEADROOM,
@@ -79,6 +80,7 @@ class PicowsTransport:
         self._listener = listener
         ssl_context = client_context(self.ssl_context) if url.startswith("wss:") else None
         interval, reply_timeout = self.keepalive_interval, self.keepalive_timeout
+        failure: AvatarSDKError | None = None
         try:
             connecting = picows.ws_connect(
                 lambda: _PicowsListener(self, listener),
@@ -111,25 +113,35 @@ class PicowsTransport:
             response = exc.response
             status = int(response.status) if response is not None else None
             if status is None:
-                raise _connect_error(f"WebSocket handshake failed: {exc}", url) from None
-            if 300 <= status < 400:
-                raise _redirect_error(status, url) from None
-            raise classify_http_rejection(
-                status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT
-            ) from None
+                failure = _connect_error(f"WebSocket handshake failed: {exc}", url)
+            elif 300 <= status < 400:
+                failure = _redirect_error(status, url)
+            else:
+                failure = scrub_error(
+                    classify_http_rejection(
+                        status, exc.raw_body, phase=ErrorPhase.WEBSOCKET_CONNECT
+                    ),
+                    url_secrets(url, headers),
+                )
         except (asyncio.TimeoutError, TimeoutError):
             self._abandon()
-            raise _connect_error(f"WebSocket did not open within {timeout:g} s", url) from None
+            failure = _connect_error(f"WebSocket did not open within {timeout:g} s", url)
         except asyncio.CancelledError:
             self._abandon()
             raise
         except (OSError, picows.WSError) as exc:
             cert = certificate_error(exc)
             if cert is not None:
-                raise _connect_error(describe(cert), url) from None
-            raise _connect_error(f"cannot connect: {exc}", url) from None
+                failure = _connect_error(describe(cert), url)
+            else:
+                failure = _connect_error(f"cannot connect: {exc}", url)
         except ValueError as exc:  # an address that cannot be looked up (IDNA, port)
-            raise _connect_error(f"unusable address: {exc}", url) from None
+            failure = _connect_error(f"unusable address: {exc}", url)
+        if failure is not None:
+            # Raised here, not in the except blocks: there it would keep picows's
+            # exception (the answer's body, which may echo the URL and its
+            # session token) as __context__.
+            raise failure
         if self._ws is None:
             # picows returns normally when the connection is lost before the
             # upgrade answer is complete; our listener was never connected.

@@ -14,6 +14,7 @@ from typing import Any
 
 from ._callbacks import logger
 from ._pacing import DEFAULT_CHUNK_MS, Pace, Pacer
+from ._redact import scrub_error
 from ._request import (
     DEFAULT_END_TIMEOUT,
     AvatarRequest,
@@ -33,6 +34,7 @@ class SessionStreaming(SessionSending):
     #: The unresolved request of ``stream()``. A class default, not a slot:
     #: kept in the instance dict of sessions that stream only.
     _active_request: AvatarRequest | None = None
+    _token: str | None  # the session token (set by AvatarSession)
 
     def stream(
         self,
@@ -150,7 +152,12 @@ class SessionStreaming(SessionSending):
             request._abort(self._close_error or self._close_error_for_send("stream"))
 
     def _route_server_error(self, error: AvatarSDKError, fatal: bool) -> None:
-        """A run-time ``ServerError`` with the streamed request's req_id fails it."""
+        """A run-time ``ServerError`` with the streamed request's req_id fails it.
+
+        Every ``ServerError`` passes here first: its text is the server's, so
+        the session token is masked in it should the server quote it.
+        """
+        scrub_error(error, (self._token or "",))
         request = self._active_request
         if request is not None and not fatal:
             request._on_server_error(error)

@@ -37,6 +37,7 @@ from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
 from ._framebuffer import FrameBuffer, FrameStreams
 from ._receiving import SessionReceiving
+from ._redact import mask_in
 from .config import SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_close
 from .events import AnimationFrameEvent
@@ -386,7 +387,7 @@ class AvatarSession(SessionReceiving, FrameStreams):
         if protocol.state not in (ClientState.CLOSING, ClientState.CLOSED):
             err = classify_close(
                 close_code,
-                close_reason,
+                mask_in(close_reason, self._token),  # the server's text: it may quote it
                 phase=protocol.phase,
                 connection_id=self.connection_id,
             )

@@ -31,7 +31,7 @@ NOT_RUNNABLE_HERE: dict[str, str] = {
     "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && avatarkit demo": (
         "creates a venv and installs: .ci/run runs it literally"
     ),
-    "pip install -e '.[dev]' && python -m pytest": (
+    "pip install -e '.[dev]' && python -m pytest --cov --cov-fail-under=90": (
         "installs, then runs this very suite: .ci/run runs it literally"
     ),
     # Installation / development blocks

@@ -120,7 +120,7 @@ def _commands(block: str) -> list[str]:
 
 
 QUICK_START = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && avatarkit demo"
-TEST_COMMAND = "pip install -e '.[dev]' && python -m pytest"
+TEST_COMMAND = "pip install -e '.[dev]' && python -m pytest --cov --cov-fail-under=90"
 
 
 def test_quick_start_and_dev_commands_are_what_ci_runs() -> None:

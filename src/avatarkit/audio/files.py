@@ -120,6 +120,9 @@ def _read_wav(data: bytes, path: str) -> tuple[Pcm, int]:
     elif tag == _WAVE_FORMAT_IEEE_FLOAT and width in (4, 8):
         raw = chunks[b"data"]
         floats = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8", count=len(raw) // width)
+        # Full scale is [-1, 1]: clip before scaling (a huge value would overflow the
+        # multiply) and read NaN as silence, so a damaged file gives clipped audio.
+        floats = np.clip(np.nan_to_num(floats, nan=0.0), -32768 / 32767, 1.0)
         samples = np.clip(np.rint(floats * 32767.0), -32768, 32767).astype(np.int32)
     else:
         kind = {_WAVE_FORMAT_PCM: "integer PCM", _WAVE_FORMAT_IEEE_FLOAT: "float"}.get(

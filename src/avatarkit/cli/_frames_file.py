@@ -273,11 +273,19 @@ def _read_jsonl(path: Path, data: bytes) -> FramesFile:
         if kind != "frame":
             result.other_messages += 1
             continue
+        encoded = obj.get("payload") or ""
+        if not isinstance(encoded, str):
+            raise ValueError(f"{path}:{lineno}: payload is not a base64 string")
         try:
-            payload = base64.b64decode(obj.get("payload") or "", validate=True)
+            payload = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(f"{path}:{lineno}: payload is not valid base64") from None
         received = obj.get("received_at")
+        if isinstance(received, int) and not -(2**53) <= received <= 2**53:
+            # float() of a huge integer raises OverflowError, not a damaged-file error.
+            raise ValueError(
+                f"{path}:{lineno}: received_at is out of range (not a time in seconds)"
+            )
         animation = obj.get("animation")
         result.frames.append(
             FrameRecord(
