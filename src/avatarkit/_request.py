@@ -235,15 +235,34 @@ class AvatarRequest:
         return self._result.done()
 
     def _on_animation(self, anim: Any, data: bytes) -> None:
-        """An animation message (``ServerResponseAnimation``); kept when it is ours."""
-        if anim.req_id == self.req_id:
-            self._on_frame(
-                AnimationFrameEvent(
-                    anim.req_id, anim.end, anim.animation, data, anim.connection_id, anim.avatar_id
-                )
-            )
+        """An animation message (``ServerResponseAnimation``); kept when it is ours.
+
+        The per-frame path of ``async for frame in req``: each field is read
+        once, the frame is appended and the iterator woken only when it sleeps.
+        """
+        req_id = anim.req_id
+        if req_id != self.req_id:
+            return
+        end = anim.end
+        frame = AnimationFrameEvent(
+            req_id, end, anim.animation, data, anim.connection_id, anim.avatar_id
+        )
+        now = self._loop.time()
+        self._frame_count += 1
+        if self._first_frame is None:
+            self._first_frame = now
+        self._last_frame = now
+        buffer = self._frames
+        buffer.items.append(frame)
+        if buffer.waiters:
+            buffer.wake()
+        if end:
+            self._ended_at = now
+            self._resolve()
+            self._stop()  # the service ended it: stop feeding a finished request
 
     def _on_frame(self, frame: AnimationFrameEvent) -> None:
+        """A frame of this request, already made into an event."""
         now = self._loop.time()
         self._frame_count += 1
         if self._first_frame is None:
