@@ -42,7 +42,7 @@ PEERS017 = ROOT / ".peers" / "avatarkit017"
 
 CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
 # Our SDK's other ways of delivering frames, measured in the flood only.
-FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames")
+FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames", "ours-request")
 SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
 NEEDS_017 = ("flood", "setup", "realtime", "endlat")
 MODULES = {"floor": "floor", "websockets": "websockets_client"}
