@@ -37,6 +37,9 @@ CONFIG: dict[str, dict[str, Any]] = {
                  "repeats": 2, "strict_sessions": 100},
     "anim": {"argv": []},
     "opus": {"argv": []},
+    "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 50,
+                  "start": 250, "most": 8000, "resolution": 0.2, "bound_ms": 20.0},
+    "tts": {"argv": ["--repeat", "5"]},
 }  # fmt: skip
 SMOKE: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 2, "frames": 50, "repeats": 1, "timeout": 60},
@@ -47,6 +50,9 @@ SMOKE: dict[str, dict[str, Any]] = {
                  "strict_sessions": None},
     "anim": {"argv": ["--repeat", "1"]},
     "opus": {"argv": ["--seconds", "0.5", "--repeat", "1"]},
+    "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 5,
+                  "start": 4, "most": 4, "resolution": 1.0, "bound_ms": 1000.0},
+    "tts": {"argv": ["--repeat", "1", "--warmup", "0"]},
 }  # fmt: skip
 
 

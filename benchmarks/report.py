@@ -27,6 +27,7 @@ NAMES = {
     "ours": "ours",
     "ours-on_animation": "ours, on_animation",
     "ours-frames": "ours, frames()",
+    "ours-request": "ours, stream() request",
 }
 Runs = list[dict[str, Any]]
 
@@ -153,6 +154,51 @@ def _capacity(runs: Runs) -> dict[str, Any]:
     }
 
 
+def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
+    """Each client's searched capacity, its ratios to 0.1.7 and the floor, its trials."""
+    clients = _get(results, "clientcap", "clients") or {}
+    rows: dict[str, Any] = {}
+    for name in sorted(clients, key=list(NAMES).index):
+        c = clients[name]
+        if not c.get("available", True):
+            continue
+        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))
+        rows[name] = {
+            "sessions": c.get("capacity"),
+            "failed_at": c.get("failed_at"),
+            "trials": ", ".join(
+                f"{r.get('sessions')}: {fmt(_get(r, 'delay', 'p99_ms'), 1)} ms"
+                f"{'' if r.get('sustained') else ' (no)'}"
+                for r in trials
+            ),
+            "share": _med([r.get("cpu_share") for r in trials if r.get("sustained")][-1:]),
+        }
+    for row in rows.values():
+        row["x_017"] = _ratio(row["sessions"], _get(rows, "avatarkit-0.1.7", "sessions"))
+        row["x_floor"] = _ratio(row["sessions"], _get(rows, "floor", "sessions"))
+    return rows
+
+
+def _memory(realtime: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Memory per open session as a slope: (growth at the largest count - growth
+    at the smallest) / (difference of the counts), so that what a process pays
+    once (imports, pools) is not divided among the sessions."""
+    counts = sorted(realtime)
+    if len(counts) < 2:
+        return {}
+    lo, hi = counts[0], counts[-1]
+    rows: dict[str, Any] = {}
+    for name in realtime[hi]:
+        a, b = _get(realtime, lo, name, "kib"), _get(realtime, hi, name, "kib")
+        if a is None or b is None:
+            continue
+        slope = (b * hi - a * lo) / (hi - lo)
+        rows[name] = {"lo": a, "hi": b, "slope": slope, "fixed": a * lo - slope * lo}
+    for row in rows.values():
+        row["x_017"] = _ratio(row["slope"], _get(rows, "avatarkit-0.1.7", "slope"))
+    return {"lo": lo, "hi": hi, "rows": rows}
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Medians and ratios of every scenario present in ``results``."""
     s: dict[str, Any] = {
@@ -196,6 +242,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     s["opus_min_x_rt"] = min((r["per_frame_x_realtime"] for r in opus_rates), default=None)
     s["opus_max_x_direct"] = max((r["per_frame_x_direct"] for r in opus_rates), default=None)
     s["anim"] = results.get("anim") if _get(results, "anim", "ok") else {}
+    s["clientcap"] = _clientcap(results)
+    s["memory"] = _memory(s["realtime"])
+    s["tts"] = results.get("tts") if _get(results, "tts", "ok") else {}
     return s
 
 
@@ -219,6 +268,18 @@ GOALS: dict[str, tuple[Callable[[dict[str, Any]], Any], Check, float, str]] = {
         300.0,
         ">= 300",
     ),
+    "stream_frames": (lambda s: _get(s, "flood", "ours-frames", "x_ours"), LE, 1.3, "<= 1.3x"),
+    "stream_request": (lambda s: _get(s, "flood", "ours-request", "x_ours"), LE, 1.3, "<= 1.3x"),
+    "cc_017": (lambda s: _get(s, "clientcap", "ours", "x_017"), GE, 2.5, ">= 2.5x"),
+    "cc_floor": (lambda s: _get(s, "clientcap", "ours", "x_floor"), GE, 0.85, ">= 0.85x"),
+    "cc_req_017": (lambda s: _get(s, "clientcap", "ours-request", "x_017"), GE, 2.5, ">= 2.5x"),
+    "cc_req_floor": (
+        lambda s: _get(s, "clientcap", "ours-request", "x_floor"),
+        GE,
+        0.85,
+        ">= 0.85x",
+    ),
+    "tts": (lambda s: _get(s, "tts", "stream_24k_x_send_audio"), LE, 2.0, "<= 2x"),
     "opus_rt": (lambda s: s["opus_min_x_rt"], GE, 100.0, ">= 100x"),
     "opus_cost": (lambda s: s["opus_max_x_direct"], LE, 1.2, "<= 1.2x"),
 }
@@ -282,10 +343,22 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
         add("capacity", n, n * 25, *_cells(r, "srv_share:% srv_us:1"), lateness, late,
             f"{r['lost']} / {r['expected']}", *_cells(r, "share:% lag"),
             "yes" if r["sustained"] else "**no**")  # fmt: skip
+    for name, r in s["clientcap"].items():
+        add("clientcap", NAMES[name], fmt(r["sessions"]), *_cells(r, "x_017 x_floor failed_at"),
+            pct(r["share"]), r["trials"])  # fmt: skip
+    mem = s["memory"]
+    for name, r in (mem.get("rows") or {}).items():
+        add("memory", NAMES[name], *_cells(r, "lo:1 hi:1 slope:1 x_017 fixed:0"))
+    tts = s["tts"]
+    for way in ("send_audio", "stream_16k", "stream_24k"):
+        r = tts.get(way) or {}
+        ratio = tts.get(f"{way}_x_send_audio", 1.0 if way == "send_audio" and r else None)
+        add("tts", way, *_cells(r, "us_per_audio_s:1 min:1 max:1"), fmt(ratio))
     for rate, r in sorted(s["opus"].items()):
         spec = "direct_x_realtime:1 per_frame_x_realtime:1 whole_x_realtime:1 "
         add("opus", rate, *_cells(r, spec + "per_frame_x_direct:3 whole_x_direct:3 kbit_s:1"))
-    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus")
+    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus", "clientcap",
+              "memory", "tts")  # fmt: skip
     return {f"rows_{k}": "\n".join(t.get(k) or ["| n/a |"]) for k in tables}
 
 
@@ -380,6 +453,19 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         rt_n=fmt(s["rt_top"]),
         frames_us=fmt(_get(fl, "ours-frames", "cpu"), 3),
         frames_x=fmt(_get(fl, "ours-frames", "x_ours")),
+        request_us=fmt(_get(fl, "ours-request", "cpu"), 3),
+        request_x=fmt(_get(fl, "ours-request", "x_ours")),
+        mem_lo=fmt(_get(s, "memory", "lo")),
+        mem_hi=fmt(_get(s, "memory", "hi")),
+        mem_slope=fmt(_get(s, "memory", "rows", "ours", "slope"), 1),
+        mem_slope_x_017=fmt(_get(s, "memory", "rows", "ours", "x_017")),
+        tts_resample_us=fmt(
+            None
+            if not s["tts"]
+            else s["tts"]["stream_24k"]["us_per_audio_s"]
+            - s["tts"]["stream_16k"]["us_per_audio_s"],
+            0,
+        ),
         on_animation_x=fmt(_get(fl, "ours-on_animation", "x_ours")),
         floor_fps=fmt(_get(fl, "floor", "fps"), 0),
         floor_share=pct(_get(fl, "floor", "share")),

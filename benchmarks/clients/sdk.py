@@ -67,7 +67,10 @@ class SdkAdapter:
         pass
 
     async def setup(self) -> None:
-        pass
+        if self.api == "request":
+            # What the first stream() of a process loads (numpy, soxr: about
+            # 0.1 s, once): loaded here so that it is not counted per frame.
+            import avatarkit._audio_source  # noqa: F401
 
     async def open_token(self, on_frame: OnFrame) -> Any:
         frames: dict[str, Any] = {}
