@@ -381,8 +381,12 @@ class AvatarRequest:
         session = self._session
         pacer = self._pacer
         loop = self._loop
+        realtime = pacer.pace == "realtime"
         async for chunk in self._source:
-            await pacer.wait(chunk.duration_s)
+            if realtime:
+                await pacer.wait(chunk.duration_s)
+            else:  # nothing to wait for: no coroutine per chunk
+                pacer.advance(chunk.duration_s)
             self._begin()
             await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
             self._last_sent = loop.time()
