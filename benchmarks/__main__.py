@@ -31,14 +31,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 50, "frames": 2000, "repeats": 3, "timeout": 300},
     "setup": {"setups": 200, "warmup": 5, "repeats": 3, "timeout": 300},
-    "realtime": {"sessions": [100, 300, 1000], "frames": 125, "repeats": 3, "timeout": 300},
+    "realtime": {"sessions": [100, 1000], "frames": 75, "repeats": 2, "timeout": 300},
     "endlat": {"requests": 100, "warmup": 5, "request_chunks": 25, "repeats": 3},
     "capacity": {"sessions": [100, 200, 300, 400, 500, 600], "seconds": 12.0, "ramp_s": 2.0,
                  "repeats": 2, "strict_sessions": 100},
     "anim": {"argv": []},
     "opus": {"argv": []},
     "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 50,
-                  "start": 250, "most": 8000, "resolution": 0.2, "bound_ms": 20.0},
+                  "start": 400, "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
     "tts": {"argv": ["--repeat", "5"]},
 }  # fmt: skip
 SMOKE: dict[str, dict[str, Any]] = {

@@ -422,11 +422,55 @@ def before_after_fields(data: dict[str, Any] | None) -> dict[str, str]:
     return f
 
 
+def memory_curve_fields(data: dict[str, Any] | None) -> dict[str, str]:
+    """``mc_*`` fields from ``results/memory_curve.json`` (``benchmarks.memcurve``):
+    per count and tree, resident and Python-heap growth per session (medians),
+    and the slope between the two largest counts; ``n/a`` without the file."""
+    f: dict[str, str] = {}
+    if not data:
+        return f
+    trees, counts = data["trees"], data["counts"]
+
+    def med(tree: str, n: int, key: str, tm: bool) -> float | None:
+        runs = data["runs"][tree].get(str(n)) or []
+        return _med([r.get(key) for r in runs if r.get("tracemalloc") is tm])
+
+    rows = []
+    for n in counts:
+        cells: list[str] = [str(n)]
+        for key, tm in (("rss_growth_kib", False), ("heap_growth_kib", True)):
+            for tree in trees:
+                v = med(tree, n, key, tm)
+                cells.append(fmt(None if v is None else v / n, 2))
+        rows.append(_row(*cells))
+    f["rows_memcurve"] = "\n".join(rows)
+    f["mc_head"] = " | ".join(f"{k} {t}" for k in ("RSS", "Python heap") for t in trees)
+    f["mc_align"] = "|".join("---:" for _ in range(2 * len(trees)))
+    lo, hi = sorted(counts)[-2:] if len(counts) >= 2 else (None, None)
+    slopes = []
+    for tree in trees:
+        a, b = med(tree, lo, "rss_growth_kib", False), med(tree, hi, "rss_growth_kib", False)
+        slope = None if a is None or b is None else (b - a) / (hi - lo)
+        small = med(tree, min(counts), "rss_growth_kib", False)
+        slopes.append(f"{tree}: {fmt(slope)} KiB per added session")
+        if small is not None:
+            slopes[-1] += f" (growth at {min(counts)} sessions: {fmt(small, 0)} KiB)"
+        f[f"mc_base_{trees.index(tree)}"] = fmt(_med([r.get("rss_base_kib") for r in
+                                                    data["runs"][tree][str(hi)]]), 0)  # fmt: skip
+    f["mc_slopes"] = "; ".join(slopes)
+    f["mc_lo"], f["mc_hi"] = str(lo), str(hi)
+    f["mc_concurrency"] = str(data.get("concurrency"))
+    f["mc_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data.get("started_unix", 0)))
+    f["mc_trees"] = " and ".join(trees)
+    return f
+
+
 def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> dict[str, str]:
     """Every ``${name}`` of the template, from the results (and the before/after file)."""
     s = summarize(results)
     f = _Fields(_rows(s))
     f.update(before_after_fields(before_after))
+    f.update(memory_curve_fields(_load(TEMPLATE.parent / "results" / "memory_curve.json")))
     for name, (value, verdict) in verdicts(s).items():
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
@@ -446,6 +490,8 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         for k, v in (values if isinstance(values, dict) else {}).items():
             if not isinstance(v, list | dict):
                 f[f"cfg_{section}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
+    for key in ("frames", "start", "most", "resolution", "bound_ms"):  # before its first run
+        f.setdefault(f"cfg_clientcap_{key}", "n/a")
     f["cfg_capacity_tested"] = ", ".join(map(str, sorted(s["capacity"]["rows"]))) or "n/a"
     fl, el = s["flood"], _get(s, "endlat", "ours") or {}
     ak_el = _get(s, "endlat", "avatarkit-0.1.7") or {}
@@ -502,6 +548,10 @@ def render(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
     """BENCHMARKS.md for ``results`` and the optional before/after comparison
     (the template with every field filled)."""
     return string.Template(TEMPLATE.read_text()).substitute(fields(results, before_after))
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
 
 
 def load_before_after(folder: Path) -> dict[str, Any] | None:

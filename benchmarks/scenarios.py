@@ -168,11 +168,11 @@ class CpuWatch:
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``) until other processes use
-    at most ``disturbed_cores`` over half a second."""
+    at most ``disturbed_cores`` over a quarter of a second."""
     deadline = time.monotonic() + ctx["quiet_wait_s"]
     while ctx["quiet_wait_s"] > 0:
         with CpuWatch(server_pid) as watch:
-            time.sleep(0.5)
+            time.sleep(0.25)
         if watch.busy <= ctx["disturbed_cores"]:
             return
         if time.monotonic() > deadline:
