@@ -4,7 +4,7 @@ One request streams at a time per session. The handle owns one feeder task
 (``avatarkit-stream``) that reads the source (:mod:`avatarkit._audio_source`),
 paces it (:mod:`avatarkit._pacing`), sends it, then waits for the end frame.
 The session routes the request's frames, its ``ServerError`` and the end of
-the connection to the handle (``_on_frame``, ``_on_server_error``,
+the connection to the handle (``_on_animation``, ``_on_server_error``,
 ``_abort``). Whatever happens, the feeder ends and the handle resolves within
 a bounded time: see the table in docs/stream-design.md.
 """
@@ -257,19 +257,6 @@ class AvatarRequest:
         if buffer.waiters:
             buffer.wake()
         if end:
-            self._ended_at = now
-            self._resolve()
-            self._stop()  # the service ended it: stop feeding a finished request
-
-    def _on_frame(self, frame: AnimationFrameEvent) -> None:
-        """A frame of this request, already made into an event."""
-        now = self._loop.time()
-        self._frame_count += 1
-        if self._first_frame is None:
-            self._first_frame = now
-        self._last_frame = now
-        self._frames.put(frame)
-        if frame.end:
             self._ended_at = now
             self._resolve()
             self._stop()  # the service ended it: stop feeding a finished request
