@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "machines": {},
         "avatarkit017": venv,
         "sections_run": {},
+        "quiet": {key: ctx[key] for key in ("quiet_wait_s", "disturbed_cores", "max_retries")},
     }
     failed: list[str] = []
     for name in only:

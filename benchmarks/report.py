@@ -173,10 +173,43 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
             ),
             "share": _med([r.get("cpu_share") for r in trials if r.get("sustained")][-1:]),
         }
+        # Load-robust companion: the sessions that would fill the core if the CPU per
+        # session stayed as measured at the largest count that held (CPU time is the
+        # process's own, so other processes disturb it less than the delays).
+        held = [r for r in trials if r.get("sustained") and r.get("cpu_share")]
+        top = held[-1] if held else None
+        rows[name]["cpu_bound"] = top["sessions"] / top["cpu_share"] if top else None
     for row in rows.values():
         row["x_017"] = _ratio(row["sessions"], _get(rows, "avatarkit-0.1.7", "sessions"))
         row["x_floor"] = _ratio(row["sessions"], _get(rows, "floor", "sessions"))
+        row["cpu_x_017"] = _ratio(row["cpu_bound"], _get(rows, "avatarkit-0.1.7", "cpu_bound"))
+        row["cpu_x_floor"] = _ratio(row["cpu_bound"], _get(rows, "floor", "cpu_bound"))
     return rows
+
+
+def _machine_load(results: dict[str, Any]) -> dict[str, Any]:
+    """How loaded the machine was: runs flagged disturbed, and the median number of
+    cores other processes used during the runs (``interference`` of each run)."""
+    seen: list[dict[str, Any]] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            if isinstance(v.get("interference"), dict):
+                seen.append(v)
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk({k: v for k, v in results.items() if k in (results.get("sections_run") or {})})
+    foreign = [_get(r, "interference", "foreign_cores") for r in seen]
+    return {
+        "runs": len(seen),
+        "disturbed": sum(1 for r in seen if r.get("disturbed")),
+        "foreign": _med(foreign),
+        "foreign_max": max((f for f in foreign if f is not None), default=None),
+    }
 
 
 def _memory(realtime: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -345,7 +378,8 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
             "yes" if r["sustained"] else "**no**")  # fmt: skip
     for name, r in s["clientcap"].items():
         add("clientcap", NAMES[name], fmt(r["sessions"]), *_cells(r, "x_017 x_floor failed_at"),
-            pct(r["share"]), r["trials"])  # fmt: skip
+            pct(r["share"]), *_cells(r, "cpu_bound:0 cpu_x_017 cpu_x_floor"),
+            r["trials"])  # fmt: skip
     mem = s["memory"]
     for name, r in (mem.get("rows") or {}).items():
         add("memory", NAMES[name], *_cells(r, "lo:1 hi:1 slope:1 x_017 fixed:0"))
@@ -475,7 +509,17 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
         f[f"verdict_{name}"] = verdict
+    load = _machine_load(results)
+    quiet = results.get("quiet") or {}
     f.update(
+        load_runs=fmt(load["runs"]),
+        load_disturbed=fmt(load["disturbed"]),
+        load_foreign=fmt(load["foreign"]),
+        load_foreign_max=fmt(load["foreign_max"]),
+        machine_cores=fmt(_get(results, "machine", "nproc")),
+        quiet_wait=fmt(quiet.get("quiet_wait_s", 15.0), 0),
+        quiet_cores=fmt(quiet.get("disturbed_cores", 0.15)),
+        quiet_retries=fmt(quiet.get("max_retries", 2)),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
         wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
