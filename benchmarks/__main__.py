@@ -31,12 +31,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 50, "frames": 2000, "repeats": 3, "timeout": 300},
     "setup": {"setups": 200, "warmup": 5, "repeats": 3, "timeout": 300},
-    "realtime": {"sessions": [100, 300, 1000], "frames": 125, "repeats": 3, "timeout": 300},
+    "realtime": {"sessions": [100, 1000], "frames": 75, "repeats": 2, "timeout": 300},
     "endlat": {"requests": 100, "warmup": 5, "request_chunks": 25, "repeats": 3},
     "capacity": {"sessions": [100, 200, 300, 400, 500, 600], "seconds": 12.0, "ramp_s": 2.0,
                  "repeats": 2, "strict_sessions": 100},
     "anim": {"argv": []},
     "opus": {"argv": []},
+    "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 50,
+                  "start": 400, "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
+    "tts": {"argv": ["--repeat", "5"]},
 }  # fmt: skip
 SMOKE: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 2, "frames": 50, "repeats": 1, "timeout": 60},
@@ -47,6 +50,10 @@ SMOKE: dict[str, dict[str, Any]] = {
                  "strict_sessions": None},
     "anim": {"argv": ["--repeat", "1"]},
     "opus": {"argv": ["--seconds", "0.5", "--repeat", "1"]},
+    # The other clients run the same real-time loop in the smoke's realtime scenario.
+    "clientcap": {"clients": ["ours-request"], "frames": 5, "start": 4, "most": 4,
+                  "resolution": 1.0, "bound_ms": 1000.0},
+    "tts": {"argv": ["--repeat", "1", "--warmup", "0"]},
 }  # fmt: skip
 
 
@@ -182,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "machines": {},
         "avatarkit017": venv,
         "sections_run": {},
+        "quiet": {key: ctx[key] for key in ("quiet_wait_s", "disturbed_cores", "max_retries")},
     }
     failed: list[str] = []
     for name in only:

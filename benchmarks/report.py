@@ -27,6 +27,7 @@ NAMES = {
     "ours": "ours",
     "ours-on_animation": "ours, on_animation",
     "ours-frames": "ours, frames()",
+    "ours-request": "ours, stream() request",
 }
 Runs = list[dict[str, Any]]
 
@@ -153,6 +154,84 @@ def _capacity(runs: Runs) -> dict[str, Any]:
     }
 
 
+def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
+    """Each client's searched capacity, its ratios to 0.1.7 and the floor, its trials."""
+    clients = _get(results, "clientcap", "clients") or {}
+    rows: dict[str, Any] = {}
+    for name in sorted(clients, key=list(NAMES).index):
+        c = clients[name]
+        if not c.get("available", True):
+            continue
+        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))
+        rows[name] = {
+            "sessions": c.get("capacity"),
+            "failed_at": c.get("failed_at"),
+            "trials": ", ".join(
+                f"{r.get('sessions')}: {fmt(_get(r, 'delay', 'p99_ms'), 1)} ms"
+                f"{'' if r.get('sustained') else ' (no)'}"
+                for r in trials
+            ),
+            "share": _med([r.get("cpu_share") for r in trials if r.get("sustained")][-1:]),
+        }
+        # Load-robust companion: the sessions that would fill the core if the CPU per
+        # session stayed as measured at the largest count that held (CPU time is the
+        # process's own, so other processes disturb it less than the delays).
+        held = [r for r in trials if r.get("sustained") and r.get("cpu_share")]
+        top = held[-1] if held else None
+        rows[name]["cpu_bound"] = top["sessions"] / top["cpu_share"] if top else None
+    for row in rows.values():
+        row["x_017"] = _ratio(row["sessions"], _get(rows, "avatarkit-0.1.7", "sessions"))
+        row["x_floor"] = _ratio(row["sessions"], _get(rows, "floor", "sessions"))
+        row["cpu_x_017"] = _ratio(row["cpu_bound"], _get(rows, "avatarkit-0.1.7", "cpu_bound"))
+        row["cpu_x_floor"] = _ratio(row["cpu_bound"], _get(rows, "floor", "cpu_bound"))
+    return rows
+
+
+def _machine_load(results: dict[str, Any]) -> dict[str, Any]:
+    """How loaded the machine was: runs flagged disturbed, and the median number of
+    cores other processes used during the runs (``interference`` of each run)."""
+    seen: list[dict[str, Any]] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            if isinstance(v.get("interference"), dict):
+                seen.append(v)
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk({k: v for k, v in results.items() if k in (results.get("sections_run") or {})})
+    foreign = [_get(r, "interference", "foreign_cores") for r in seen]
+    return {
+        "runs": len(seen),
+        "disturbed": sum(1 for r in seen if r.get("disturbed")),
+        "foreign": _med(foreign),
+        "foreign_max": max((f for f in foreign if f is not None), default=None),
+    }
+
+
+def _memory(realtime: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Memory per open session as a slope: (growth at the largest count - growth
+    at the smallest) / (difference of the counts), so that what a process pays
+    once (imports, pools) is not divided among the sessions."""
+    counts = sorted(realtime)
+    if len(counts) < 2:
+        return {}
+    lo, hi = counts[0], counts[-1]
+    rows: dict[str, Any] = {}
+    for name in realtime[hi]:
+        a, b = _get(realtime, lo, name, "kib"), _get(realtime, hi, name, "kib")
+        if a is None or b is None:
+            continue
+        slope = (b * hi - a * lo) / (hi - lo)
+        rows[name] = {"lo": a, "hi": b, "slope": slope, "fixed": a * lo - slope * lo}
+    for row in rows.values():
+        row["x_017"] = _ratio(row["slope"], _get(rows, "avatarkit-0.1.7", "slope"))
+    return {"lo": lo, "hi": hi, "rows": rows}
+
+
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Medians and ratios of every scenario present in ``results``."""
     s: dict[str, Any] = {
@@ -196,6 +275,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     s["opus_min_x_rt"] = min((r["per_frame_x_realtime"] for r in opus_rates), default=None)
     s["opus_max_x_direct"] = max((r["per_frame_x_direct"] for r in opus_rates), default=None)
     s["anim"] = results.get("anim") if _get(results, "anim", "ok") else {}
+    s["clientcap"] = _clientcap(results)
+    s["memory"] = _memory(s["realtime"])
+    s["tts"] = results.get("tts") if _get(results, "tts", "ok") else {}
     return s
 
 
@@ -219,6 +301,18 @@ GOALS: dict[str, tuple[Callable[[dict[str, Any]], Any], Check, float, str]] = {
         300.0,
         ">= 300",
     ),
+    "stream_frames": (lambda s: _get(s, "flood", "ours-frames", "x_ours"), LE, 1.3, "<= 1.3x"),
+    "stream_request": (lambda s: _get(s, "flood", "ours-request", "x_ours"), LE, 1.3, "<= 1.3x"),
+    "cc_017": (lambda s: _get(s, "clientcap", "ours", "x_017"), GE, 2.5, ">= 2.5x"),
+    "cc_floor": (lambda s: _get(s, "clientcap", "ours", "x_floor"), GE, 0.85, ">= 0.85x"),
+    "cc_req_017": (lambda s: _get(s, "clientcap", "ours-request", "x_017"), GE, 2.5, ">= 2.5x"),
+    "cc_req_floor": (
+        lambda s: _get(s, "clientcap", "ours-request", "x_floor"),
+        GE,
+        0.85,
+        ">= 0.85x",
+    ),
+    "tts": (lambda s: _get(s, "tts", "stream_24k_x_send_audio"), LE, 2.0, "<= 2x"),
     "opus_rt": (lambda s: s["opus_min_x_rt"], GE, 100.0, ">= 100x"),
     "opus_cost": (lambda s: s["opus_max_x_direct"], LE, 1.2, "<= 1.2x"),
 }
@@ -282,10 +376,23 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
         add("capacity", n, n * 25, *_cells(r, "srv_share:% srv_us:1"), lateness, late,
             f"{r['lost']} / {r['expected']}", *_cells(r, "share:% lag"),
             "yes" if r["sustained"] else "**no**")  # fmt: skip
+    for name, r in s["clientcap"].items():
+        add("clientcap", NAMES[name], fmt(r["sessions"]), *_cells(r, "x_017 x_floor failed_at"),
+            pct(r["share"]), *_cells(r, "cpu_bound:0 cpu_x_017 cpu_x_floor"),
+            r["trials"])  # fmt: skip
+    mem = s["memory"]
+    for name, r in (mem.get("rows") or {}).items():
+        add("memory", NAMES[name], *_cells(r, "lo:1 hi:1 slope:1 x_017 fixed:0"))
+    tts = s["tts"]
+    for way in ("send_audio", "stream_16k", "stream_24k"):
+        r = tts.get(way) or {}
+        ratio = tts.get(f"{way}_x_send_audio", 1.0 if way == "send_audio" and r else None)
+        add("tts", way, *_cells(r, "us_per_audio_s:1 min:1 max:1"), fmt(ratio))
     for rate, r in sorted(s["opus"].items()):
         spec = "direct_x_realtime:1 per_frame_x_realtime:1 whole_x_realtime:1 "
         add("opus", rate, *_cells(r, spec + "per_frame_x_direct:3 whole_x_direct:3 kbit_s:1"))
-    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus")
+    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus", "clientcap",
+              "memory", "tts")  # fmt: skip
     return {f"rows_{k}": "\n".join(t.get(k) or ["| n/a |"]) for k in tables}
 
 
@@ -349,16 +456,70 @@ def before_after_fields(data: dict[str, Any] | None) -> dict[str, str]:
     return f
 
 
+def memory_curve_fields(data: dict[str, Any] | None) -> dict[str, str]:
+    """``mc_*`` fields from ``results/memory_curve.json`` (``benchmarks.memcurve``):
+    per count and tree, resident and Python-heap growth per session (medians),
+    and the slope between the two largest counts; ``n/a`` without the file."""
+    f: dict[str, str] = {}
+    if not data:
+        return f
+    trees, counts = data["trees"], data["counts"]
+
+    def med(tree: str, n: int, key: str, tm: bool) -> float | None:
+        runs = data["runs"][tree].get(str(n)) or []
+        return _med([r.get(key) for r in runs if r.get("tracemalloc") is tm])
+
+    rows = []
+    for n in counts:
+        cells: list[str] = [str(n)]
+        for key, tm in (("rss_growth_kib", False), ("heap_growth_kib", True)):
+            for tree in trees:
+                v = med(tree, n, key, tm)
+                cells.append(fmt(None if v is None else v / n, 2))
+        rows.append(_row(*cells))
+    f["rows_memcurve"] = "\n".join(rows)
+    f["mc_head"] = " | ".join(f"{k} {t}" for k in ("RSS", "Python heap") for t in trees)
+    f["mc_align"] = "|".join("---:" for _ in range(2 * len(trees)))
+    lo, hi = sorted(counts)[-2:] if len(counts) >= 2 else (None, None)
+    slopes = []
+    for tree in trees:
+        a, b = med(tree, lo, "rss_growth_kib", False), med(tree, hi, "rss_growth_kib", False)
+        slope = None if a is None or b is None else (b - a) / (hi - lo)
+        small = med(tree, min(counts), "rss_growth_kib", False)
+        slopes.append(f"{tree}: {fmt(slope)} KiB per added session")
+        if small is not None:
+            slopes[-1] += f" (growth at {min(counts)} sessions: {fmt(small, 0)} KiB)"
+        f[f"mc_base_{trees.index(tree)}"] = fmt(_med([r.get("rss_base_kib") for r in
+                                                    data["runs"][tree][str(hi)]]), 0)  # fmt: skip
+    f["mc_slopes"] = "; ".join(slopes)
+    f["mc_lo"], f["mc_hi"] = str(lo), str(hi)
+    f["mc_concurrency"] = str(data.get("concurrency"))
+    f["mc_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data.get("started_unix", 0)))
+    f["mc_trees"] = " and ".join(trees)
+    return f
+
+
 def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> dict[str, str]:
     """Every ``${name}`` of the template, from the results (and the before/after file)."""
     s = summarize(results)
     f = _Fields(_rows(s))
     f.update(before_after_fields(before_after))
+    f.update(memory_curve_fields(_load(TEMPLATE.parent / "results" / "memory_curve.json")))
     for name, (value, verdict) in verdicts(s).items():
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
         f[f"verdict_{name}"] = verdict
+    load = _machine_load(results)
+    quiet = results.get("quiet") or {}
     f.update(
+        load_runs=fmt(load["runs"]),
+        load_disturbed=fmt(load["disturbed"]),
+        load_foreign=fmt(load["foreign"]),
+        load_foreign_max=fmt(load["foreign_max"]),
+        machine_cores=fmt(_get(results, "machine", "nproc")),
+        quiet_wait=fmt(quiet.get("quiet_wait_s", 15.0), 0),
+        quiet_cores=fmt(quiet.get("disturbed_cores", 0.15)),
+        quiet_retries=fmt(quiet.get("max_retries", 2)),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
         wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
@@ -373,6 +534,8 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         for k, v in (values if isinstance(values, dict) else {}).items():
             if not isinstance(v, list | dict):
                 f[f"cfg_{section}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
+    for key in ("frames", "start", "most", "resolution", "bound_ms"):  # before its first run
+        f.setdefault(f"cfg_clientcap_{key}", "n/a")
     f["cfg_capacity_tested"] = ", ".join(map(str, sorted(s["capacity"]["rows"]))) or "n/a"
     fl, el = s["flood"], _get(s, "endlat", "ours") or {}
     ak_el = _get(s, "endlat", "avatarkit-0.1.7") or {}
@@ -380,6 +543,19 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         rt_n=fmt(s["rt_top"]),
         frames_us=fmt(_get(fl, "ours-frames", "cpu"), 3),
         frames_x=fmt(_get(fl, "ours-frames", "x_ours")),
+        request_us=fmt(_get(fl, "ours-request", "cpu"), 3),
+        request_x=fmt(_get(fl, "ours-request", "x_ours")),
+        mem_lo=fmt(_get(s, "memory", "lo")),
+        mem_hi=fmt(_get(s, "memory", "hi")),
+        mem_slope=fmt(_get(s, "memory", "rows", "ours", "slope"), 1),
+        mem_slope_x_017=fmt(_get(s, "memory", "rows", "ours", "x_017")),
+        tts_resample_us=fmt(
+            None
+            if not s["tts"]
+            else s["tts"]["stream_24k"]["us_per_audio_s"]
+            - s["tts"]["stream_16k"]["us_per_audio_s"],
+            0,
+        ),
         on_animation_x=fmt(_get(fl, "ours-on_animation", "x_ours")),
         floor_fps=fmt(_get(fl, "floor", "fps"), 0),
         floor_share=pct(_get(fl, "floor", "share")),
@@ -416,6 +592,10 @@ def render(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
     """BENCHMARKS.md for ``results`` and the optional before/after comparison
     (the template with every field filled)."""
     return string.Template(TEMPLATE.read_text()).substitute(fields(results, before_after))
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
 
 
 def load_before_after(folder: Path) -> dict[str, Any] | None:

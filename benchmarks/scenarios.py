@@ -42,9 +42,9 @@ PEERS017 = ROOT / ".peers" / "avatarkit017"
 
 CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
 # Our SDK's other ways of delivering frames, measured in the flood only.
-FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames")
+FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames", "ours-request")
 SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
-NEEDS_017 = ("flood", "setup", "realtime", "endlat")
+NEEDS_017 = ("flood", "setup", "realtime", "endlat", "clientcap")
 MODULES = {"floor": "floor", "websockets": "websockets_client"}
 
 Ctx = dict[str, Any]
@@ -168,11 +168,11 @@ class CpuWatch:
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``) until other processes use
-    at most ``disturbed_cores`` over half a second."""
+    at most ``disturbed_cores`` over a quarter of a second."""
     deadline = time.monotonic() + ctx["quiet_wait_s"]
     while ctx["quiet_wait_s"] > 0:
         with CpuWatch(server_pid) as watch:
-            time.sleep(0.5)
+            time.sleep(0.25)
         if watch.busy <= ctx["disturbed_cores"]:
             return
         if time.monotonic() > deadline:
@@ -377,6 +377,96 @@ def capacity(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+def sustained(res: dict[str, Any], bound_ms: float) -> bool:
+    """A client-capacity trial holds: it ran, every frame arrived, p99 delay < bound."""
+    p99 = (res.get("delay") or {}).get("p99_ms")
+    return bool(
+        res.get("ok")
+        and not res.get("timed_out")
+        and res.get("frames_lost") == 0
+        and not res.get("setup_failures")
+        and not res.get("send_failures")
+        and p99 is not None
+        and p99 < bound_ms
+    )
+
+
+def search(
+    trial: Callable[[int], bool], start: int, most: int, resolution: float
+) -> tuple[int, int]:
+    """The largest count for which ``trial`` holds: doubling from ``start``
+    until a count fails (or ``most`` holds), then bisection until the gap
+    between the last count that held and the first that failed is at most
+    ``resolution`` of the former. Returns (held, failed); failed is ``most + 1``
+    when every tried count held, held is 0 when even the smallest failed."""
+    held, failed, n = 0, most + 1, min(start, most)
+    while n < failed:
+        if trial(n):
+            held = n
+            if n == most:
+                break
+            n = min(n * 2, most)
+        else:
+            failed = n
+    while failed <= most and failed - held > max(resolution * held, 1):
+        mid = (held + failed) // 2
+        if trial(mid):
+            held = mid
+        else:
+            failed = mid
+    return held, failed
+
+
+def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """Real-time sessions one client core sustains: the flood server (real-time
+    mode) pinned to one core, each client pinned to the other; a search over
+    session counts, a fresh server per trial."""
+    parallel = bool(ctx.get("parallel"))  # the smoke run: clients at once, no pinning
+    srv_cpu, cli_cpu = (None, None) if parallel else _cores()
+    frames = str(cfg["frames"])
+    out: dict[str, Any] = {"server_cpu": srv_cpu, "client_cpu": cli_cpu, "clients": {},
+                           "bound_ms": cfg["bound_ms"], "frames": cfg["frames"]}  # fmt: skip
+
+    def one_client(name: str) -> None:
+        runs: list[dict[str, Any]] = []
+
+        def trial(n: int, name: str = name, runs: list[dict[str, Any]] = runs) -> bool:
+            args = ["--scenario", "realtime", "--sessions", str(n), "--frames", frames,
+                    "--timeout", "60"]  # fmt: skip
+            with FloodServer("--mode", "realtime", "--frames", frames, cpu=srv_cpu) as server:
+                run = functools.partial(run_client, name, args, server, ctx, 180, cli_cpu)
+                res = measured(f"client capacity {name} {n}", run, ctx, server.get("pid"))[-1]
+            res["sessions"] = n
+            res["sustained"] = sustained(res, cfg["bound_ms"])
+            runs.append(res)
+            return bool(res["sustained"]) and res.get("available") is not False
+
+        held, failed = search(trial, cfg["start"], cfg["most"], cfg["resolution"])
+        available = not any(r.get("available") is False for r in runs)
+        out["clients"][name] = {"capacity": held, "failed_at": failed, "runs": runs,
+                                "available": available}  # fmt: skip
+
+    if parallel:
+        with ThreadPoolExecutor(len(cfg["clients"])) as pool:
+            list(pool.map(one_client, cfg["clients"]))
+    else:
+        for name in cfg["clients"]:
+            one_client(name)
+    return out
+
+
+def tts(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """TTS path: client CPU per audio second, ``stream()`` resampling 24 kHz
+    next to ``send_audio()`` of pre-cut 16 kHz chunks (local service, fast)."""
+    srv_cpu, cli_cpu = _cores()
+    with LocalService("fast", srv_cpu) as svc:
+        cmd = [sys.executable, "-m", "benchmarks.clients.tts", "--console", svc["console"],
+               "--ingress", svc["ingress"], "--loop", ctx["loop"], *cfg["argv"]]  # fmt: skip
+        run = functools.partial(run_process, cmd, _env(True), 300, cli_cpu)
+        res = measured("tts", run, ctx, svc["pid"])[-1]
+    return {**res, "client_name": "ours", "client_cpu": cli_cpu}
+
+
 def _micro(which: str, argv: list[str], cpu: int | None, ctx: Ctx) -> dict[str, Any]:
     """One ``benchmarks.micro`` run (repeated when disturbed; the last attempt kept)."""
     cmd = [sys.executable, "-m", "benchmarks.micro", which, *argv]
@@ -402,4 +492,6 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
     "capacity": capacity,
     "anim": anim,
     "opus": opus,
+    "clientcap": clientcap,
+    "tts": tts,
 }

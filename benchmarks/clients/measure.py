@@ -632,7 +632,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     p.add_argument("--audio", default=None, help="16 kHz 16-bit PCM file (endlat, capacity)")
     p.add_argument("--server-stats", default=None, help="the flood server's /stats URL")
-    apis = ("transport_frames", "on_animation", "frames")
+    apis = ("transport_frames", "on_animation", "frames", "request")
     p.add_argument("--api", choices=apis, default=apis[0], help="our SDK: how frames arrive")
     for name, kind, default, what in (
         ("sessions", int, 50, "sessions (flood, realtime, capacity)"),

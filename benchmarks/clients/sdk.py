@@ -16,8 +16,11 @@ sample_rate=, transport_frames=, on_error=, on_close=)``, then ``init()``
 receives the serialized envelope, as in 0.1.7.
 
 ``--api`` (ours only): ``on_animation`` (the callback gets ``event.message``
-and ``event.end``) or ``frames`` (a task per session doing ``async for event
-in session.frames()``) instead of ``transport_frames``.
+and ``event.end``), ``frames`` (a task per session doing ``async for event
+in session.frames()``) or ``request`` (the audio goes through
+``session.stream()``, fed by an async generator the measuring loop pushes
+its chunks into, and a task per request does ``async for event in req``)
+instead of ``transport_frames``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class SdkAdapter:
         self.name = "sdk" if self.api == "transport_frames" else f"sdk ({self.api})"
         self._consumers: dict[int, tuple[asyncio.Task[None], OnFrame]] = {}
         self._pending: dict[int, OnFrame] = {}
+        self._requests: dict[int, _StreamedRequest] = {}
 
     def _on_error(self, error: Any) -> None:
         self.errors += 1
@@ -63,7 +67,10 @@ class SdkAdapter:
         pass
 
     async def setup(self) -> None:
-        pass
+        if self.api == "request":
+            # What the first stream() of a process loads (numpy, soxr: about
+            # 0.1 s, once): loaded here so that it is not counted per frame.
+            import avatarkit._audio_source  # noqa: F401
 
     async def open_token(self, on_frame: OnFrame) -> Any:
         frames: dict[str, Any] = {}
@@ -83,7 +90,7 @@ class SdkAdapter:
             on_close=self._on_close,
             **frames,
         )
-        if self.api == "frames":
+        if self.api in ("frames", "request"):
             self._pending[id(session)] = on_frame
         await session.init()
         return session
@@ -91,16 +98,25 @@ class SdkAdapter:
     async def open_ws(self, token_state: Any) -> Any:
         await token_state.start()
         on_frame = self._pending.pop(id(token_state), None)
-        if on_frame is not None:
+        if on_frame is not None and self.api == "request":
+            self._requests[id(token_state)] = _StreamedRequest(token_state, on_frame)
+        elif on_frame is not None:
             task = asyncio.get_running_loop().create_task(_consume(token_state, on_frame))
             self._consumers[id(token_state)] = (task, on_frame)
             await asyncio.sleep(0)  # the iterator registers before any audio is sent
         return token_state
 
     async def send_audio(self, handle: Any, data: bytes, end: bool) -> None:
-        await handle.send_audio(data, end=end)
+        request = self._requests.get(id(handle))
+        if request is not None:
+            request.push(data, end)
+        else:
+            await handle.send_audio(data, end=end)
 
     async def close(self, handle: Any) -> None:
+        request = self._requests.pop(id(handle), None)
+        if request is not None:
+            await request.finish()
         await handle.close()
         consumer = self._consumers.pop(id(handle), None)
         if consumer is not None:
@@ -120,6 +136,49 @@ class SdkAdapter:
             "errors": self.errors,
             "api": self.api,
         }
+
+
+class _StreamedRequest:
+    """One session's audio through ``session.stream()``: the measuring loop's
+    chunks go into a source the request's feeder reads (``pace="source"``:
+    sent as they come, as a TTS would push them); a task iterates the request.
+    A new request starts with the first chunk after an ``end``."""
+
+    def __init__(self, session: Any, on_frame: OnFrame) -> None:
+        self.session = session
+        self.on_frame = on_frame
+        self.chunks: asyncio.Queue[bytes | None] | None = None
+        self.consumers: list[asyncio.Task[None]] = []
+
+    def push(self, data: bytes, end: bool) -> None:
+        if self.chunks is None:
+            self.chunks = asyncio.Queue()
+            req = self.session.stream(_drain(self.chunks), pace="source")
+            self.consumers.append(asyncio.get_running_loop().create_task(self.consume(req)))
+        self.chunks.put_nowait(data)
+        if end:
+            self.chunks.put_nowait(None)
+            self.chunks = None
+
+    async def consume(self, req: Any) -> None:
+        on_frame = self.on_frame
+        async for event in req:
+            on_frame(event.message, event.end)
+        await req.done()
+
+    async def finish(self) -> None:
+        if self.chunks is not None:
+            self.chunks.put_nowait(None)
+        if self.consumers:
+            await asyncio.wait(self.consumers, timeout=10)
+            for task in self.consumers:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log(f"{sdk_label()}: request failed: {task.exception()!r}")
+
+
+async def _drain(chunks: asyncio.Queue[bytes | None]) -> Any:
+    while (chunk := await chunks.get()) is not None:
+        yield chunk
 
 
 async def _consume(session: Any, on_frame: OnFrame) -> None:

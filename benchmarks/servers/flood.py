@@ -383,9 +383,9 @@ class FloodServer(Server):
     ``with FloodServer("--mode", "flood") as info`` yields the READY line's
     fields (URLs, ``pid``)."""
 
-    def __init__(self, *args: str, max_seconds: float = 900) -> None:
+    def __init__(self, *args: str, max_seconds: float = 900, cpu: int | None = None) -> None:
         super().__init__([sys.executable, "-m", "benchmarks.servers.flood", *args,
-                          "--max-seconds", str(max_seconds)])  # fmt: skip
+                          "--max-seconds", str(max_seconds)], cpu=cpu)  # fmt: skip
 
     def ready(self, line: str) -> bool:
         if line.startswith("READY "):

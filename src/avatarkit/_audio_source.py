@@ -241,8 +241,14 @@ class _Shaper:
         resampler = _Resampler(rate, self.session_rate) if rate != self.session_rate else None
         carry = b""  # an odd byte waiting for its other half
         out = bytearray()
+        size = self.chunk_bytes
+        whole = AudioChunk  # a source that yields chunks of the right size: passed through
+        duration = size / 2 / self.session_rate
         try:
             async for item in items:
+                if len(item) == size and not carry and not out and resampler is None:
+                    yield whole(item, duration)
+                    continue
                 data = carry + item if carry else item
                 even = len(data) & ~1
                 carry = data[even:]

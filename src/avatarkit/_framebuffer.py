@@ -36,21 +36,27 @@ class FrameBuffer(Generic[T]):
         self.closed = False
 
     def put(self, item: T) -> None:
-        """Append ``item`` and wake the consumer."""
+        """Append ``item`` and wake the consumer if it sleeps.
+
+        A consumer that is awake reads everything appended before it next
+        sleeps: one wake-up per batch of items, none per item.
+        """
         self.items.append(item)
-        self._wake()
+        if self.waiters:
+            self.wake()
 
     def unget(self, item: T) -> None:
         """Put ``item`` back in front, to be read again first (a sticky marker)."""
         self.items.appendleft(item)
-        self._wake()
+        self.wake()
 
     def close(self) -> None:
         """No more items: the consumer ends once it has read what is left."""
         self.closed = True
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake every sleeping consumer (a no-op when none sleeps)."""
         if self.waiters:
             waiters, self.waiters = self.waiters, []
             for waiter in waiters:

@@ -109,12 +109,29 @@ class Pacer:
 
     async def wait(self, duration_s: float) -> None:
         """Wait until the next chunk (``duration_s`` of audio) is due, then account for it."""
-        if not (math.isfinite(duration_s) and duration_s >= 0):
-            raise ValueError(f"chunk duration must be a finite number >= 0, got {duration_s}")
+        if self.pace != "realtime":
+            self.advance(duration_s)
+            return
+        _check_duration(duration_s)
         if self._t0 is None:
             self._t0 = self._clock.now()
-        if self.pace == "realtime":
-            delay = self._t0 + self._audio_s - self.lead_s - self._clock.now()
-            if delay > 0:
-                await self._clock.sleep(delay)
+        delay = self._t0 + self._audio_s - self.lead_s - self._clock.now()
+        if delay > 0:
+            await self._clock.sleep(delay)
         self._audio_s += duration_s
+
+    def advance(self, duration_s: float) -> None:
+        """Account for a chunk sent without waiting.
+
+        For ``"fast"`` and ``"source"`` this is all :meth:`wait` does; the
+        feeder calls it directly, saving a coroutine per chunk.
+        """
+        _check_duration(duration_s)
+        if self._t0 is None:
+            self._t0 = self._clock.now()
+        self._audio_s += duration_s
+
+
+def _check_duration(duration_s: float) -> None:
+    if not (math.isfinite(duration_s) and duration_s >= 0):
+        raise ValueError(f"chunk duration must be a finite number >= 0, got {duration_s}")

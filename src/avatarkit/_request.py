@@ -4,7 +4,7 @@ One request streams at a time per session. The handle owns one feeder task
 (``avatarkit-stream``) that reads the source (:mod:`avatarkit._audio_source`),
 paces it (:mod:`avatarkit._pacing`), sends it, then waits for the end frame.
 The session routes the request's frames, its ``ServerError`` and the end of
-the connection to the handle (``_on_frame``, ``_on_server_error``,
+the connection to the handle (``_on_animation``, ``_on_server_error``,
 ``_abort``). Whatever happens, the feeder ends and the handle resolves within
 a bounded time: see the table in docs/stream-design.md.
 """
@@ -235,22 +235,28 @@ class AvatarRequest:
         return self._result.done()
 
     def _on_animation(self, anim: Any, data: bytes) -> None:
-        """An animation message (``ServerResponseAnimation``); kept when it is ours."""
-        if anim.req_id == self.req_id:
-            self._on_frame(
-                AnimationFrameEvent(
-                    anim.req_id, anim.end, anim.animation, data, anim.connection_id, anim.avatar_id
-                )
-            )
+        """An animation message (``ServerResponseAnimation``); kept when it is ours.
 
-    def _on_frame(self, frame: AnimationFrameEvent) -> None:
+        The per-frame path of ``async for frame in req``: each field is read
+        once, the frame is appended and the iterator woken only when it sleeps.
+        """
+        req_id = anim.req_id
+        if req_id != self.req_id:
+            return
+        end = anim.end
+        frame = AnimationFrameEvent(
+            req_id, end, anim.animation, data, anim.connection_id, anim.avatar_id
+        )
         now = self._loop.time()
         self._frame_count += 1
         if self._first_frame is None:
             self._first_frame = now
         self._last_frame = now
-        self._frames.put(frame)
-        if frame.end:
+        buffer = self._frames
+        buffer.items.append(frame)
+        if buffer.waiters:
+            buffer.wake()
+        if end:
             self._ended_at = now
             self._resolve()
             self._stop()  # the service ended it: stop feeding a finished request
@@ -362,8 +368,12 @@ class AvatarRequest:
         session = self._session
         pacer = self._pacer
         loop = self._loop
+        realtime = pacer.pace == "realtime"
         async for chunk in self._source:
-            await pacer.wait(chunk.duration_s)
+            if realtime:
+                await pacer.wait(chunk.duration_s)
+            else:  # nothing to wait for: no coroutine per chunk
+                pacer.advance(chunk.duration_s)
             self._begin()
             await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
             self._last_sent = loop.time()

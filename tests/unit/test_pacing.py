@@ -104,6 +104,24 @@ async def test_source_and_fast_never_wait(pace: str) -> None:
     assert pacer.due() is None
 
 
+@pytest.mark.parametrize("pace", ["source", "fast", "realtime"])
+def test_advance_accounts_a_chunk_without_waiting(pace: str) -> None:
+    """The feeder's per-chunk call for the paces that never wait (no coroutine)."""
+    clock = FakeClock()
+    pacer = Pacer(pace, clock=clock)  # type: ignore[arg-type]
+    pacer.advance(0.04)
+    clock.advance(1.0)
+    pacer.advance(0.02)
+    assert pacer.started_at == 1000.0  # the first call fixes the start
+    assert pacer.audio_s == pytest.approx(0.06)
+    assert pacer.playback_end == pytest.approx(1000.06)
+    assert clock.sleeps == []
+    for bad in (float("nan"), float("inf"), -0.04):
+        with pytest.raises(ValueError, match="chunk duration"):
+            pacer.advance(bad)
+    assert pacer.audio_s == pytest.approx(0.06)  # a refused duration is not counted
+
+
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="'realtime', 'source', 'fast'"):
         Pacer("slow")  # type: ignore[arg-type]

@@ -91,6 +91,25 @@ async def test_iterable_with_odd_sizes_carries_bytes_over() -> None:
     assert all(len(c.data) == 1280 for c in chunks[:-1])
 
 
+async def test_chunks_of_the_right_size_pass_through_without_a_copy() -> None:
+    """A TTS that yields 40 ms chunks: each is sent as is (no per-chunk copy), and
+    a mis-sized chunk in between still comes out cut right, in order."""
+    pcm = _tone(16000, 0.4).tobytes()
+    parts = [pcm[i : i + 1280] for i in range(0, 1280 * 4, 1280)]
+    parts.append(pcm[1280 * 4 : 1280 * 4 + 1000])  # then 280 bytes short of a chunk
+    parts += [pcm[i : i + 1280] for i in range(1280 * 4 + 1000, len(pcm), 1280)]
+
+    async def source() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    chunks = await _collect(source())
+    assert [c.data is p for c, p in zip(chunks[:4], parts[:4], strict=True)] == [True] * 4
+    assert b"".join(c.data for c in chunks) == pcm
+    assert all(len(c.data) == 1280 for c in chunks[:-1])
+    assert all(c.duration_s == pytest.approx(len(c.data) / 32000) for c in chunks)
+
+
 async def test_async_iterable_at_24k_is_resampled_like_the_whole_clip() -> None:
     clip = _tone(24000, 2.0)
     data = clip.tobytes()

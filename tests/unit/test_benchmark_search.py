@@ -1,0 +1,75 @@
+"""Pure parts of the benchmark suite: the capacity search, its pass rule, and the
+report's memory slope and capacity ratios (no benchmark is run here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks import report
+from benchmarks.scenarios import search, sustained
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7, 250, 399, 400, 401, 1234, 5000, 6399, 6400])
+def test_search_finds_the_largest_count_that_holds_within_its_resolution(limit: int) -> None:
+    tried: list[int] = []
+
+    def trial(n: int) -> bool:
+        tried.append(n)
+        return n <= limit
+
+    held, failed = search(trial, start=400, most=6400, resolution=0.25)
+    assert held <= limit < failed  # never claims a count that failed
+    assert max(tried) <= 6400 and len(tried) == len(set(tried))
+    if limit >= 6400:
+        assert (held, failed) == (6400, 6401)  # every count held, up to the cap
+    else:
+        assert failed - held <= max(0.25 * held, 1)
+    assert len(tried) <= 12  # a short search: each trial is a run of seconds
+
+
+def test_sustained_needs_a_complete_run_nothing_lost_and_p99_under_the_bound() -> None:
+    good: dict[str, Any] = {"ok": True, "timed_out": False, "frames_lost": 0,
+                            "setup_failures": 0, "send_failures": 0,
+                            "delay": {"p99_ms": 19.9}}  # fmt: skip
+    assert sustained(good, 20.0)
+    for change in ({"ok": False}, {"timed_out": True}, {"frames_lost": 1},
+                   {"setup_failures": 2}, {"send_failures": 1}, {"delay": {"p99_ms": 20.0}},
+                   {"delay": {"p99_ms": None}}):  # fmt: skip
+        assert not sustained({**good, **change}, 20.0), change
+
+
+def test_memory_per_session_is_the_slope_between_the_counts() -> None:
+    realtime = {
+        100: {"ours": {"kib": 13.9}, "avatarkit-0.1.7": {"kib": 18.0}},
+        1000: {"ours": {"kib": 9.0}, "avatarkit-0.1.7": {"kib": 20.0}},
+    }
+    mem = report._memory(realtime)
+    ours = mem["rows"]["ours"]
+    assert (mem["lo"], mem["hi"]) == (100, 1000)
+    assert ours["slope"] == pytest.approx((9000 - 1390) / 900)
+    assert ours["fixed"] == pytest.approx(1390 - 100 * ours["slope"])
+    assert ours["x_017"] == pytest.approx(ours["slope"] / ((20000 - 1800) / 900))
+    assert report._memory({100: realtime[100]}) == {}  # one count: no slope
+
+
+def test_client_capacity_ratios_and_the_cpu_bound_estimate() -> None:
+    def trials(*runs: tuple[int, bool, float]) -> list[dict[str, Any]]:
+        return [{"sessions": n, "sustained": ok, "cpu_share": share,
+                 "delay": {"p99_ms": 5.0 if ok else 50.0}} for n, ok, share in runs]  # fmt: skip
+
+    results = {"clientcap": {"clients": {
+        "floor": {"capacity": 1000, "failed_at": 1200, "runs": trials((1000, True, 0.8))},
+        "ours": {"capacity": 900, "failed_at": 1000,
+                 "runs": trials((500, True, 0.4), (900, True, 0.75), (1000, False, 0.9))},
+        "avatarkit-0.1.7": {"capacity": 300, "failed_at": 400,
+                            "runs": trials((300, True, 0.6), (400, False, 0.9))},
+    }}}  # fmt: skip
+    rows = report._clientcap(results)
+    assert list(rows) == ["floor", "avatarkit-0.1.7", "ours"]  # the report's order
+    assert rows["ours"]["x_017"] == pytest.approx(3.0)
+    assert rows["ours"]["x_floor"] == pytest.approx(0.9)
+    assert rows["ours"]["cpu_bound"] == pytest.approx(900 / 0.75)  # at the largest that held
+    assert rows["ours"]["cpu_x_017"] == pytest.approx((900 / 0.75) / (300 / 0.6))
+    assert "1000: 50.0 ms (no)" in rows["ours"]["trials"]
