@@ -173,6 +173,7 @@ class DevServer:
         compress: bool = False,
         secret: bytes | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         check_options(
             pace=pace,
@@ -192,6 +193,8 @@ class DevServer:
         )
         self.host = host
         self._requested_port = port
+        self.reuse_port = reuse_port  # SO_REUSEPORT: `serve --workers` processes share the port
+        self.worker: dict[str, Any] | None = None  # {"index", "workers", "pid", "url"} in one
         self.ssl_context = ssl_context
         """TLS for the whole port (token routes and WebSocket), or None for plain HTTP/WS."""
         self._settings = ServiceSettings(
@@ -407,8 +410,9 @@ class DevServer:
         )
         await runner.setup()
         try:
+            port, reuse = self._requested_port, self.reuse_port or None
             site = web.TCPSite(
-                runner, self.host, self._requested_port, ssl_context=self.ssl_context
+                runner, self.host, port, ssl_context=self.ssl_context, reuse_port=reuse
             )
             await site.start()
         except BaseException:
