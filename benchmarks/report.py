@@ -358,7 +358,13 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
         f[f"verdict_{name}"] = verdict
+    from benchmarks.service_capacity import section as service_section
+
+    service_cfg = (results.get("config") or {}).get("service") or {}
     f.update(
+        service_capacity_section=service_section(results.get("service")),
+        cfg_service_seconds=fmt(service_cfg.get("seconds"), 0),
+        cfg_service_ramp_s=fmt(service_cfg.get("ramp_s"), 0),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
         wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
