@@ -249,9 +249,15 @@ class OutputPacer(ConnectionCore):
         return self._send_now(encode_animation(cid, req_id, False, payload, avatar))
 
     def _plain_next(self, req: RequestRuntime) -> float | None:
-        """Due time of the frame after the one just sent, if it is plain and ready."""
-        if self._closing or not req.can_emit() or len(req.pending) < 2:
-            return None  # closing, no audio yet, or the last frame (sent with ENDED)
+        """Due time of the frame after the one just sent, unless the pacer must
+        take over. Its audio need not be there yet: the newest frame is held
+        back until the next audio arrives, which (with a client that keeps
+        up) comes before that frame is due; the tick at the due time analyses
+        it, and only a client that fell behind wakes the pacer."""
+        if self._closing or self._close_request is not None:
+            return None
+        if req.info.end_received and not req.raw and len(req.pending) < 2:
+            return None  # the last frame (with ENDED) comes next: the pacer sends it
         return req.t0 + req.info.frames_sent * FRAME_S
 
     def _fail_plain(self) -> None:

@@ -53,6 +53,8 @@ class FrameWheel:
         """Ticks run so far (for tests and benchmarks)."""
         self.frames = 0
         """Frames sent by ticks so far."""
+        self.handbacks = 0
+        """Times a connection was handed back to its pacer (not a plain frame)."""
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -112,6 +114,7 @@ class FrameWheel:
         for conn in due:
             req = conn._plain_head(ready=False)
             if req is None:
+                self.handbacks += 1
                 conn._wake()  # anything but a plain frame: the pacer decides
                 continue
             ready.append((conn, req))
@@ -138,5 +141,6 @@ class FrameWheel:
             except Exception:  # never let one session stop the others' frames
                 conn._fail_plain()
                 continue
+            self.handbacks += 1
             conn._wake()
         self.frames += sent
