@@ -251,7 +251,7 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
                            "--sessions", str(n), "--seconds", str(cfg["seconds"]),
                            "--ramp-s", str(cfg["ramp_s"]), "--audio", str(SPEECH),
                            "--loop", ctx["loop"]]  # fmt: skip
-                    for pid in svc["worker_pids"]:
+                    for pid in svc["worker_pids"] or [svc["pid"]]:  # 1 worker: the service
                         cmd += ["--server-pid", str(pid)]
                     res = run_process(cmd, None, cfg["seconds"] + 120, cli_cpu)
                     res["client_name"] = f"{workers} worker(s), {n} sessions"
@@ -301,14 +301,29 @@ def section(res: dict[str, Any] | None) -> str:
     ]
     for w, v in sorted(res["workers"].items(), key=lambda kv: int(kv[0])):
         lines += [_row(w, r) for r in v["rows"] if r.get("ok")]
+
+    def cap(v: dict[str, Any]) -> str:
+        if v["capacity"]:
+            return f"**{v['capacity']} sessions**"
+        return f"**fewer than {min(r['sessions'] for r in v['rows'])}** (the fewest tried)"
+
     caps = ", ".join(
-        f"{w} worker(s): **{v['capacity']} sessions**"
+        f"{w} worker(s): {cap(v)}"
         + (" (service pinned to one core, load generator on the other)" if v["pinned"] else "")
         for w, v in sorted(res["workers"].items(), key=lambda kv: int(kv[0]))
     )
     scaling = res.get("scaling")
     tail = f"; scaling {scaling:.2f}x" if scaling else ""
-    return "\n".join(lines) + f"\n\nCapacity: {caps}{tail} ({res['cpus']} cores)."
+    text = "\n".join(lines) + f"\n\nCapacity: {caps}{tail} ({res['cpus']} cores)."
+    rows = [r for v in res["workers"].values() for r in v["rows"]]
+    if any(r.get("disturbed") for r in rows):
+        text += (
+            " **Disturbed run**: other programs used more than the allowed share of the"
+            " cores during some of these runs (column *other processes*), so the service"
+            " did not have the cores it was given and these capacities measure the"
+            " machine's load as much as the service; rerun on a quiet machine."
+        )
+    return text
 
 
 if __name__ == "__main__":

@@ -73,7 +73,16 @@ from avatarkit._frames_codec import (
     frames_for_samples,
 )
 
-from ._features import SIL_LEVEL, features, pack_weights, rate_spec, round3, shapes, shapes_one
+from ._features import (
+    SIL_LEVEL,
+    SMALL_BLOCK,
+    features,
+    pack_weights,
+    rate_spec,
+    round3,
+    shapes,
+    shapes_one,
+)
 
 __all__ = [
     "BLENDSHAPE_NAMES",
@@ -107,7 +116,6 @@ _FIRST_BLINK_MAX_FRAMES = 75
 _Float = npt.NDArray[np.float64]
 _INT16 = np.dtype(np.int16)  # native int16: the fast path of push()
 _SIL, _PP, _FF, _SS, _AA, _E, _IH, _OH, _OU = range(len(VISEMES))
-_SMALL_BLOCK = 6  # up to this many frames, stage 3 runs in plain floats
 
 Block = tuple["AnimationAnalyzer", int, _Float]
 """Frames to analyse: the analyzer, the index of the first frame, the windows ``(n, len)``."""
@@ -426,7 +434,7 @@ def analyze_blocks(blocks: list[Block]) -> list[list[AnimationFrame]]:
             visemes += v
             lo = hi
         packed: list[bytes | None]
-        if len(rows) <= _SMALL_BLOCK:
+        if len(rows) <= SMALL_BLOCK:
             wl = [shapes_one(r, v) for r, v in zip(rows, visemes, strict=True)]
             packed = [None] * len(rows)  # encode_frame packs them
         else:

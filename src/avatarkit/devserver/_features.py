@@ -121,6 +121,8 @@ def features(spec: RateSpec, frames: _Float) -> dict[str, Any]:
         full = np.zeros((count, 2, len(_BAND_EDGES_HZ) - 1), dtype=np.float64)
         full[:, :, spec.band_pos] = seg
         seg = full
+    if count <= SMALL_BLOCK:
+        return _features_few(power, seg)
     e80, e200, e400, e1000, e2500, e3000, e4000 = (seg[:, 0, i] for i in range(7))
     w200, w400, w1000, w2500 = (seg[:, 1, i] for i in (1, 2, 3, 4))
 
@@ -163,6 +165,71 @@ def features(spec: RateSpec, frames: _Float) -> dict[str, Any]:
         "sibilance": sibilance.tolist(),
         "murmur": murmur.tolist(),
     }
+
+
+SMALL_BLOCK = 6
+"""Up to this many frames, the arithmetic of stages 1 and 3 runs in plain floats."""
+
+
+def _clip(value: float) -> float:
+    return 0.0 if value <= 0.0 else (1.0 if value >= 1.0 else value)
+
+
+def _features_few(power: _Float, seg: _Float) -> dict[str, Any]:
+    """:func:`features` after the spectrum, for a few frames: the same operations
+    in the same order in plain floats (IEEE arithmetic gives the same bits), the
+    logarithms and powers still by numpy, so that a frame's features do not
+    depend on the size of its block (the tests compare them)."""
+    db = (10.0 * np.log10(power + DB_EPS)).tolist()
+    levels = [_clip((d - FLOOR_DB) / (FULL_DB - FLOOR_DB)) for d in db]
+    powered = np.power(np.array(levels), JAW_GAMMA).tolist()
+    bands = seg.tolist()
+    ratios = []
+    for energy, _ in bands:
+        e_f1 = energy[1] + energy[2] + 1e-12
+        e_f2 = energy[3] + energy[4] + 1e-12
+        ratios.append(e_f2 / e_f1)
+    f2_dbs = (10.0 * np.log10(np.array(ratios))).tolist()
+    out: dict[str, list[Any]] = {k: [] for k in _FEATURES}
+    for i, (energy, weighted) in enumerate(bands):
+        e80, e200, e400, e1000, e2500, e3000, e4000 = energy
+        eps = 1e-12
+        total = e80 + e200 + e400 + e1000 + e2500 + e3000 + e4000 + eps
+        e_f1 = e200 + e400 + eps
+        e_f2 = e1000 + e2500 + eps
+        f1_hz = (weighted[1] + weighted[2]) / e_f1
+        f2_hz = (weighted[3] + weighted[4]) / e_f2
+        f2_db = f2_dbs[i]
+        rounding = max(
+            _clip((_ROUND_DB - f2_db) / _ROUND_DB_RANGE),
+            _clip((_ROUND_F2_HZ - f2_hz) / _ROUND_F2_RANGE_HZ)
+            * _clip((_ROUND_SKIRT_DB - f2_db) / _ROUND_SKIRT_DB_RANGE),
+        )
+        level = levels[i]
+        out["db"].append(db[i])
+        out["active"].append(level > 0.0)
+        out["target"].append(JAW_MAX * powered[i] if level > 0.0 else 0.0)
+        out["openness"].append(_clip((f1_hz - _F1_CLOSE_HZ) / (_F1_OPEN_HZ - _F1_CLOSE_HZ)))
+        out["rounding"].append(rounding)
+        spread = _clip((f2_hz - _SPREAD_F2_HZ) / _SPREAD_F2_RANGE_HZ) * (1.0 - rounding)
+        out["spreading"].append(spread)
+        out["frication"].append((e2500 + e3000 + e4000) / total)
+        out["sibilance"].append(e4000 / total)
+        out["murmur"].append((e80 + e200) / total)
+    return out
+
+
+_FEATURES = (
+    "db",
+    "target",
+    "active",
+    "openness",
+    "rounding",
+    "spreading",
+    "frication",
+    "sibilance",
+    "murmur",
+)
 
 
 def shapes(state: _Float, viseme: npt.NDArray[np.int64]) -> _Float:
@@ -210,10 +277,6 @@ def shapes(state: _Float, viseme: npt.NDArray[np.int64]) -> _Float:
         axis=1,
     )
     return _clip01(out)
-
-
-def _clip(value: float) -> float:
-    return 0.0 if value <= 0.0 else (1.0 if value >= 1.0 else value)
 
 
 def shapes_one(state: tuple[float, ...], viseme: int) -> list[float]:
