@@ -40,6 +40,8 @@ CONFIG: dict[str, dict[str, Any]] = {
     "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 50,
                   "start": 400, "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
     "tts": {"argv": ["--repeat", "5"]},
+    "service": {"plan": [[1, [600, 800, 1000, 1200, 1400]], [2, [1400, 1700, 2000, 2400]]],
+                "seconds": 8.0, "ramp_s": 2.0},
 }  # fmt: skip
 SMOKE: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 2, "frames": 50, "repeats": 1, "timeout": 60},
@@ -54,6 +56,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "clientcap": {"clients": ["ours-request"], "frames": 5, "start": 4, "most": 4,
                   "resolution": 1.0, "bound_ms": 1000.0},
     "tts": {"argv": ["--repeat", "1", "--warmup", "0"]},
+    "service": {"plan": [[1, [3]], [2, [4]]], "seconds": 0.4, "ramp_s": 0.1},
 }  # fmt: skip
 
 
@@ -117,6 +120,17 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _plan(text: str) -> list[list[Any]]:
+    """``W:n,n;W:n`` -> ``[[W, [n, n]], [W, [n]]]`` (an argparse type)."""
+    try:
+        plan = [[int(w), _counts(ns)] for w, _, ns in (p.partition(":") for p in text.split(";"))]
+    except (ValueError, argparse.ArgumentTypeError):
+        plan = []
+    if not plan or min(w for w, _ in plan) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give e.g. 1:600,800;2:1200,1600")
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="every client and server once, tiny")
@@ -130,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=_counts, help="realtime session counts, e.g. 100,1000")
     p.add_argument("--capacity-sessions", type=_counts, help="e.g. 300,400,500")
     p.add_argument("--capacity-seconds", type=float, default=None, help="audio per session")
+    p.add_argument("--service-plan", type=_plan, help="service: workers and session counts, "
+                   "e.g. 1:600,800;2:1200,1600")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=2,
                    help="repeat a run disturbed by other processes this many times")  # fmt: skip
     p.add_argument("--disturbed-cores", type=float, default=0.15,
@@ -164,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg["capacity"]["sessions"] = args.capacity_sessions
     if args.capacity_seconds:
         cfg["capacity"]["seconds"] = args.capacity_seconds
+        cfg["service"]["seconds"] = args.capacity_seconds
+    if args.service_plan:
+        cfg["service"]["plan"] = args.service_plan
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     needed = any(name in NEEDS_017 for name in only)

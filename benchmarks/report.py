@@ -509,6 +509,9 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
         f[f"verdict_{name}"] = verdict
+    from benchmarks.service_capacity import section as service_section
+
+    service_cfg = (results.get("config") or {}).get("service") or {}
     load = _machine_load(results)
     quiet = results.get("quiet") or {}
     f.update(
@@ -520,6 +523,9 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         quiet_wait=fmt(quiet.get("quiet_wait_s", 15.0), 0),
         quiet_cores=fmt(quiet.get("disturbed_cores", 0.15)),
         quiet_retries=fmt(quiet.get("max_retries", 2)),
+        service_capacity_section=service_section(results.get("service")),
+        cfg_service_seconds=fmt(service_cfg.get("seconds"), 0),
+        cfg_service_ramp_s=fmt(service_cfg.get("ramp_s"), 0),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
         wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),

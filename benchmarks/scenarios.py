@@ -484,6 +484,8 @@ def opus(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return _micro("opus", cfg["argv"], None, ctx)
 
 
+from benchmarks.service_capacity import service  # noqa: E402  (it imports this module lazily)
+
 SCENARIOS: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
     "flood": flood,
     "setup": setup,
@@ -494,4 +496,5 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
     "opus": opus,
     "clientcap": clientcap,
     "tts": tts,
+    "service": service,  # benchmarks/service_capacity.py: 1 worker vs N workers
 }

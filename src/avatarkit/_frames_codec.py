@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from google.protobuf.message import DecodeError
@@ -70,6 +70,10 @@ class AnimationFrame:
     timestamp_ms: int
     viseme: str
     blendshapes: dict[str, float]
+    packed_weights: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """The ``blendshapes`` map already encoded (set by the analyzer, which encodes
+    a block of frames at once); ``None`` to encode it from ``blendshapes``. Not
+    copied by ``dataclasses.replace``; clear it if you change ``blendshapes``."""
 
 
 class DecodedAnimation(TypedDict):
@@ -139,6 +143,8 @@ def encode_frame(frame: AnimationFrame) -> bytes:
             data = viseme.encode()
             field = b"\x1a" + encode_varint(len(data)) + data
         head += field
+    if frame.packed_weights is not None:
+        return head + frame.packed_weights
     shapes = frame.blendshapes
     if len(shapes) == len(_SORTED_NAMES):
         try:

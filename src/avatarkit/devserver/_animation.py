@@ -44,15 +44,19 @@ same frames. (This relies on numpy computing each row of a batched ``rfft``,
 sum or ``cumsum`` exactly as it computes that row alone, which the tests check
 at every rate.)
 
-Cost: complete frames of one :meth:`AnimationAnalyzer.push` are analysed as one
-batch (a single 2-D ``rfft``), then a short scalar loop per frame applies the
-smoothers and builds the result.
+Cost: the stages that depend on one frame only (spectrum and features; the
+weights and their bytes) run as numpy over a block of frames
+(:mod:`avatarkit.devserver._features`), a block that :func:`analyze_blocks`
+can make of many requests' frames (the service's frame wheel analyses every
+session's due frames at once); a short scalar loop per frame applies the
+smoothers, and each frame of a large block carries its encoded weights, so it
+is serialized where it is computed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -69,46 +73,38 @@ from avatarkit._frames_codec import (
     frames_for_samples,
 )
 
+from ._features import (
+    SIL_LEVEL,
+    SMALL_BLOCK,
+    features,
+    pack_weights,
+    rate_spec,
+    round3,
+    shapes,
+    shapes_one,
+)
+
 __all__ = [
     "BLENDSHAPE_NAMES",
     "FRAME_MS",
     "VISEMES",
     "AnimationAnalyzer",
     "AnimationFrame",
+    "Block",
     "DecodedAnimation",
+    "analyze_blocks",
     "decode_animation",
     "encode_frame",
     "encode_frame_reference",
     "frames_for_samples",
 ]
 
-# --- level mapping -----------------------------------------------------------
-_FLOOR_DB = -50.0  # RMS (dBFS) at and below which the jaw is closed
-_FULL_DB = -15.0  # RMS (dBFS) at which the level reaches 1
-_DB_EPS = 1e-10  # power added before log10 (digital zeros -> -100 dBFS)
-_JAW_MAX = 0.8  # jawOpen at full level
-_JAW_GAMMA = 1.3  # level -> jaw curve (soft for quiet speech)
+# --- motion ------------------------------------------------------------------
 _ATTACK = 0.7  # one-pole smoother coefficient when opening (per frame)
 _RELEASE = 0.65  # ... when closing
 _SHAPE_SMOOTH = 0.5  # smoother coefficient of the lip-shape features
-_SIL_LEVEL = 0.06  # jaw target below this: no speech in the frame
-_HOLD_LEVEL = 0.15  # ... and the closing jaw still above this: hold the last viseme
+_HOLD_LEVEL = 0.15  # closing jaw still above this: a quiet frame holds the last viseme
 _SPEECH_DB = -26.0  # typical speech level (dBFS), start of the emphasis average
-
-_F1_CLOSE_HZ = 350.0  # F1 region centroid of close vowels (i, u) -> openness 0
-_F1_OPEN_HZ = 700.0  # ... of open vowels (a) -> openness 1
-_ROUND_DB = -22.0  # F2 region (1-3 kHz) level re F1 region where rounding starts
-_ROUND_DB_RANGE = 8.0  # ... and the dB below that where it is complete
-_ROUND_F2_HZ = 1400.0  # or: F2 region centroid below this (complete 300 Hz lower) ...
-_ROUND_F2_RANGE_HZ = 300.0
-_ROUND_SKIRT_DB = -8.0  # ... and the F2 region weaker than this (complete 6 dB lower)
-_ROUND_SKIRT_DB_RANGE = 6.0
-_SPREAD_F2_HZ = 1600.0  # F2 region centroid where spreading starts (front vowels)
-_SPREAD_F2_RANGE_HZ = 600.0
-
-# --- spectral bands (Hz) -----------------------------------------------------
-# Segments: 80-200, 200-400, 400-1000, 1000-2500, 2500-3000, 3000-4000, 4000-8000.
-_BAND_EDGES_HZ = (80.0, 200.0, 400.0, 1000.0, 2500.0, 3000.0, 4000.0, 8000.0)
 
 # --- blinks ------------------------------------------------------------------
 _BLINK_PROFILE = (0.55, 1.0, 0.6, 0.2)  # eyeBlink weight over the frames of a blink
@@ -119,6 +115,10 @@ _FIRST_BLINK_MAX_FRAMES = 75
 
 _Float = npt.NDArray[np.float64]
 _INT16 = np.dtype(np.int16)  # native int16: the fast path of push()
+_SIL, _PP, _FF, _SS, _AA, _E, _IH, _OH, _OU = range(len(VISEMES))
+
+Block = tuple["AnimationAnalyzer", int, _Float]
+"""Frames to analyse: the analyzer, the index of the first frame, the windows ``(n, len)``."""
 
 
 def _clip01(value: float) -> float:
@@ -135,10 +135,6 @@ class AnimationAnalyzer:
     """
 
     __slots__ = (
-        "_band_bins",
-        "_band_pos",
-        "_band_starts",
-        "_band_weights",
         "_blink_count",
         "_blink_start",
         "_buffer",
@@ -148,20 +144,17 @@ class AnimationAnalyzer:
         "_fric",
         "_jaw",
         "_last_viseme",
-        "_murmur",
         "_next_frame",
         "_num",
         "_open",
-        "_power_scale",
         "_rate",
         "_received",
         "_round",
         "_seed",
-        "_sib",
         "_slow_db",
+        "_spec",
         "_spread",
         "_uniform_len",
-        "_window",
     )
 
     def __init__(self, sample_rate: int, seed: str = "") -> None:
@@ -176,27 +169,7 @@ class AnimationAnalyzer:
         # number of samples, else alternating between floor and ceil.
         self._uniform_len = self._num // 1000 if self._num % 1000 == 0 else 0
         self._frame_len_max = -(-self._num // 1000)
-        n = self._frame_len_max
-        # Periodic Hann window over the (longest) frame.
-        self._window: _Float = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-        bin_hz = sample_rate / n
-        # Band edges as rfft bin indices; bands above Nyquist are empty.
-        self._band_bins: tuple[int, ...] = tuple(
-            min(n // 2, max(1, math.ceil(hz / bin_hz))) for hz in _BAND_EDGES_HZ
-        )
-        # Band sums are taken over the interleaved (re^2, im^2) pairs of the
-        # spectrum: row 0 weights 1 (energy), row 1 the bin's frequency (for the
-        # centroid). Only non-empty bands are reduced; the others stay 0.
-        top = self._band_bins[-1]
-        bin_hz_pairs = np.repeat(np.arange(top, dtype=np.float64) * bin_hz, 2)
-        self._band_weights: _Float = np.stack((np.ones(2 * top), bin_hz_pairs))
-        edges = self._band_bins
-        nonempty = [i for i in range(len(edges) - 1) if edges[i] < edges[i + 1]]
-        self._band_starts = np.asarray([2 * edges[i] for i in nonempty], dtype=np.intp)
-        # Where the reduced bands go among all of them (None: all are non-empty).
-        all_bands = len(edges) - 1
-        self._band_pos = None if len(nonempty) == all_bands else np.asarray(nonempty, np.intp)
-        self._power_scale = 1.0 / (32768.0 * 32768.0 * n)
+        self._spec = rate_spec(sample_rate, self._frame_len_max)
         # Streaming state.
         self._buffer: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._buffer_start = 0  # absolute index of _buffer[0]
@@ -209,10 +182,8 @@ class AnimationAnalyzer:
         self._round = 0.0
         self._spread = 0.0
         self._fric = 0.0
-        self._sib = 0.0
-        self._murmur = 0.0
         self._slow_db = _SPEECH_DB
-        self._last_viseme = "sil"
+        self._last_viseme = _SIL
         # Blink schedule.
         self._blink_count = 0
         self._blink_start = self._blink_interval(0)
@@ -238,6 +209,23 @@ class AnimationAnalyzer:
 
     def push(self, pcm: npt.NDArray[np.int16]) -> list[AnimationFrame]:
         """Add int16 mono samples; return the frames completed by them."""
+        block = self.take(pcm)
+        return analyze_blocks([block])[0] if block is not None else []
+
+    def flush(self) -> list[AnimationFrame]:
+        """End the request: return the remaining (partial, zero-padded) frames."""
+        if self._finished:
+            return []
+        self._finished = True
+        block = self._emit(self.frames_for(self._received), final=True)
+        return analyze_blocks([block])[0] if block is not None else []
+
+    def take(self, pcm: npt.NDArray[np.int16]) -> Block | None:
+        """Add samples like :meth:`push`, but return the completed frames' windows
+        unanalysed (``None``: none completed), for :func:`analyze_blocks` to
+        analyse together with other requests' frames. The blocks of one analyzer
+        must be analysed in the order they were taken.
+        """
         if self._finished:
             raise RuntimeError("push() after flush(): the request is finished")
         if type(pcm) is not np.ndarray or pcm.dtype is not _INT16 or pcm.ndim != 1:
@@ -252,7 +240,7 @@ class AnimationAnalyzer:
                 pcm = pcm.astype(np.int16)
         size = int(pcm.size)
         if size == 0:
-            return []
+            return None
         length = self._uniform_len
         if length and not self._buffer.size:
             # The common case (whole frames, e.g. 40 ms chunks): the frames come
@@ -264,10 +252,10 @@ class AnimationAnalyzer:
             if used < size:
                 self._buffer = pcm[used:].copy()
             if n == 0:
-                return []
+                return None
             self._next_frame = start + n
             self._buffer_start += used
-            return self._analyze(start, pcm[:used].reshape(n, length).astype(np.float64))
+            return (self, start, pcm[:used].reshape(n, length).astype(np.float64))
         self._received += size
         if self._buffer.size:
             self._buffer = np.concatenate((self._buffer, pcm))
@@ -276,13 +264,6 @@ class AnimationAnalyzer:
         # Frames k with b(k + 1) <= received are complete.
         end = self._complete_frames(self._received)
         return self._emit(end, final=False)
-
-    def flush(self) -> list[AnimationFrame]:
-        """End the request: return the remaining (partial, zero-padded) frames."""
-        if self._finished:
-            return []
-        self._finished = True
-        return self._emit(self.frames_for(self._received), final=True)
 
     # -- framing ----------------------------------------------------------------
 
@@ -297,10 +278,10 @@ class AnimationAnalyzer:
             m -= 1
         return m
 
-    def _emit(self, end: int, *, final: bool) -> list[AnimationFrame]:
+    def _emit(self, end: int, *, final: bool) -> Block | None:
         start = self._next_frame
         if end <= start:
-            return []
+            return None
         blocks = self._frame_block(start, end, final=final)
         self._next_frame = end
         # Drop the consumed samples.
@@ -310,7 +291,7 @@ class AnimationAnalyzer:
         else:
             self._buffer = self._buffer[consumed:]
         self._buffer_start += consumed
-        return self._analyze(start, blocks)
+        return (self, start, blocks)
 
     def _frame_block(self, start: int, end: int, *, final: bool) -> _Float:
         """The windows of frames [start, end) as a (n, frame_len_max) float array."""
@@ -329,161 +310,58 @@ class AnimationAnalyzer:
                 out[i, : b - a] = buf[a:b]
         return out
 
-    # -- analysis ---------------------------------------------------------------
+    # -- analysis: the scalar stage --------------------------------------------
 
-    def _analyze(self, start: int, frames: _Float) -> list[AnimationFrame]:
-        count = frames.shape[0]
-        # Level: mean power of the frame (zero padding of a last partial frame
-        # counts as silence), in full-scale units.
-        power = (frames * frames).sum(axis=1) * self._power_scale
-        # Band energies from one windowed rfft per frame (relative units: only
-        # their ratios are used). The complex spectrum viewed as (re, im) float
-        # pairs and squared in place gives the power of each bin as two terms.
-        spec = np.fft.rfft(frames * self._window, axis=1)
-        pairs = spec.view(np.float64)[:, : self._band_weights.shape[1]]
-        np.square(pairs, out=pairs)
-        # Energy and frequency-weighted energy per segment, summed directly
-        # (no running sums, so no cancellation): shape (count, 2, bands).
-        seg = np.add.reduceat(pairs[:, None, :] * self._band_weights, self._band_starts, axis=2)
-        if self._band_pos is not None:  # bands above Nyquist are empty
-            full = np.zeros((count, 2, len(self._band_bins) - 1), dtype=np.float64)
-            full[:, :, self._band_pos] = seg
-            seg = full
-        power_l = power.tolist()
-        seg_l = seg.tolist()
-        frame = self._frame
-        return [frame(start + i, power_l[i], *seg_l[i]) for i in range(count)]
-
-    def _frame(
-        self, index: int, power: float, energy: list[float], weighted: list[float]
-    ) -> AnimationFrame:
-        db = 10.0 * math.log10(power + _DB_EPS)
-        level = _clip01((db - _FLOOR_DB) / (_FULL_DB - _FLOOR_DB))
-        target = _JAW_MAX * level**_JAW_GAMMA if level > 0.0 else 0.0
-
-        eps = 1e-12
-        e80, e200, e400, e1000, e2500, e3000, e4000 = energy
-        total = sum(energy) + eps
-        # Formant-region estimates: power centroid of 200-1000 Hz (~F1) and of
-        # 1000-3000 Hz (~F2), and the strength of the F2 region relative to F1.
-        e_f1 = e200 + e400 + eps
-        e_f2 = e1000 + e2500 + eps
-        f1_hz = (weighted[1] + weighted[2]) / e_f1
-        f2_hz = (weighted[3] + weighted[4]) / e_f2
-        f2_db = 10.0 * math.log10(e_f2 / e_f1)
-        # Lip-shape features in [0, 1].
-        openness = _clip01((f1_hz - _F1_CLOSE_HZ) / (_F1_OPEN_HZ - _F1_CLOSE_HZ))
-        # Back rounded vowels (u, o) have F2 below ~1 kHz, inside the F1 region:
-        # the 1-3 kHz region then holds only F3 (very weak), or F2's upper skirt
-        # (weak, low centroid). Front vowels (i, e) have a high F2 centroid.
-        rounding = max(
-            _clip01((_ROUND_DB - f2_db) / _ROUND_DB_RANGE),
-            _clip01((_ROUND_F2_HZ - f2_hz) / _ROUND_F2_RANGE_HZ)
-            * _clip01((_ROUND_SKIRT_DB - f2_db) / _ROUND_SKIRT_DB_RANGE),
-        )
-        spreading = _clip01((f2_hz - _SPREAD_F2_HZ) / _SPREAD_F2_RANGE_HZ) * (1.0 - rounding)
-        frication = (e2500 + e3000 + e4000) / total
-        sibilance = e4000 / total
-        murmur = (e80 + e200) / total
-
-        # Voice activity gates the shape features, so silence has a neutral face.
-        active = level > 0.0
-        if active:
-            k = _SHAPE_SMOOTH
-            self._open += k * (openness - self._open)
-            self._round += k * (rounding - self._round)
-            self._spread += k * (spreading - self._spread)
-            self._fric += k * (frication - self._fric)
-            self._sib += k * (sibilance - self._sib)
-            self._murmur += k * (murmur - self._murmur)
-
-        # Jaw: fast attack, slightly slower release.
-        jaw = self._jaw
-        jaw += (_ATTACK if target > jaw else _RELEASE) * (target - jaw)
-        if jaw < 1e-4:
-            jaw = 0.0
-        self._jaw = jaw
-        # Emphasis: a frame well above the recent speech level lifts the inner
-        # brows. The average follows voiced frames only, so speech onsets after
-        # silence are not all "emphatic".
-        emphasis = 0.0
-        if active:
-            emphasis = _clip01((db - self._slow_db - 5.0) / 10.0)
-            self._slow_db += 0.08 * (db - self._slow_db)
-
-        if target < _SIL_LEVEL:
-            # No speech in this frame: its spectrum is noise. While the jaw is
-            # still closing, keep showing the last speech viseme.
-            viseme = self._last_viseme if jaw >= _HOLD_LEVEL else "sil"
-        else:
-            viseme = self._viseme(
-                target, openness, rounding, spreading, frication, sibilance, murmur
-            )
-        self._last_viseme = viseme
-
-        # Activity of the lips: how much the mouth is "speaking" right now.
-        act = _clip01(jaw * 3.0)
-        rounded = self._round
-        spread = self._spread
-        fric = _clip01((self._fric - 0.35) * 2.5)
-        closure = 1.0 if viseme == "PP" else 0.0
-
-        jaw_open = jaw * (1.0 - 0.45 * fric) * (1.0 - 0.5 * closure)
-        funnel = act * rounded * (0.3 + 0.5 * self._open)
-        pucker = act * rounded * (0.75 - 0.45 * self._open)
-        stretch = act * (0.5 * spread + 0.3 * fric)
-        smile = act * 0.35 * spread
-        lower = jaw_open * 0.45 + act * 0.2 * spread
-        upper = act * (0.25 * spread + 0.3 * fric)
-        mouth_close = _clip01(1.0 - jaw * 3.0) * 0.85 + 0.15 * closure
-        cheek = 0.25 * closure * act
-        brow = 0.5 * emphasis
-        blink = self._blink(index)
-
-        values = (
-            jaw_open,
-            mouth_close,
-            funnel,
-            pucker,
-            smile,
-            smile,
-            stretch,
-            stretch,
-            lower,
-            lower,
-            upper,
-            upper,
-            cheek,
-            brow,
-            blink,
-            blink,
-        )
-        shapes = {
-            name: 0.0 if v <= 0.0 else (1.0 if v >= 1.0 else v)  # _clip01, inlined
-            for name, v in zip(BLENDSHAPE_NAMES, values, strict=True)
-        }
-        return AnimationFrame(index, index * FRAME_MS, viseme, shapes)
-
-    def _viseme(
-        self,
-        target: float,
-        openness: float,
-        rounding: float,
-        spreading: float,
-        frication: float,
-        sibilance: float,
-        murmur: float,
-    ) -> str:
-        if frication > 0.5:
-            # Sibilants have most of their energy above 4 kHz (not visible at 8 kHz).
-            return "SS" if sibilance > 0.6 * frication else "FF"
-        if murmur > 0.85 and target < 0.35:
-            return "PP"  # low, quiet murmur: nasal / bilabial closure
-        if rounding > 0.5:
-            return "ou" if openness < 0.4 else "oh"
-        if spreading > 0.5:
-            return "ih" if openness < 0.4 else "E"
-        return "aa" if openness >= 0.4 else "ih"
+    def _smooth(
+        self, start: int, f: dict[str, Any], lo: int, hi: int
+    ) -> tuple[list[tuple[float, ...]], list[int]]:
+        """Stage 2 for rows ``lo:hi`` of the features ``f`` (frames ``start``...):
+        what carries from frame to frame. Returns per frame ``(jaw, openness,
+        rounding, spreading, frication, emphasis, blink)`` and its viseme."""
+        rows: list[tuple[float, ...]] = []
+        visemes: list[int] = []
+        k = _SHAPE_SMOOTH
+        jaw, slow_db, last = self._jaw, self._slow_db, self._last_viseme
+        op, ro, sp, fr = self._open, self._round, self._spread, self._fric
+        for i in range(lo, hi):
+            target = f["target"][i]
+            emphasis = 0.0
+            # Voice activity gates the shape features, so silence has a neutral face.
+            if f["active"][i]:
+                op += k * (f["openness"][i] - op)
+                ro += k * (f["rounding"][i] - ro)
+                sp += k * (f["spreading"][i] - sp)
+                fr += k * (f["frication"][i] - fr)
+                # Emphasis: a frame well above the recent speech level lifts the
+                # inner brows. The average follows voiced frames only, so speech
+                # onsets after silence are not all "emphatic".
+                db = f["db"][i]
+                emphasis = _clip01((db - slow_db - 5.0) / 10.0)
+                slow_db += 0.08 * (db - slow_db)
+            # Jaw: fast attack, slightly slower release.
+            jaw += (_ATTACK if target > jaw else _RELEASE) * (target - jaw)
+            if jaw < 1e-4:
+                jaw = 0.0
+            if target < SIL_LEVEL:
+                # No speech in this frame: its spectrum is noise. While the jaw is
+                # still closing, keep showing the last speech viseme.
+                viseme = last if jaw >= _HOLD_LEVEL else _SIL
+            else:
+                viseme = _viseme(
+                    target,
+                    f["openness"][i],
+                    f["rounding"][i],
+                    f["spreading"][i],
+                    f["frication"][i],
+                    f["sibilance"][i],
+                    f["murmur"][i],
+                )
+            last = viseme
+            visemes.append(viseme)
+            rows.append((jaw, op, ro, sp, fr, emphasis, self._blink(start + i - lo)))
+        self._jaw, self._slow_db, self._last_viseme = jaw, slow_db, last
+        self._open, self._round, self._spread, self._fric = op, ro, sp, fr
+        return rows, visemes
 
     # -- blinks -----------------------------------------------------------------
 
@@ -508,3 +386,70 @@ class AnimationAnalyzer:
             self._blink_start += self._blink_interval(self._blink_count)
             phase = index - self._blink_start
         return _BLINK_PROFILE[phase] if phase >= 0 else 0.0
+
+
+def _viseme(
+    target: float,
+    openness: float,
+    rounding: float,
+    spreading: float,
+    frication: float,
+    sibilance: float,
+    murmur: float,
+) -> int:
+    """The viseme of a speech frame (an index into ``VISEMES``)."""
+    if frication > 0.5:
+        # Sibilants have most of their energy above 4 kHz (not visible at 8 kHz).
+        return _SS if sibilance > 0.6 * frication else _FF
+    if murmur > 0.85 and target < 0.35:
+        return _PP  # low, quiet murmur: nasal / bilabial closure
+    if rounding > 0.5:
+        return _OU if openness < 0.4 else _OH
+    if spreading > 0.5:
+        return _IH if openness < 0.4 else _E
+    return _AA if openness >= 0.4 else _IH
+
+
+def analyze_blocks(blocks: list[Block]) -> list[list[AnimationFrame]]:
+    """Analyse blocks of frames (from :meth:`AnimationAnalyzer.take`): one list
+    of frames per block. Blocks of one rate go together: stages 1 and 3
+    (:mod:`avatarkit.devserver._features`) as one numpy computation, stage 2
+    per analyzer, in order. Frames of a large batch carry their encoded weights."""
+    out: list[list[AnimationFrame]] = [[] for _ in blocks]
+    groups: dict[int, list[int]] = {}
+    for i, (analyzer, _, _) in enumerate(blocks):
+        groups.setdefault(id(analyzer._spec), []).append(i)
+    for members in groups.values():
+        spec = blocks[members[0]][0]._spec
+        arrays = [blocks[i][2] for i in members]
+        feats = features(spec, arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        rows: list[tuple[float, ...]] = []
+        visemes: list[int] = []
+        lo = 0
+        for i in members:
+            analyzer, start, block = blocks[i]
+            hi = lo + block.shape[0]
+            r, v = analyzer._smooth(start, feats, lo, hi)
+            rows += r
+            visemes += v
+            lo = hi
+        packed: list[bytes | None]
+        if len(rows) <= SMALL_BLOCK:
+            wl = [shapes_one(r, v) for r, v in zip(rows, visemes, strict=True)]
+            packed = [None] * len(rows)  # encode_frame packs them
+        else:
+            weights = shapes(np.array(rows), np.array(visemes))
+            packed = list(pack_weights(round3(weights)))
+            wl = weights.tolist()
+        lo = 0
+        for i in members:
+            start = blocks[i][1]
+            result = out[i]
+            for j in range(blocks[i][2].shape[0]):
+                index = start + j
+                shape_map = dict(zip(BLENDSHAPE_NAMES, wl[lo], strict=True))
+                frame = AnimationFrame(index, index * FRAME_MS, VISEMES[visemes[lo]], shape_map)
+                frame.packed_weights = packed[lo]
+                result.append(frame)
+                lo += 1
+    return out

@@ -21,6 +21,7 @@ A ``--config`` TOML file may hold any option (command-line options win)::
     max_request_audio_bytes = 67108864      # decoded audio waiting to play, per request
     max_connection_audio_bytes = 134217728  # ... summed over a connection's requests
     avatars = ["my-avatar"]
+    workers = 1                  # processes sharing the port (Linux; see _workers.py)
     certfile = "cert.pem"        # serve HTTPS/WSS (PEM certificate chain)
     keyfile = "key.pem"          # its private key, if not in certfile
 
@@ -57,6 +58,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_connection_audio_bytes": 128 * 1024 * 1024,
     "certfile": None,
     "keyfile": None,
+    "workers": 1,
 }
 
 
@@ -133,6 +135,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="the same, summed over a connection's requests (default 128 MiB)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N service processes sharing the port (default 1; Linux, SO_REUSEPORT); "
+        "tokens work on every worker, the sessions API and viewer are per worker",
+    )
+    parser.add_argument(
         "--certfile",
         metavar="PEM",
         help="serve HTTPS/WSS with this certificate chain (PEM); URLs become https/wss",
@@ -192,6 +201,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             if value < 0:
                 raise ServeConfigError(f"{name} must be >= 0")
         opts[name] = value
+    if isinstance(opts["workers"], float) or not 1 <= opts["workers"] <= 64:
+        raise ServeConfigError(f"workers must be a whole number 1-64, not {opts['workers']}")
     if not 0 <= opts["port"] <= 65535:
         raise ServeConfigError(f"port must be 0-65535 (0 = any free port), not {opts['port']}")
     if opts["pace"] not in ("realtime", "fast"):
@@ -228,6 +239,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "max_request_audio_bytes": int(opts["max_request_audio_bytes"]),
         "max_connection_audio_bytes": int(opts["max_connection_audio_bytes"]),
         "ssl_context": ssl_context,
+        "workers": int(opts["workers"]),
     }
 
 
@@ -283,11 +295,16 @@ async def run_serve(args: argparse.Namespace) -> int:
         return 2
     from ._server import DevServer
 
+    workers = kwargs.pop("workers")
     try:
         server = DevServer(**kwargs)
     except ValueError as exc:
         print(f"avatarkit serve: error: {exc}", file=sys.stderr)
         return 2
+    if workers > 1:
+        from ._workers import run_workers
+
+        return await run_workers(args, workers, kwargs)
     try:
         await server.start()
     except OSError as exc:

@@ -312,7 +312,8 @@ class Connection(OutputPacer):
             req.buffered += pcm.nbytes
         if audio.end:
             info.end_received = True
-        self._wake()
+        if self._park_token < 0:  # parked: the frame wheel takes the new audio as it comes
+            self._wake()
 
     async def _decode_ogg(
         self, req: RequestRuntime, audio: ClientAudio

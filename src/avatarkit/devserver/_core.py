@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -47,7 +49,16 @@ from ._faults import FaultRule, Faults
 from ._request import RequestRuntime
 from ._state import RequestState, SessionState
 
-__all__ = ["MAX_REQ_ID_BYTES", "ConnectionCore", "IngressWebSocket", "ServiceSettings"]
+if TYPE_CHECKING:
+    from ._wheel import FrameWheel
+
+__all__ = [
+    "MAX_REQ_ID_BYTES",
+    "ConnectionCore",
+    "IngressWebSocket",
+    "ServiceSettings",
+    "check_options",
+]
 
 log = logging.getLogger("avatarkit.devserver")
 
@@ -59,6 +70,12 @@ _BATCH_FAST = 50
 _MAX_TEXT = 1000  # ServerError messages are cut to this many characters
 MAX_REQ_ID_BYTES = 128
 """Longest ``req_id`` accepted (UTF-8 bytes); longer ones are refused with code 3."""
+WRITE_HIGH_WATER = 64 * 1024
+"""Bytes queued in a connection's socket above which frames go the awaited way
+(which waits for the client to read) instead of the frame wheel's direct writes."""
+
+_WS_HEAD2 = struct.Struct("!BBH")  # FIN + binary opcode, 126, 16-bit length
+_WS_HEAD8 = struct.Struct("!BBQ")  # FIN + binary opcode, 127, 64-bit length
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +90,37 @@ class ServiceSettings:
     max_message_size: int = 16 * 1024 * 1024
     max_request_audio_bytes: int = 64 * 1024 * 1024
     max_connection_audio_bytes: int = 128 * 1024 * 1024
+
+
+def check_options(
+    *,
+    pace: str,
+    timeouts: dict[str, float | None],
+    max_sessions_per_app: int | None,
+    max_message_size: int,
+    sizes: dict[str, int],
+    ssl_context: object,
+) -> None:
+    """Refuse :class:`~avatarkit.devserver.DevServer` options that cannot work,
+    saying which and what is allowed (``ValueError``, ``TypeError``)."""
+    if pace not in ("realtime", "fast"):
+        raise ValueError(f"pace must be 'realtime' or 'fast', not {pace!r}")
+    for name, value in timeouts.items():
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0 seconds (or None for no limit)")
+    if max_sessions_per_app is not None and max_sessions_per_app < 0:
+        raise ValueError("max_sessions_per_app must be >= 0 (or None for no limit)")
+    if max_message_size < 1024:
+        raise ValueError("max_message_size must be at least 1024 bytes")
+    for name, size in sizes.items():
+        if size <= 0:
+            raise ValueError(f"{name} must be > 0 bytes")
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(
+            "ssl_context must be an ssl.SSLContext (e.g. ssl.create_default_context"
+            "(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()), "
+            f"not {type(ssl_context).__name__}"
+        )
 
 
 class IngressWebSocket(web.WebSocketResponse):
@@ -121,6 +169,7 @@ class ConnectionCore:
         faults: Faults,
         key: int,
         on_confirmed: Callable[[Any], None],
+        wheel: FrameWheel | None = None,
     ) -> None:
         self.ws = ws
         self.state = state
@@ -153,6 +202,10 @@ class ConnectionCore:
             now + settings.max_session_seconds if settings.max_session_seconds else None
         )
         self._decoder_cls: Any = None
+        # The frame wheel (see _wheel.py), and this connection's place in it
+        # (-1: not parked).
+        self._wheel = wheel if settings.pace == "realtime" else None
+        self._park_token = -1
 
     def _end(self, code: int, reason: str) -> None:
         """Ask the reader to close with ``code`` (from any task)."""
@@ -202,6 +255,32 @@ class ConnectionCore:
             self._closing = True
             self._wake()
             return False
+        self.state.messages_sent += 1
+        return True
+
+    def _send_now(self, data: bytes) -> bool:
+        """Send one binary message synchronously (the frame wheel's path).
+
+        Only used while the WebSocket is uncompressed and the socket's buffer
+        is below ``WRITE_HIGH_WATER`` (checked by the caller): the frame goes
+        straight to the transport, in order with aiohttp's own writes, which
+        are synchronous for uncompressed messages too.
+        """
+        if self._closing or self._close_request is not None:
+            return False
+        transport = self._request.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            self._closing = True
+            self._wake()
+            return False
+        n = len(data)
+        if n < 126:
+            head = bytes((0x82, n))
+        elif n < 65536:
+            head = _WS_HEAD2.pack(0x82, 126, n)
+        else:
+            head = _WS_HEAD8.pack(0x82, 127, n)
+        transport.write(head + data)
         self.state.messages_sent += 1
         return True
 
@@ -263,6 +342,7 @@ class ConnectionCore:
         )
 
     def _wake(self) -> None:
+        self._park_token = -1  # out of the frame wheel: the pacer decides
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 
 from .._server_protocol import (
+    CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_SESSION_DURATION,
     CODE_IDLE,
@@ -23,8 +24,8 @@ from ..protocol import (
     encode_animation,
 )
 from ._animation import encode_frame
-from ._core import _FAIR_BATCH, _PROGRESS_EVERY, ConnectionCore
-from ._pacing import PacerView, StepKind, next_step
+from ._core import _FAIR_BATCH, _PROGRESS_EVERY, WRITE_HIGH_WATER, ConnectionCore
+from ._pacing import FRAME_S, PacerView, StepKind, next_step
 from ._request import RequestRuntime
 from ._state import RequestState
 
@@ -69,8 +70,9 @@ class OutputPacer(ConnectionCore):
             log.exception("avatarkit devserver: error sending output")
             await self._internal_error()
 
-    def _view(self, now: float) -> PacerView:
-        """The connection as :func:`~avatarkit.devserver._pacing.next_step` sees it."""
+    def _view(self, now: float, analyse: bool = True) -> PacerView:
+        """The connection as :func:`~avatarkit.devserver._pacing.next_step` sees it
+        (``analyse=False``: without asking the head request for its next frame)."""
         settings = self._settings
         idle = settings.idle_timeout
         idle_at = self._last_activity + idle if idle else None
@@ -89,7 +91,7 @@ class OutputPacer(ConnectionCore):
             has_head=True,
             head_paused=paused,
             pause_timeout_at=pause_timeout_at,
-            head_ready=not paused and req.can_emit(),
+            head_ready=analyse and not paused and req.can_emit(),
             delay_checked=req.delay_checked,
             t0=req.t0,
             frames_sent=req.info.frames_sent,
@@ -102,6 +104,21 @@ class OutputPacer(ConnectionCore):
         burst = 0
         while not self._closing and self._close_request is None:
             now = loop.time()
+            wheel = self._wheel
+            head = self._plain_head(ready=False) if wheel is not None else None
+            if wheel is not None and head is not None:
+                # The next frame is a plain one: the frame wheel analyses and
+                # sends it (and the following ones) and wakes this task for
+                # anything else; only the deadlines are checked here.
+                step = next_step(self._view(now, analyse=False))
+                if step.kind is StepKind.SLEEP:
+                    due = head.t0 + head.info.frames_sent * FRAME_S
+                    self._park_token = wheel.park(self, due)
+                    try:
+                        await self._sleep_until(None, step.limit)
+                    finally:
+                        self._park_token = -1
+                    continue
             step = next_step(self._view(now))
             kind = step.kind
             if kind is StepKind.SESSION_EXPIRED:
@@ -189,6 +206,63 @@ class OutputPacer(ConnectionCore):
                 self.key, st.connection_id, st.frames_sent, "runtime"
             ):
                 await self._apply_fault(rule, handshake=False)
+
+    # -- the frame wheel's fast path (see _wheel.py) ------------------------------
+
+    def _plain_head(self, ready: bool = True) -> RequestRuntime | None:
+        """The head request if its next frame may go the wheel's way: playing,
+        neither its first nor its last frame, computed (``ready=False``: or
+        its audio is there, to be analysed), no fault rule, no egress, an
+        uncompressed socket that keeps up. ``None`` otherwise."""
+        if self._closing or self._close_request is not None or not self._queue:
+            return None
+        req = self._queue[0]
+        if not req.started or req.info.paused:
+            return None
+        have = len(req.pending)
+        if have < 2 and (ready or have + req.buffered // req.frame_bytes < 2):
+            return None
+        if self.state.egress is not None or self._faults._rules or self.ws.compress:
+            return None
+        transport = self._request.transport
+        if transport is None or transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            return None
+        return req
+
+    def _emit_plain(self, req: RequestRuntime, now: float) -> bool:
+        """Send the next (plain) frame of ``req`` now, synchronously."""
+        st = self.state
+        info = req.info
+        frame = req.pending.popleft()
+        info.frames_sent += 1
+        st.frames_sent += 1
+        req.delay_checked = False
+        self._last_activity = now
+        tap = st.viewer_tap
+        if tap is not None:  # a viewer page watches this session
+            tap.frame(info.req_id, info.frames_sent - 1, False, frame)
+        payload = encode_frame(frame) if frame is not None else b""
+        envelope = req.envelope
+        if envelope is not None:
+            return self._send_now(envelope.encode(False, payload))
+        cid, req_id, avatar = st.connection_id, info.req_id, st.avatar_id
+        return self._send_now(encode_animation(cid, req_id, False, payload, avatar))
+
+    def _plain_next(self, req: RequestRuntime) -> float | None:
+        """Due time of the frame after the one just sent, unless the pacer must
+        take over. Its audio need not be there yet: the newest frame is held
+        back until the next audio arrives, which (with a client that keeps
+        up) comes before that frame is due; the tick at the due time analyses
+        it, and only a client that fell behind wakes the pacer."""
+        if self._closing or self._close_request is not None:
+            return None
+        if req.info.end_received and not req.raw and len(req.pending) < 2:
+            return None  # the last frame (with ENDED) comes next: the pacer sends it
+        return req.t0 + req.info.frames_sent * FRAME_S
+
+    def _fail_plain(self) -> None:
+        log.exception("avatarkit devserver: error sending output")
+        self._end(CLOSE_INTERNAL, "internal error in the local avatar service (see its log)")
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

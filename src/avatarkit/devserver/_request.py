@@ -17,7 +17,7 @@ import numpy as np
 
 from .._encode import AnimationEnvelope
 from ..audio.ogg import OggError
-from ._animation import FRAME_MS, AnimationAnalyzer, AnimationFrame
+from ._animation import FRAME_MS, AnimationAnalyzer, AnimationFrame, Block
 from ._state import RequestState
 
 __all__ = ["RequestRuntime"]
@@ -44,6 +44,7 @@ class RequestRuntime:
         "delay_checked",
         "envelope",
         "flushed",
+        "frame_bytes",
         "info",
         "pause_started",
         "pending",
@@ -58,6 +59,7 @@ class RequestRuntime:
         self.info = info
         self.analyzer = analyzer
         self.batch_samples = batch_frames * info.sample_rate * FRAME_MS // 1000
+        self.frame_bytes = 2 * -(-info.sample_rate * FRAME_MS // 1000)  # the longest frame
         self.decoder: Any = None  # OggOpusDecoder for Ogg Opus sessions
         self.carry = b""  # odd trailing byte of PCM split across messages
         self.raw: deque[np.ndarray[Any, np.dtype[np.int16]]] = deque()  # not yet analysed
@@ -96,6 +98,12 @@ class RequestRuntime:
             pending.extend(frames)
             if info.frames_computed == 0:
                 pending.append(None)
+
+    def take_block(self) -> Block | None:
+        """The next batch of waiting audio as frames to analyse (the frame wheel
+        analyses many requests' blocks at once); ``None`` if it completes none.
+        The caller appends the analysed frames to ``pending``."""
+        return self.analyzer.take(self._take(self.batch_samples))
 
     def _take(self, n: int) -> np.ndarray[Any, np.dtype[np.int16]]:
         raw = self.raw

@@ -40,6 +40,7 @@ from ._auth import (
     TokenSigner,
 )
 from ._connection import Connection, IngressWebSocket, ServiceSettings
+from ._core import check_options
 from ._faults import Faults
 from ._handlers import admit_upgrade, log_closed, refuse_concurrency, token_route
 from ._jsonapi import MAX_BODY_BYTES, error_response, jsonapi_errors
@@ -47,6 +48,7 @@ from ._malformed import AppRunner
 from ._sessions_api import sessions_document
 from ._state import SessionState
 from ._viewer import ViewerHub, add_viewer_routes
+from ._wheel import FrameWheel
 
 __all__ = ["DevServer"]
 
@@ -171,35 +173,28 @@ class DevServer:
         compress: bool = False,
         secret: bytes | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        if pace not in _PACES:
-            raise ValueError(f"pace must be 'realtime' or 'fast', not {pace!r}")
-        for name, value in (
-            ("idle_timeout", idle_timeout),
-            ("pause_timeout", pause_timeout),
-            ("max_session_seconds", max_session_seconds),
-            ("read_timeout", read_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0 seconds (or None for no limit)")
-        if max_sessions_per_app is not None and max_sessions_per_app < 0:
-            raise ValueError("max_sessions_per_app must be >= 0 (or None for no limit)")
-        if max_message_size < 1024:
-            raise ValueError("max_message_size must be at least 1024 bytes")
-        for name, size in (
-            ("max_request_audio_bytes", max_request_audio_bytes),
-            ("max_connection_audio_bytes", max_connection_audio_bytes),
-        ):
-            if size <= 0:
-                raise ValueError(f"{name} must be > 0 bytes")
-        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
-            raise TypeError(
-                "ssl_context must be an ssl.SSLContext (e.g. ssl.create_default_context"
-                "(ssl.Purpose.CLIENT_AUTH) with load_cert_chain()), "
-                f"not {type(ssl_context).__name__}"
-            )
+        check_options(
+            pace=pace,
+            timeouts={
+                "idle_timeout": idle_timeout,
+                "pause_timeout": pause_timeout,
+                "max_session_seconds": max_session_seconds,
+                "read_timeout": read_timeout,
+            },
+            max_sessions_per_app=max_sessions_per_app,
+            max_message_size=max_message_size,
+            sizes={
+                "max_request_audio_bytes": max_request_audio_bytes,
+                "max_connection_audio_bytes": max_connection_audio_bytes,
+            },
+            ssl_context=ssl_context,
+        )
         self.host = host
         self._requested_port = port
+        self.reuse_port = reuse_port  # SO_REUSEPORT: `serve --workers` processes share the port
+        self.worker: dict[str, Any] | None = None  # {"index", "workers", "pid", "url"} in one
         self.ssl_context = ssl_context
         """TLS for the whole port (token routes and WebSocket), or None for plain HTTP/WS."""
         self._settings = ServiceSettings(
@@ -235,6 +230,7 @@ class DevServer:
         self._port: int | None = None
         self._closing = False
         self._last_session: SessionState | None = None
+        self._wheel: FrameWheel | None = None
         self.viewers = ViewerHub(self)
         """Pages of the live viewer (:mod:`avatarkit.devserver._viewer`)."""
 
@@ -414,14 +410,16 @@ class DevServer:
         )
         await runner.setup()
         try:
+            port, reuse = self._requested_port, self.reuse_port or None
             site = web.TCPSite(
-                runner, self.host, self._requested_port, ssl_context=self.ssl_context
+                runner, self.host, port, ssl_context=self.ssl_context, reuse_port=reuse
             )
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
+        self._wheel = FrameWheel(asyncio.get_running_loop())
         self._port = int(runner.addresses[0][1])
         self._closing = False
         return self
@@ -432,7 +430,11 @@ class DevServer:
         if runner is None:
             return
         self._closing = True
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        finally:
+            if self._wheel is not None:
+                self._wheel.close()
 
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.viewers.close_all()
@@ -518,6 +520,7 @@ class DevServer:
             faults=self.faults,
             key=key,
             on_confirmed=self._on_confirmed,
+            wheel=self._wheel,
         )
         self._connections.add(conn)
         try:

@@ -327,7 +327,10 @@ def _sessions_api(hub: ViewerHub) -> Any:
         refusal = same_origin_refusal(request, hub.bound_host)
         if refusal is not None:
             return refusal
-        return web.json_response({"sessions": hub._server.session_summaries()})
+        doc: dict[str, Any] = {"sessions": hub._server.session_summaries()}
+        if hub._server.worker is not None:  # avatarkit serve --workers: this worker's only
+            doc["worker"] = hub._server.worker
+        return web.json_response(doc)
 
     return handler
 
