@@ -61,6 +61,7 @@ def _checks() -> dict[str, Callable[[], float | None]]:
     from avatarkit.devserver import _core as dev_core
     from avatarkit.devserver import _server as dev_server
     from avatarkit.devserver import _state as dev_state
+    from avatarkit.devserver import _workers as dev_workers
     from avatarkit.devserver._jsonapi import MAX_BODY_BYTES
     from avatarkit.devserver._sessions_api import RECENT_CLOSED
     from avatarkit.devserver._viewer import MAX_QUEUED
@@ -74,11 +75,27 @@ def _checks() -> dict[str, Callable[[], float | None]]:
         assert match
         return float(match[1])
 
+    def livekit_default(name: str) -> Callable[[], float]:
+        # The LiveKit glue needs its extra to import: read its signature's text.
+        def read() -> float:
+            source = (
+                Path(transport.__file__).parent / "integrations/_livekit_avatar.py"
+            ).read_text()
+            match = re.search(rf"{name}: \w+ = (?:timedelta\(minutes=)?([\d.]+)", source)
+            assert match, name
+            return float(match[1]) * (60 if name == "token_ttl" else 1)
+
+        return read
+
     return {
         "`open_timeout`: `start()` (TCP, TLS, upgrade, handshake)": lambda: (
             SessionConfig().open_timeout
         ),
         "`close()` wait for queued audio and the close answer": lambda: session._CLOSE_TIMEOUT,
+        "`keepalive_interval`: silence from the service before a ping": lambda: (
+            SessionConfig().keepalive_interval
+        ),
+        "`keepalive_timeout`: wait for the pong": lambda: SessionConfig().keepalive_timeout,
         "Token call: connect": lambda: _http.CONNECT_TIMEOUT,
         "Token call: in all": lambda: _http.TOTAL_TIMEOUT,
         "Token answer body": lambda: _http.MAX_BODY,
@@ -113,6 +130,14 @@ def _checks() -> dict[str, Callable[[], float | None]]:
             None,
         ),
         "Pipecat service: end frame after the audio": pipecat_end_timeout,
+        "LiveKit avatar: end frame after the audio": livekit_default("end_timeout"),
+        "LiveKit avatar: wait for the service's playback end, then finish the segment": (
+            livekit_default("playback_timeout")
+        ),
+        "LiveKit avatar: egress token lifetime": livekit_default("token_ttl"),
+        "LiveKit avatar: attempts to open a session again after a retryable failure": (
+            livekit_default("max_reconnects")
+        ),
         "Frames not yet read (`frames()`, a request's iterator)": lambda: None,
         "Async callbacks queued": lambda: None,
         "Frames file line nesting (`inspect`)": lambda: MAX_JSON_NESTING,
@@ -133,6 +158,9 @@ def _checks() -> dict[str, Callable[[], float | None]]:
         "`max_sessions_per_app`: concurrent sessions (close 4003)": dev("max_sessions_per_app"),
         "`max_token_ttl`: session token lifetime": dev("max_token_ttl"),
         "`close_timeout`: wait for the client's close answer": dev("close_timeout"),
+        "`avatarkit serve --workers N`: wait for the workers to stop, then kill them": lambda: (
+            dev_workers.STOP_GRACE
+        ),
         "Egress config text fields": lambda: MAX_EGRESS_FIELD_BYTES,
         "LiveKit `extra_attributes`": lambda: _MAX_EXTRA_ATTRIBUTES,
         "`ServerError` message text": lambda: dev_core._MAX_TEXT,
