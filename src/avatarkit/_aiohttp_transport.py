@@ -134,6 +134,7 @@ class AiohttpTransport:
             # it; our timeout is configured separately. (Set before the first
             # ping, which is `keepalive_interval` away.)
             ws._pong_heartbeat = self.keepalive_timeout
+            _forgive_late_pong(ws)
         self._ws = ws
         loop = asyncio.get_running_loop()
         self._wake_writer = asyncio.Event()
@@ -321,3 +322,29 @@ class AiohttpTransport:
         ws._response.close()  # aiohttp's own way to release a WebSocket's connection
         if self._wake_writer is not None:
             self._wake_writer.set()
+
+
+def _forgive_late_pong(ws: Any) -> None:
+    """Do not fail a connection whose pong arrived in the same loop turn as its deadline.
+
+    After the event loop stalls past ``keepalive_timeout``, the pong read
+    during the stall and aiohttp's pong timer come due in the same loop turn;
+    aiohttp runs the timer first and notices the data only on the next turn
+    (``_need_heartbeat_reset`` is set meanwhile), so a healthy connection
+    would fail with "no pong". Data received is a sign of life: then the
+    timer does nothing and aiohttp's pending reset re-arms the heartbeat.
+    Without those aiohttp internals (another aiohttp version), nothing changes.
+    """
+    fail = getattr(ws, "_pong_not_received", None)
+    if fail is None or not hasattr(ws, "_need_heartbeat_reset"):
+        return
+
+    def pong_not_received() -> None:
+        if ws._need_heartbeat_reset:  # data arrived: the peer is alive
+            return
+        fail()
+
+    try:
+        ws._pong_not_received = pong_not_received
+    except AttributeError:  # slots: keep aiohttp's own behaviour
+        return

@@ -388,14 +388,27 @@ class AvatarRequest:
             self._started.set_result(self.req_id)
 
     async def _wait_end(self) -> None:
-        """Wait for the end frame; bounded by ``end_timeout`` after the expected end."""
+        """Wait for the end frame; bounded by ``end_timeout`` after the expected end.
+
+        The clock stops while the session holds this request (``pause()`` ..
+        ``resume()``): the deadline moves by the time it was held, since the
+        service holds its output (and its end frame) that long.
+        """
         loop = self._loop
+        session = self._session
         while not self._result.done():
+            if session._paused_req is not None and session._paused_req == self.req_id:
+                with contextlib.suppress(asyncio.TimeoutError):  # re-checked at least this often
+                    await asyncio.wait_for(asyncio.shield(self._result), self._end_timeout)
+                continue
+            held_req, held = session._held
             marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
             playback_end = self._pacer.playback_end
             if playback_end is not None:
                 marks.append(playback_end)
             remaining = max(marks) + self._end_timeout - loop.time()
+            if held_req == self.req_id is not None:
+                remaining += held
             if remaining <= 0:
                 await self._send_interrupt()
                 self._fail(

@@ -39,6 +39,13 @@ class SessionSending(CallbackRunner):
     _close_error: AvatarSDKError | None
     _metrics: MetricsRecorder | None
     _active_request: AvatarRequest | None
+    #: The request ``pause()`` holds (``None``: not paused), since when (loop
+    #: time), and how long the last held request was held by finished pauses:
+    #: a request's ``end_timeout`` does not run while it is held. Class
+    #: defaults, kept in the instance dict once set.
+    _paused_req: str | None = None
+    _paused_since: float = 0.0
+    _held: tuple[str | None, float] = (None, 0.0)
 
     @property
     def connection_id(self) -> str | None:
@@ -155,6 +162,8 @@ class SessionSending(CallbackRunner):
         self._require_open("pause")
         req_id, message = self._protocol.pause()
         await self._send(message, req_id, "send pause")
+        if self._paused_req != req_id:
+            self._paused_req, self._paused_since = req_id, asyncio.get_running_loop().time()
         return req_id
 
     @scoped
@@ -163,7 +172,16 @@ class SessionSending(CallbackRunner):
         self._require_open("resume")
         req_id, message = self._protocol.resume()
         await self._send(message, req_id, "send resume")
+        self._note_resumed()
         return req_id
+
+    def _note_resumed(self) -> None:
+        """Add the pause that ends now to its request's held time (see ``_wait_end``)."""
+        held_req, self._paused_req = self._paused_req, None
+        if held_req is not None:
+            before = self._held[1] if self._held[0] == held_req else 0.0
+            now = asyncio.get_running_loop().time()
+            self._held = (held_req, before + now - self._paused_since)
 
     def _require_open(self, action: str) -> None:
         state = self._protocol.state

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -145,6 +147,56 @@ async def test_a_server_that_answers_pings_keeps_the_session(compression: bool) 
         assert session.is_open and not rec.errors and rec.closes == 0
         await session.close()
         assert rec.closes == 1
+
+
+@contextlib.contextmanager
+def answering_server_in_a_thread(pong_delay: float) -> Iterator[SilentServer]:
+    """A :class:`SilentServer` that answers pings (after ``pong_delay``) on its
+    own loop: it keeps answering while the test's loop is blocked."""
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with SilentServer(answer_pings=True, pong_delay=pong_delay) as server:
+            box.update(server=server, loop=asyncio.get_running_loop(), stop=asyncio.Event())
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(5), "the server thread did not start"
+    try:
+        yield box["server"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(5)
+
+
+@pytest.mark.parametrize("compression", TRANSPORTS)
+async def test_a_stalled_loop_does_not_fail_a_healthy_connection(compression: bool) -> None:
+    # Our loop blocks past keepalive_timeout right after a ping; the pong
+    # arrives meanwhile (0.1 s after the ping). When the loop wakes, the pong
+    # and the pong deadline are due in the same turn: the pong must win.
+    with answering_server_in_a_thread(pong_delay=0.1) as server:
+        rec = Recorder()
+        session = new_avatar_session(
+            **server.session_kwargs(**rec.kwargs(), **FAST, websocket_compression=compression)
+        )
+        session.use_session_token("token")
+        await session.start()
+        try:
+            for _ in range(3):
+                pings = server.pings
+                deadline = time.monotonic() + 5
+                while server.pings == pings:  # until the next ping reached the server
+                    assert time.monotonic() < deadline, "no ping sent"
+                    await asyncio.sleep(0.001)
+                time.sleep(0.5)  # noqa: ASYNC251  (the stall under test)
+                await asyncio.sleep(0.05)
+                assert session.is_open, rec.errors
+        finally:
+            await session.close()
+        assert not rec.errors and rec.closes == 1
 
 
 @pytest.mark.parametrize("compression", TRANSPORTS)

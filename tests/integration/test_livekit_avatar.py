@@ -24,14 +24,12 @@ import contextlib
 import importlib.util
 import inspect
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 if os.environ.get("AVATARKIT_REQUIRE_LIVEKIT") == "1":
@@ -50,79 +48,18 @@ from livekit.agents.testing import fake_job_context
 from avatarkit.devserver import DevServer
 from avatarkit.integrations.livekit import AvatarSession
 from avatarkit.proto import avatarkit_wire_pb2 as pb
-
-LK_URL = "wss://livekit.test.invalid"
-LK_KEY = "APItestkey"
-LK_SECRET = "test-secret-that-is-long-enough-for-hs256-000000"
-LK = {"livekit_url": LK_URL, "livekit_api_key": LK_KEY, "livekit_api_secret": LK_SECRET}
-BOUND = 15.0  # "does not hang" bound on every wait in these tests
-
-
-def tone(seconds: float, rate: int, frame_ms: int = 20) -> list[rtc.AudioFrame]:
-    """A 220 Hz tone as TTS-like 20 ms frames."""
-    n = round(seconds * rate)
-    t = np.arange(n) / rate
-    pcm = (np.sin(2 * math.pi * 220 * t) * 8000).astype("<i2")
-    step = rate * frame_ms // 1000
-    return [
-        rtc.AudioFrame(pcm[i : i + step].tobytes(), rate, 1, len(pcm[i : i + step]))
-        for i in range(0, n, step)
-    ]
-
-
-async def frames(items: list[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
-    for frame in items:
-        yield frame
-
-
-class Signals:
-    """The playback signals our sink sent to livekit-agents."""
-
-    def __init__(self, avatar: AvatarSession) -> None:
-        self.started: list[Any] = []
-        self.finished: list[Any] = []
-        sink = avatar.audio_sink
-        assert sink is not None
-        sink.on("playback_started", self.started.append)
-        sink.on("playback_finished", self.finished.append)
-
-
-@contextlib.asynccontextmanager
-async def running_agent(
-    server: DevServer, *, ingress: str | None = None, **avatar_kwargs: Any
-) -> AsyncIterator[tuple[AgentSession[Any], AvatarSession, Signals]]:
-    """An AgentSession (no models) on the mock room, with our avatar started on it."""
-    room = create_mock_room()
-    with fake_job_context(room=room):
-        session: AgentSession[Any] = AgentSession()
-        await session.start(agent=Agent(instructions="test"), room=room, record=False)
-        kwargs = server.session_kwargs()
-        if ingress is not None:
-            kwargs["ingress_endpoint_url"] = ingress
-        kwargs.update(avatar_kwargs)
-        avatar = AvatarSession(**kwargs)
-        try:
-            await avatar.start(session, room, **LK)
-            yield session, avatar, Signals(avatar)
-        finally:
-            await avatar.aclose()
-            await session.aclose()
-
-
-def control_messages(server: DevServer) -> int:
-    """Control messages (interrupt, pause, resume) the service received on its last session."""
-    state = server.last_session
-    assert state is not None
-    audio = sum(r.audio_messages for r in state.requests.values())
-    return state.messages_received - 1 - audio  # minus the configure
-
-
-async def wait_until(predicate: Any, bound: float = BOUND) -> None:
-    deadline = time.monotonic() + bound
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
+from tests._livekit import (
+    BOUND,
+    LK,
+    LK_KEY,
+    LK_SECRET,
+    LK_URL,
+    control_messages,
+    frames,
+    running_agent,
+    tone,
+    wait_until,
+)
 
 # -- normal utterance, sample rates -------------------------------------------------------
 
@@ -455,79 +392,6 @@ async def test_pause_without_playback_control_clears(avatar_server: DevServer) -
         assert control_messages(avatar_server) == 1
         await session.interrupt()
         await asyncio.wait_for(handle.wait_for_playout(), BOUND)
-
-
-# -- cleanup ----------------------------------------------------------------------------------
-
-
-def _avatarkit_tasks() -> list[asyncio.Task[Any]]:
-    """Our tasks still running (the SDK's per-loop guard lives until the loop ends, by design)."""
-    return [
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task()
-        and t.get_name().startswith("avatarkit")
-        and t.get_name() != "avatarkit-loop-guard"
-    ]
-
-
-@pytest.mark.avatar_server(pace="realtime")
-async def test_aclose_restores_tail_and_is_idempotent(avatar_server: DevServer) -> None:
-    room = create_mock_room()
-    with fake_job_context(room=room):
-        session: AgentSession[Any] = AgentSession()
-        await session.start(agent=Agent(instructions="test"), room=room, record=False)
-        chain = session.output.audio
-        assert chain is not None
-        proxy = chain.next_in_chain
-        assert proxy is not None
-        original = proxy.next_in_chain
-        avatar = AvatarSession(**avatar_server.session_kwargs())
-        await avatar.start(session, room, **LK)
-        assert proxy.next_in_chain is avatar.audio_sink
-        assert session.output.audio is chain  # the synchronizer stays on top
-        signals = Signals(avatar)
-        handle = session.say("closing", audio=frames(tone(3.0, 16000)))
-        await wait_until(lambda: signals.started)
-        await avatar.aclose()
-        assert proxy.next_in_chain is original
-        assert avatar.session is None
-        await avatar.aclose()  # idempotent
-        assert len(signals.finished) == 1 and signals.finished[0].interrupted is True
-        await session.interrupt()
-        await asyncio.wait_for(handle.wait_for_playout(), BOUND)
-        assert _avatarkit_tasks() == []
-        await avatar_server.wait_closed_sessions(1)
-        await session.aclose()
-
-
-async def test_started_before_the_agent_session(avatar_server: DevServer) -> None:
-    # The order of livekit-agents' own avatar examples: the avatar first, so the
-    # session's room output does not publish the agent's audio itself.
-    room = create_mock_room()
-    with fake_job_context(room=room):
-        session: AgentSession[Any] = AgentSession()
-        avatar = AvatarSession(**avatar_server.session_kwargs())
-        await avatar.start(session, room, **LK)
-        assert session.output.audio is avatar.audio_sink
-        await session.start(agent=Agent(instructions="test"), room=room, record=False)
-        try:
-            chain = session.output.audio
-            assert chain is not None and chain.label == "TranscriptSynchronizer"
-            signals = Signals(avatar)
-            handle = session.say("first", audio=frames(tone(0.4, 24000)))
-            await asyncio.wait_for(handle.wait_for_playout(), BOUND)
-            assert [f.interrupted for f in signals.finished] == [False]
-            await avatar.aclose()
-            # nothing to put back: the closed sink stays wrapped and never blocks the agent
-            handle = session.say("after close", audio=frames(tone(0.4, 24000)))
-            await asyncio.wait_for(handle.wait_for_playout(), BOUND)
-            assert [f.interrupted for f in signals.finished] == [False, True]
-            assert len(signals.started) == 2
-            assert len(avatar_server.session_summaries()[0]["requests"]) == 1
-        finally:
-            await avatar.aclose()
-            await session.aclose()
 
 
 # -- configuration errors ---------------------------------------------------------------------

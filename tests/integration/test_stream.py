@@ -257,6 +257,23 @@ async def test_missing_end_frame_times_out(avatar_server: DevServer) -> None:
             await collect(req)
 
 
+@pytest.mark.avatar_server(pace="realtime")
+async def test_pause_longer_than_end_timeout_does_not_time_out(avatar_server: DevServer) -> None:
+    # end_timeout does not run while the session holds the request (pause .. resume).
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = session.stream(PCM16[:32000], end_timeout=0.5)  # 1 s of audio
+        await asyncio.wait_for(req.started(), BOUND)
+        await asyncio.sleep(0.2)
+        await session.pause()
+        await asyncio.sleep(1.5)  # three times end_timeout
+        await session.resume()
+        done = await asyncio.wait_for(req.done(), BOUND)
+        assert not done.interrupted
+        assert done.audio_seconds == pytest.approx(1.0, abs=0.01)
+        assert _request_state(avatar_server, req.req_id).reason != "explicit"
+        assert feeders() == []
+
+
 async def test_user_close_resolves_the_request(avatar_server: DevServer) -> None:
     session = new_avatar_session(**avatar_server.session_kwargs())
     await session.init()

@@ -56,6 +56,13 @@ _BACKOFF_FIRST = 0.25  # seconds before the first reconnect; doubles, at most _B
 _BACKOFF_MAX = 2.0
 
 
+def _closed_while_starting() -> RuntimeError:
+    return RuntimeError(
+        "AvatarSession.aclose() was called while the avatar session was opening; "
+        "it was closed again. Make a new AvatarSession to start over"
+    )
+
+
 class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type: ignore[misc, unused-ignore]
     """An avatarkit avatar for a LiveKit Agents voice agent.
 
@@ -195,6 +202,8 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         the session opened (``AvatarSDKError`` if that fails), and the tail of
         ``agent_session.output.audio`` replaced with the avatar's sink
         (``replace_audio_tail``: the transcript synchronizer stays in the chain).
+        If :meth:`aclose` is called while the session opens, the session is
+        closed again, nothing else is touched and this raises ``RuntimeError``.
         """
         if self._started:
             raise RuntimeError("AvatarSession.start() was already called; make a new one")
@@ -235,7 +244,12 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         self._check_config()
         self._started = True
         self._open_lock = asyncio.Lock()
-        self._session = await self._open_with_retries()  # raises: nothing touched yet
+        session = await self._open_with_retries()  # raises: nothing touched yet
+        if self._closed:  # aclose() came while opening: undo, touch nothing
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(session.close(), _CLOSE_BOUND)
+            raise _closed_while_starting()
+        self._session = session
         await super().start(agent_session, room)
         self._sink = AvatarAudioSink(
             self._ready_session,
@@ -358,6 +372,8 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         """Open a session; retry a retryable failure up to ``max_reconnects`` times."""
         delay = _BACKOFF_FIRST
         for attempt in range(self._max_reconnects + 1):
+            if self._closed:  # aclose() during the retries: stop retrying
+                raise _closed_while_starting()
             try:
                 return await self._open()
             except AvatarSDKError as exc:

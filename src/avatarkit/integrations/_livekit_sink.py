@@ -59,7 +59,8 @@ class _Segment:
         self.rate = rate
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.closed = False  # flushed: the end of the audio is queued
-        self.cancelled = False  # clear_buffer(): no (more) output wanted
+        self.cancelled = False  # clear_buffer()/aclose(): no (more) output wanted
+        self.cancel_event = asyncio.Event()  # set with ``cancelled``: stops a reconnect wait
         self.audio_s = 0.0  # seconds of audio captured
         self.request: AvatarRequest | None = None
         self.task: asyncio.Task[None] | None = None
@@ -85,6 +86,12 @@ class _Segment:
         if not self.closed:
             self.closed = True
             self.queue.put_nowait(None)
+
+    def cancel(self) -> None:
+        """No (more) output wanted: end the audio and wake whatever waits for the session."""
+        self.cancelled = True
+        self.cancel_event.set()
+        self.close()
 
     def on_state(self, event: PlaybackStateEvent) -> None:
         if event.state is PlaybackState.PLAYING:
@@ -123,7 +130,8 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
       (``AvatarRequest.interrupt()``: one interrupt to the service), queued
       ones are dropped; finished ``interrupted=True`` with the service's
       ``played_ms`` (waited for at most 1 s) or an estimate. Nothing is sent
-      when idle;
+      when idle; a segment waiting for a reconnect finishes at once (position
+      0) and that reconnect is dropped;
     * a request error (server error, connection lost, the request's own
       ``end_timeout``): finished ``interrupted=True``; the next segment opens
       a new session (bounded retries, see ``AvatarSession``);
@@ -205,7 +213,9 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
     def flush(self) -> None:
         """The segment's audio is complete: end its request's audio."""
         super().flush()
-        if self._closed and self._capturing:  # left in the chain after aclose(): a null sink
+        # Left in the chain after aclose(): a null sink. Not for a segment aclose()
+        # already finished (``_dropping``): that one was reported once.
+        if self._closed and self._capturing and not self._dropping:
             self.on_playback_started(created_at=time.time())
             self.on_playback_finished(playback_position=0.0, interrupted=True)
         self._capturing = False
@@ -221,8 +231,7 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
         self._current = None
         for segment in self._pending:
             if not segment.cancelled:
-                segment.cancelled = True
-                segment.close()
+                segment.cancel()
                 if segment.request is not None:
                     self._spawn(segment.request.interrupt())
 
@@ -257,11 +266,12 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
     async def aclose(self) -> None:
         """Finish every segment (interrupted) and leave no task behind."""
         self._closed = True
+        if self._capturing:  # the segment being captured is finished below, not at its flush
+            self._dropping = True
         self._current = None
         pending, self._pending = self._pending, []
         for segment in pending:
-            segment.cancelled = True
-            segment.close()
+            segment.cancel()
         tasks = [s.task for s in pending if s.task is not None] + list(self._controls)
         for task in tasks:
             task.cancel()
@@ -327,8 +337,8 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
         """Stream the segment; ``(interrupted, position)`` once it played (or failed)."""
         if segment.cancelled:
             return True, 0.0
-        session = await self._ready_session()
-        if segment.cancelled:  # cleared while the session opened: nothing was sent
+        session = await self._session_unless_cancelled(segment)
+        if session is None:  # cleared while the session opened: nothing was sent
             return True, 0.0
         with_state = CAPABILITY_PLAYBACK_STATE in session.capabilities
         request = segment.request = session.stream(
@@ -364,6 +374,29 @@ class AvatarAudioSink(AudioOutput):  # type: ignore[misc, unused-ignore]
             return False, summary.audio_seconds
         interrupted = final.state is PlaybackState.INTERRUPTED
         return interrupted, final.played_ms / 1000
+
+    async def _session_unless_cancelled(self, segment: _Segment) -> _SDKSession | None:
+        """The open session, or ``None`` as soon as the segment is cancelled.
+
+        Opening may mean reconnecting (retries with backoff, each bounded by
+        ``open_timeout``); a ``clear_buffer()`` meanwhile must finish the
+        segment now, not when the retries end, so the wait is raced against
+        the segment's cancel and the reconnect is cancelled (the next segment
+        starts a new one).
+        """
+        opening = asyncio.ensure_future(self._ready_session())
+        cancelled = asyncio.ensure_future(segment.cancel_event.wait())
+        try:
+            await asyncio.wait({opening, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (opening, cancelled):
+                task.cancel()
+            await asyncio.wait({opening, cancelled})
+        if segment.cancelled:
+            if not opening.cancelled() and opening.exception() is not None:
+                logger.info("avatarkit: reconnect failed: %s", opening.exception())
+            return None
+        return opening.result()
 
     async def _watch_playing(self, segment: _Segment) -> None:
         await segment.playing.wait()
