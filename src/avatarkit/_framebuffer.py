@@ -4,6 +4,13 @@ Used by :meth:`AvatarSession.frames` and by a pool lease. Cheaper per item
 than an ``asyncio.Queue`` (no waiter bookkeeping per item): the producer
 appends and wakes the consumer only when it sleeps. Unbounded by design: a
 frame is never dropped, so the consumer must keep up.
+
+Frames wait as the received message bytes and become an
+:class:`~avatarkit.AnimationFrameEvent` when read (:func:`frame_event`).
+Under a flood one socket read hands over hundreds of frames per session
+before any consumer runs; as events they were objects the garbage collector
+walked again and again while they waited (and twice the memory), as bytes
+they are not tracked at all. Parsing again when read costs less than that.
 """
 
 from __future__ import annotations
@@ -14,11 +21,19 @@ from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 from .events import AnimationFrameEvent
-from .protocol import ClientProtocol, ClientState
+from .protocol import ClientProtocol, ClientState, parse_message
 
-__all__ = ["FrameBuffer", "FrameStreams"]
+__all__ = ["FrameBuffer", "FrameStreams", "frame_event"]
 
 T = TypeVar("T")
+
+
+def frame_event(message: bytes) -> AnimationFrameEvent:
+    """The event of one received ``ServerResponseAnimation`` message (already checked once)."""
+    anim = parse_message(message).server_response_animation
+    return AnimationFrameEvent(
+        anim.req_id, anim.end, anim.animation, message, anim.connection_id, anim.avatar_id
+    )
 
 
 class FrameBuffer(Generic[T]):
@@ -87,7 +102,7 @@ class FrameStreams:
     """Mixin of :class:`~avatarkit.AvatarSession`: ``frames()``, one buffer per iterator."""
 
     _protocol: ClientProtocol
-    _frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None
+    _frame_queues: list[FrameBuffer[bytes]] | None  # received messages, parsed when read
 
     def _update_wants_events(self) -> None:
         raise NotImplementedError  # the session's
@@ -101,7 +116,7 @@ class FrameStreams:
         """
         if self._protocol.state is ClientState.CLOSED:
             return
-        buffer: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
+        buffer: FrameBuffer[bytes] = FrameBuffer()
         if self._frame_queues is None:
             self._frame_queues = []
         self._frame_queues.append(buffer)
@@ -110,7 +125,7 @@ class FrameStreams:
         try:
             while True:
                 while frames:
-                    yield frames.popleft()
+                    yield frame_event(frames.popleft())
                 if buffer.closed:
                     return
                 await buffer.wait()

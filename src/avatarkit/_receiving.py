@@ -44,7 +44,7 @@ class SessionReceiving(SessionStreaming):
     _cb_animation: Callable[[AnimationFrameEvent], Any] | None
     _cb_error: Callable[[AvatarSDKError], Any] | None
     _confirm: asyncio.Future[SessionConfirmed] | None
-    _frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None
+    _frame_queues: list[FrameBuffer[bytes]] | None
     _wants_events: bool
 
     def on_message(self, data: bytes) -> None:
@@ -117,7 +117,9 @@ class SessionReceiving(SessionStreaming):
                     bool(event.animation),
                 ),
             )
-        if self._cb_animation is not None or self._frame_queues:
+        for buffer in self._frame_queues or ():
+            buffer.put(data)  # the event is made when read (see _framebuffer)
+        if self._cb_animation is not None:
             frame = AnimationFrameEvent(
                 event.req_id,
                 event.end,
@@ -126,10 +128,7 @@ class SessionReceiving(SessionStreaming):
                 event.connection_id,
                 event.avatar_id,
             )
-            if self._cb_animation is not None:
-                self._call(self._cb_animation, "on_animation", frame)
-            for buffer in self._frame_queues or ():
-                buffer.put(frame)
+            self._call(self._cb_animation, "on_animation", frame)
 
     def _on_protocol_error(self, err: AvatarSDKError) -> None:
         if self._confirm is not None and not self._confirm.done():

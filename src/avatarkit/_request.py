@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._framebuffer import FrameBuffer
+from ._framebuffer import FrameBuffer, frame_event
 from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
@@ -126,7 +126,7 @@ class AvatarRequest:
         self._pacer = pacer
         self._end_timeout = end_timeout
         self._raw_ogg = raw_ogg
-        self._frames: FrameBuffer[AnimationFrameEvent] = FrameBuffer()
+        self._frames: FrameBuffer[bytes] = FrameBuffer()  # messages, parsed when read
         self._loop = loop
         self._result: asyncio.Future[RequestSummary] = loop.create_future()
         self._started: asyncio.Future[str] = loop.create_future()
@@ -198,7 +198,7 @@ class AvatarRequest:
         frames = buffer.items
         while True:
             while frames:
-                frame = frames.popleft()
+                frame = frame_event(frames.popleft())
                 yield frame
                 if frame.end:
                     return
@@ -244,16 +244,13 @@ class AvatarRequest:
         if req_id != self.req_id:
             return
         end = anim.end
-        frame = AnimationFrameEvent(
-            req_id, end, anim.animation, data, anim.connection_id, anim.avatar_id
-        )
         now = self._loop.time()
         self._frame_count += 1
         if self._first_frame is None:
             self._first_frame = now
         self._last_frame = now
         buffer = self._frames
-        buffer.items.append(frame)
+        buffer.items.append(data)  # the event is made when read (see _framebuffer)
         if buffer.waiters:
             buffer.wake()
         if end:

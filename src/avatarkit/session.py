@@ -40,7 +40,6 @@ from ._receiving import SessionReceiving
 from ._redact import mask_in
 from .config import SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, classify_close
-from .events import AnimationFrameEvent
 from .protocol import (
     ClientProtocol,
     ClientState,
@@ -120,7 +119,7 @@ class AvatarSession(SessionReceiving, FrameStreams):
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[FrameBuffer[AnimationFrameEvent]] | None = None  # made by frames()
+        self._frame_queues: list[FrameBuffer[bytes]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._metrics = _metrics.for_session(self)  # None without on_metrics
         self._bind_callbacks()
