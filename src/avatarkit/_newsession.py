@@ -32,3 +32,19 @@ def new_avatar_session(**kwargs: Any) -> AvatarSession:
     from .session import AvatarSession
 
     return AvatarSession(SessionConfig(**kwargs), transport_factory=transport_factory)
+
+
+async def open_session(session: AvatarSession) -> AvatarSession:
+    """``init()`` then ``start()`` (bounded by ``open_timeout``); on any failure,
+    cancellation included, the session is closed before the error propagates.
+
+    The integrations open their sessions this way, so that a failed or
+    abandoned open never leaves a half-open session behind.
+    """
+    try:
+        await session.init()
+        await session.start()
+    except BaseException:
+        await session.close()
+        raise
+    return session

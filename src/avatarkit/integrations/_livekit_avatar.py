@@ -19,7 +19,7 @@ from livekit import api, rtc
 from livekit.agents.voice.avatar import AvatarSession as _AgentsAvatarSession
 from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
-from .._newsession import new_avatar_session
+from .._newsession import new_avatar_session, open_session
 from .._request import check_end_timeout
 from ..config import LiveKitEgressConfig, SessionConfig, url_problem
 from ..errors import AvatarSDKError
@@ -359,14 +359,7 @@ class AvatarSession(_AgentsAvatarSession[Literal["metrics_collected"]]):  # type
         return both
 
     async def _open(self) -> _SDKSession:
-        session = _SDKSession(self._session_config(self._mint_token()))
-        try:
-            await session.init()
-            await session.start()  # bounded by open_timeout
-        except BaseException:
-            await session.close()
-            raise
-        return session
+        return await open_session(_SDKSession(self._session_config(self._mint_token())))
 
     async def _open_with_retries(self) -> _SDKSession:
         """Open a session; retry a retryable failure up to ``max_reconnects`` times."""

@@ -29,7 +29,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from .._audio_source import _Resampler, downmix_s16le
-from .._newsession import new_avatar_session
+from .._newsession import new_avatar_session, open_session
 from .._request import AvatarRequest, check_end_timeout
 from ..errors import AvatarSDKError
 from ..session import AvatarSession
@@ -218,14 +218,7 @@ class AvatarService(FrameProcessor):  # type: ignore[misc, unused-ignore]
             )
 
     async def _open(self) -> AvatarSession:
-        session = new_avatar_session(**self._session_kwargs)
-        try:
-            await session.init()
-            await session.start()  # bounded by open_timeout
-        except BaseException:
-            await session.close()
-            raise
-        return session
+        return await open_session(new_avatar_session(**self._session_kwargs))
 
     async def _ready_session(self) -> AvatarSession:
         """The open session; opens one (again) when there is none."""
