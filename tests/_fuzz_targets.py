@@ -49,8 +49,7 @@ from avatarkit.protocol import (
     encode_server_error,
     parse_token_response,
 )
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests._helpers import FIXTURES
 
 #: Largest input a mutation may grow to (keeps one example fast).
 MAX_INPUT = 1 << 16
