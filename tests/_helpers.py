@@ -153,13 +153,28 @@ class ServeProcess:
     Always ``await proc.stop()`` (it resumes a frozen process first).
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, banner: dict[str, str]):
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        port: int,
+        banner: dict[str, str],
+        workers: list[tuple[int, str]],
+    ):
         self.proc = proc
         self.port = port
         self.banner = banner
+        self.workers = workers
+        """With ``--workers N``: ``(pid, own root URL)`` per worker, from the banner."""
+
+    @property
+    def root(self) -> str:
+        """The service's root URL (the console URL without ``/v1/console``)."""
+        return self.banner["console URL"].removesuffix("/v1/console")
 
     @classmethod
-    async def start(cls, *args: str, port: int | None = None) -> ServeProcess:
+    async def start(
+        cls, *args: str, port: int | None = None, stderr: int = asyncio.subprocess.DEVNULL
+    ) -> ServeProcess:
         import re
         import socket
 
@@ -175,10 +190,11 @@ class ServeProcess:
             str(port),
             *args,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
         )
         assert proc.stdout is not None
         banner: dict[str, str] = {}
+        workers: list[tuple[int, str]] = []
         try:
             while True:
                 line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
@@ -186,8 +202,10 @@ class ServeProcess:
                     raise AssertionError(f"avatarkit serve exited early: {banner}")
                 if m := re.match(r"\s+(console URL|ingress URL|API key|avatar id):\s+(\S+)", line):
                     banner.setdefault(m.group(1), m.group(2))
+                if m := re.match(r"\s+worker \d+:\s+pid (\d+), own URL (\S+)/", line):
+                    workers.append((int(m.group(1)), m.group(2)))
                 if line.startswith("Ctrl+C"):
-                    return cls(proc, port, banner)
+                    return cls(proc, port, banner, workers)
         except BaseException:
             proc.kill()
             await proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from avatarkit.devserver._rawclient import RawClient, fetch_token
 from avatarkit.devserver._workers import reuse_port_supported
+from tests._helpers import ServeProcess
 
 pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="--workers needs Linux")
 
@@ -29,33 +29,10 @@ async def start_workers(
     count: int = 2,
 ) -> tuple[asyncio.subprocess.Process, str, list[tuple[int, str]]]:
     """Start the supervisor; (process, shared root URL, [(worker pid, own URL)])."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "avatarkit.devserver",
-        "--port",
-        "0",
-        "--pace",
-        "fast",
-        "--workers",
-        str(count),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    serve = await ServeProcess.start(
+        "--pace", "fast", "--workers", str(count), stderr=asyncio.subprocess.PIPE
     )
-    assert proc.stdout is not None
-    root, workers, lines = "", [], []
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        if not line:
-            err = await proc.stderr.read() if proc.stderr else b""
-            raise AssertionError(f"serve exited: {lines} {err.decode()}")
-        lines.append(line)
-        if m := re.match(r"\s+console URL:\s+(\S+)/v1/console", line):
-            root = m.group(1)
-        if m := re.match(r"\s+worker \d+:\s+pid (\d+), own URL (\S+)/", line):
-            workers.append((int(m.group(1)), m.group(2)))
-        if line.startswith("Ctrl+C"):
-            return proc, root, workers
+    return serve.proc, serve.root, serve.workers
 
 
 def alive(pid: int) -> bool:
