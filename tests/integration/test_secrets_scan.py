@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ import time
 import traceback
 import warnings
 import wave
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,34 @@ async def test_no_secret_in_logs_reprs_errors_cli_or_service_pages(
     assert not leaks, "\n".join(leaks[:20])
 
 
+@contextlib.asynccontextmanager
+async def hostile_server(*routes: tuple[str, Any]) -> AsyncIterator[int]:
+    """A raw aiohttp server on loopback playing a hostile service: ``(GET or
+    POST path, handler)`` pairs; yields its port."""
+    app = web.Application()
+    for path, handler in routes:
+        if path.startswith("POST "):
+            app.router.add_post(path[5:], handler)
+        else:
+            app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def scan_our_log(ev: Evidence, caplog: pytest.LogCaptureFixture) -> None:
+    """Hand every log record but the raw server's own access log (which logs
+    the URLs it was sent, and is not ours) to the scan."""
+    for record in caplog.records:
+        if not record.name.startswith("aiohttp.access"):
+            ev.text(f"log record {record.name}", f"{record.getMessage()} {vars(record)!r}")
+
+
 async def _hostile_upgrade(request: web.Request) -> web.StreamResponse:
     """Upgrade answers no real service gives: a redirect, a dropped connection,
     a plain 200 page, a 500 that echoes the request URL back."""
@@ -371,16 +400,11 @@ async def test_no_secret_in_errors_of_hostile_upgrades_with_query_auth(
     whose page echoes the API key header. A raw aiohttp server here plays the
     hostile service and console."""
     caplog.set_level(logging.DEBUG)
-    app = web.Application()
-    app.router.add_get("/{kind}/websocket", _hostile_upgrade)
-    app.router.add_post("/v1/console/session-tokens", _echoing_console)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     ev = Evidence()
-    try:
+    async with hostile_server(
+        ("/{kind}/websocket", _hostile_upgrade),
+        ("POST /v1/console/session-tokens", _echoing_console),
+    ) as port:
         for kind in ("redirect", "drop", "page", "echo"):
             for compression in (False, True):
                 session = new_avatar_session(
@@ -404,12 +428,7 @@ async def test_no_secret_in_errors_of_hostile_upgrades_with_query_auth(
             expire_at=datetime.now(timezone.utc) + timedelta(minutes=5),
         )
         await expect_error(ev, "echoing console", session, "init")
-    finally:
-        await runner.cleanup()
-    # The raw server's own access log (it logs the URLs it was sent) is not ours.
-    ours = [r for r in caplog.records if not r.name.startswith("aiohttp.access")]
-    for record in ours:
-        ev.text(f"log record {record.name}", f"{record.getMessage()} {vars(record)!r}")
+    scan_our_log(ev, caplog)
     leaks = ev.leaks([BAD_TOKEN, API_KEY])
     assert not leaks, "\n".join(leaks[:20])
 
@@ -438,15 +457,8 @@ async def test_no_secret_in_handshake_errors_that_quote_the_session_key(
     log carry it masked. (After the handshake the session holds no copy of the
     token to mask with: see the README.)"""
     caplog.set_level(logging.DEBUG)
-    app = web.Application()
-    app.router.add_get("/{kind}/websocket", _echoing_ingress)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     ev = Evidence()
-    try:
+    async with hostile_server(("/{kind}/websocket", _echoing_ingress)) as port:
         for kind in ("error", "close"):
             session = new_avatar_session(
                 api_key=API_KEY,
@@ -458,12 +470,8 @@ async def test_no_secret_in_handshake_errors_that_quote_the_session_key(
             )
             session.use_session_token(BAD_TOKEN)
             await expect_error(ev, kind, session, "start")
-    finally:
-        await runner.cleanup()
     assert any("is not allowed here" in text for _, text in ev.texts)
-    ours = [r for r in caplog.records if not r.name.startswith("aiohttp.access")]
-    for record in ours:
-        ev.text(f"log record {record.name}", f"{record.getMessage()} {vars(record)!r}")
+    scan_our_log(ev, caplog)
     leaks = ev.leaks([BAD_TOKEN])
     assert not leaks, "\n".join(leaks[:20])
 
