@@ -45,6 +45,7 @@ from benchmarks.servers.local import LocalService, usable_cpus
 LATE_MS = 40.0
 _WORKER = re.compile(r"^\s*worker (\d+):\s+pid (\d+)")
 _ANIMATION_PREFIX = b"\x08\x05\x32"  # Message{type=5 (animation), field 6 ...}
+_MIN_SLEEP = 0.001  # the load generator's shortest sleep (see _loadgen)
 
 
 class ServiceWorkers(LocalService):
@@ -166,7 +167,10 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
                 when = max(base, base + (k + 1) * FRAME_PERIOD - lead)
                 heapq.heappush(heap, (when, base, i, k + 1))
         if heap:
-            await asyncio.sleep(max(0.0, min(heap[0][0] - time.monotonic(), 0.002)))
+            # At least 1 ms: uvloop rounds a timer to whole milliseconds, so a
+            # shorter sleep returns at once and the loop would spin (it did:
+            # 78% of a core at 300 sessions, most of it polling the clock).
+            await asyncio.sleep(min(max(heap[0][0] - time.monotonic(), _MIN_SLEEP), 0.002))
     with contextlib.suppress(asyncio.TimeoutError):  # what did not arrive counts as lost
         await asyncio.wait_for(done, args.timeout)
     t1, cpu1 = time.monotonic(), cpu_seconds()
