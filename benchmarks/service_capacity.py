@@ -277,7 +277,41 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     if 1 in caps and len(caps) > 1 and caps[1]:
         top = max(caps)
         out["scaling"] = round(caps[top] / caps[1], 3)
+    estimate = cpu_scaling(out["workers"])
+    if estimate is not None:
+        out["cpu_scaling"] = estimate
     return out
+
+
+def cpu_scaling(workers: dict[str, Any]) -> dict[str, Any] | None:
+    """What N workers would sustain on N cores of their own, x one worker, if
+    CPU were the only limit: ``N x (one worker's µs per frame) / (N workers'
+    µs per frame, all workers together)`` at the largest session count both
+    ran (``None`` when there is no such count). The load generator shares the
+    cores with N workers here, so their capacity cannot be measured directly;
+    their CPU time per frame can."""
+    if "1" not in workers:
+        return None
+    one = {r["sessions"]: r for r in workers["1"]["rows"] if r.get("server_cpu_us_per_frame")}
+    best: dict[str, Any] | None = None
+    for w, v in workers.items():
+        if w == "1":
+            continue
+        for r in v["rows"]:
+            base = one.get(r.get("sessions"))
+            us = r.get("server_cpu_us_per_frame")
+            if base is None or not us:
+                continue
+            if best is None or r["sessions"] >= best["sessions"]:
+                us1 = base["server_cpu_us_per_frame"]
+                best = {
+                    "workers": int(w),
+                    "sessions": r["sessions"],
+                    "us_per_frame_1": us1,
+                    "us_per_frame_n": us,
+                    "estimate": round(int(w) * us1 / us, 3),
+                }
+    return best
 
 
 def _row(workers: str, r: dict[str, Any]) -> str:
@@ -288,7 +322,8 @@ def _row(workers: str, r: dict[str, Any]) -> str:
         f"{r.get('server_cpu_us_per_frame')} | {lat.get('p50_ms', 0):.2f} / "
         f"{lat.get('p99_ms', 0):.2f} / {lat.get('max_ms', 0):.2f} | "
         f"{r.get('frames_lost')} / {r.get('frames_expected')} | "
-        f"{r.get('client_cpu_share', 0):.0%} | {inter.get('foreign_cores', 0):.2f} | "
+        f"{r.get('client_cpu_share', 0):.0%} | "
+        f"{(r.get('send_lag') or {}).get('p99_ms', 0):.2f} | {inter.get('foreign_cores', 0):.2f} | "
         f"{'yes' if r.get('sustained') else '**no**'} |"
     )
 
@@ -300,8 +335,8 @@ def section(res: dict[str, Any] | None) -> str:
     lines = [
         "| workers | sessions | service CPU (all workers) | service µs / frame | "
         "lateness p50 / p99 / max (ms) | frames lost | load generator CPU | "
-        "other processes (cores) | sustained |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "load generator send lag p99 (ms) | other processes (cores) | sustained |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for w, v in sorted(res["workers"].items(), key=lambda kv: int(kv[0])):
         lines += [_row(w, r) for r in v["rows"] if r.get("ok")]
@@ -319,6 +354,13 @@ def section(res: dict[str, Any] | None) -> str:
     scaling = res.get("scaling")
     tail = f"; scaling {scaling:.2f}x" if scaling else ""
     text = "\n".join(lines) + f"\n\nCapacity: {caps}{tail} ({res['cpus']} cores)."
+    est = res.get("cpu_scaling")
+    if est:
+        text += (
+            f" CPU-bound scaling estimate at {est['sessions']} sessions: {est['workers']}"
+            f" workers x {est['us_per_frame_1']} µs / {est['us_per_frame_n']} µs per frame"
+            f" = **{est['estimate']:.2f}x** one worker (see above for what it shows)."
+        )
     rows = [r for v in res["workers"].values() for r in v["rows"]]
     if any(r.get("disturbed") for r in rows):
         text += (
