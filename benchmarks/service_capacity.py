@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import os
 import re
 import sys
 import time
@@ -89,7 +90,7 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
     done = loop.create_future()
     remaining = [n]
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def __init__(self, i: int, confirmed: asyncio.Future[None]) -> None:
             self.i, self.confirmed = i, confirmed
 
@@ -257,7 +258,7 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
                            "--loop", ctx["loop"]]  # fmt: skip
                     for pid in svc["worker_pids"] or [svc["pid"]]:  # 1 worker: the service
                         cmd += ["--server-pid", str(pid)]
-                    res = run_process(cmd, None, cfg["seconds"] + 120, cli_cpu)
+                    res = run_process(cmd, dict(os.environ), cfg["seconds"] + 120, cli_cpu)
                     res["client_name"] = f"{workers} worker(s), {n} sessions"
                     return res
 
