@@ -286,9 +286,11 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
 
 def cpu_scaling(workers: dict[str, Any]) -> dict[str, Any] | None:
     """What N workers would sustain on N cores of their own, x one worker, if
-    CPU were the only limit: ``N x (one worker's µs per frame) / (N workers'
-    µs per frame, all workers together)`` at the largest session count both
-    ran (``None`` when there is no such count). The load generator shares the
+    CPU were the only limit, from CPU time per frame: one worker at ``S``
+    sessions against N workers at ``N x S`` (each worker then has ``S``
+    sessions, as the lone one did): ``N x (1 worker's µs per frame) / (N
+    workers' µs per frame, all workers together)``, at the largest such pair
+    measured (``None`` when there is none). The load generator shares the
     cores with N workers here, so their capacity cannot be measured directly;
     their CPU time per frame can."""
     if "1" not in workers:
@@ -296,21 +298,24 @@ def cpu_scaling(workers: dict[str, Any]) -> dict[str, Any] | None:
     one = {r["sessions"]: r for r in workers["1"]["rows"] if r.get("server_cpu_us_per_frame")}
     best: dict[str, Any] | None = None
     for w, v in workers.items():
-        if w == "1":
+        n = int(w)
+        if n < 2:
             continue
         for r in v["rows"]:
-            base = one.get(r.get("sessions"))
             us = r.get("server_cpu_us_per_frame")
+            total = r.get("sessions") or 0
+            base = one.get(total // n) if total % n == 0 else None
             if base is None or not us:
                 continue
-            if best is None or r["sessions"] >= best["sessions"]:
+            if best is None or total >= best["sessions"]:
                 us1 = base["server_cpu_us_per_frame"]
                 best = {
-                    "workers": int(w),
-                    "sessions": r["sessions"],
+                    "workers": n,
+                    "sessions": total,
+                    "sessions_1": total // n,
                     "us_per_frame_1": us1,
                     "us_per_frame_n": us,
-                    "estimate": round(int(w) * us1 / us, 3),
+                    "estimate": round(n * us1 / us, 3),
                 }
     return best
 
@@ -358,8 +363,9 @@ def section(res: dict[str, Any] | None) -> str:
     est = res.get("cpu_scaling")
     if est:
         text += (
-            f" CPU-bound scaling estimate at {est['sessions']} sessions: {est['workers']}"
-            f" workers x {est['us_per_frame_1']} µs / {est['us_per_frame_n']} µs per frame"
+            f" CPU-bound scaling estimate: {est['workers']} workers at {est['sessions']}"
+            f" sessions against 1 worker at {est['sessions_1']}: {est['workers']} x"
+            f" {est['us_per_frame_1']} µs / {est['us_per_frame_n']} µs per frame"
             f" = **{est['estimate']:.2f}x** one worker (see above for what it shows)."
         )
     rows = [r for v in res["workers"].values() for r in v["rows"]]
