@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import os
 import re
 import sys
 import time
@@ -45,6 +46,7 @@ from benchmarks.servers.local import LocalService, usable_cpus
 LATE_MS = 40.0
 _WORKER = re.compile(r"^\s*worker (\d+):\s+pid (\d+)")
 _ANIMATION_PREFIX = b"\x08\x05\x32"  # Message{type=5 (animation), field 6 ...}
+_MIN_SLEEP = 0.001  # the load generator's shortest sleep (see _loadgen)
 
 
 class ServiceWorkers(LocalService):
@@ -88,7 +90,7 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
     done = loop.create_future()
     remaining = [n]
 
-    class Listener(WSListener):  # type: ignore[misc]
+    class Listener(WSListener):
         def __init__(self, i: int, confirmed: asyncio.Future[None]) -> None:
             self.i, self.confirmed = i, confirmed
 
@@ -166,7 +168,10 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
                 when = max(base, base + (k + 1) * FRAME_PERIOD - lead)
                 heapq.heappush(heap, (when, base, i, k + 1))
         if heap:
-            await asyncio.sleep(max(0.0, min(heap[0][0] - time.monotonic(), 0.002)))
+            # At least 1 ms: uvloop rounds a timer to whole milliseconds, so a
+            # shorter sleep returns at once and the loop would spin (it did:
+            # 78% of a core at 300 sessions, most of it polling the clock).
+            await asyncio.sleep(min(max(heap[0][0] - time.monotonic(), _MIN_SLEEP), 0.002))
     with contextlib.suppress(asyncio.TimeoutError):  # what did not arrive counts as lost
         await asyncio.wait_for(done, args.timeout)
     t1, cpu1 = time.monotonic(), cpu_seconds()
@@ -253,7 +258,7 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
                            "--loop", ctx["loop"]]  # fmt: skip
                     for pid in svc["worker_pids"] or [svc["pid"]]:  # 1 worker: the service
                         cmd += ["--server-pid", str(pid)]
-                    res = run_process(cmd, None, cfg["seconds"] + 120, cli_cpu)
+                    res = run_process(cmd, dict(os.environ), cfg["seconds"] + 120, cli_cpu)
                     res["client_name"] = f"{workers} worker(s), {n} sessions"
                     return res
 
@@ -273,7 +278,46 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
     if 1 in caps and len(caps) > 1 and caps[1]:
         top = max(caps)
         out["scaling"] = round(caps[top] / caps[1], 3)
+    estimate = cpu_scaling(out["workers"])
+    if estimate is not None:
+        out["cpu_scaling"] = estimate
     return out
+
+
+def cpu_scaling(workers: dict[str, Any]) -> dict[str, Any] | None:
+    """What N workers would sustain on N cores of their own, x one worker, if
+    CPU were the only limit, from CPU time per frame: one worker at ``S``
+    sessions against N workers at ``N x S`` (each worker then has ``S``
+    sessions, as the lone one did): ``N x (1 worker's µs per frame) / (N
+    workers' µs per frame, all workers together)``, at the largest such pair
+    measured (``None`` when there is none). The load generator shares the
+    cores with N workers here, so their capacity cannot be measured directly;
+    their CPU time per frame can."""
+    if "1" not in workers:
+        return None
+    one = {r["sessions"]: r for r in workers["1"]["rows"] if r.get("server_cpu_us_per_frame")}
+    best: dict[str, Any] | None = None
+    for w, v in workers.items():
+        n = int(w)
+        if n < 2:
+            continue
+        for r in v["rows"]:
+            us = r.get("server_cpu_us_per_frame")
+            total = r.get("sessions") or 0
+            base = one.get(total // n) if total % n == 0 else None
+            if base is None or not us:
+                continue
+            if best is None or total >= best["sessions"]:
+                us1 = base["server_cpu_us_per_frame"]
+                best = {
+                    "workers": n,
+                    "sessions": total,
+                    "sessions_1": total // n,
+                    "us_per_frame_1": us1,
+                    "us_per_frame_n": us,
+                    "estimate": round(n * us1 / us, 3),
+                }
+    return best
 
 
 def _row(workers: str, r: dict[str, Any]) -> str:
@@ -284,7 +328,8 @@ def _row(workers: str, r: dict[str, Any]) -> str:
         f"{r.get('server_cpu_us_per_frame')} | {lat.get('p50_ms', 0):.2f} / "
         f"{lat.get('p99_ms', 0):.2f} / {lat.get('max_ms', 0):.2f} | "
         f"{r.get('frames_lost')} / {r.get('frames_expected')} | "
-        f"{r.get('client_cpu_share', 0):.0%} | {inter.get('foreign_cores', 0):.2f} | "
+        f"{r.get('client_cpu_share', 0):.0%} | "
+        f"{(r.get('send_lag') or {}).get('p99_ms', 0):.2f} | {inter.get('foreign_cores', 0):.2f} | "
         f"{'yes' if r.get('sustained') else '**no**'} |"
     )
 
@@ -296,8 +341,8 @@ def section(res: dict[str, Any] | None) -> str:
     lines = [
         "| workers | sessions | service CPU (all workers) | service µs / frame | "
         "lateness p50 / p99 / max (ms) | frames lost | load generator CPU | "
-        "other processes (cores) | sustained |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "load generator send lag p99 (ms) | other processes (cores) | sustained |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for w, v in sorted(res["workers"].items(), key=lambda kv: int(kv[0])):
         lines += [_row(w, r) for r in v["rows"] if r.get("ok")]
@@ -315,6 +360,14 @@ def section(res: dict[str, Any] | None) -> str:
     scaling = res.get("scaling")
     tail = f"; scaling {scaling:.2f}x" if scaling else ""
     text = "\n".join(lines) + f"\n\nCapacity: {caps}{tail} ({res['cpus']} cores)."
+    est = res.get("cpu_scaling")
+    if est:
+        text += (
+            f" CPU-bound scaling estimate: {est['workers']} workers at {est['sessions']}"
+            f" sessions against 1 worker at {est['sessions_1']}: {est['workers']} x"
+            f" {est['us_per_frame_1']} µs / {est['us_per_frame_n']} µs per frame"
+            f" = **{est['estimate']:.2f}x** one worker (see above for what it shows)."
+        )
     rows = [r for v in res["workers"].values() for r in v["rows"]]
     if any(r.get("disturbed") for r in rows):
         text += (

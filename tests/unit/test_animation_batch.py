@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avatarkit.devserver._animation import AnimationAnalyzer, analyze_blocks, encode_frame
-from avatarkit.devserver._features import round3
+from avatarkit.devserver._features import CHUNK_ROWS, round3
 from tests._helpers import speech_pcm
 
 CHUNK = 640  # 40 ms at 16 kHz
@@ -75,3 +75,17 @@ def test_round3_rounds_like_python(seed: int) -> None:
     values = np.clip(values, 0.0, 1.0)
     got = round3(values.reshape(-1, 1)).ravel().tolist()
     assert got == [round(v, 3) for v in values.tolist()]
+
+
+def test_a_block_of_more_rows_than_one_chunk_matches_each_request_alone() -> None:
+    # features() computes a large block CHUNK_ROWS rows at a time: the pieces
+    # must come back in order, each row as it would be alone.
+    pcm = _speech()
+    n = 2 * CHUNK_ROWS + 7
+    alone = [AnimationAnalyzer(16000, f"seed-{i}") for i in range(n)]
+    together = [AnimationAnalyzer(16000, f"seed-{i}") for i in range(n)]
+    for step in range(3):
+        chunks = [pcm[(i * 977 + step * CHUNK) % (pcm.size - CHUNK) :][:CHUNK] for i in range(n)]
+        expected = [a.push(c) for a, c in zip(alone, chunks, strict=True)]
+        blocks = [a.take(c) for a, c in zip(together, chunks, strict=True)]
+        assert analyze_blocks([b for b in blocks if b is not None]) == expected

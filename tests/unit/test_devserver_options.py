@@ -72,3 +72,19 @@ def test_url_host_for_wildcard_and_ipv6_binds(host: str, shown: str) -> None:
     server._port = 8080  # as start() records it; nothing is bound here
     assert server.api_root == f"http://{shown}:8080"
     assert server.ingress_url.startswith(f"ws://{shown}:8080/")
+
+
+def test_serve_processes_freeze_the_startup_heap_out_of_the_collector() -> None:
+    # `avatarkit serve` (and each --workers process) calls this once it
+    # listens: the ~50,000 objects of its imports are never walked again by
+    # a full collection, which held the loop (and every session's frames).
+    import gc
+
+    from avatarkit.devserver._cli import freeze_startup_heap
+
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > max(before, 10_000)
+    finally:
+        gc.unfreeze()

@@ -117,8 +117,9 @@ _Float = npt.NDArray[np.float64]
 _INT16 = np.dtype(np.int16)  # native int16: the fast path of push()
 _SIL, _PP, _FF, _SS, _AA, _E, _IH, _OH, _OU = range(len(VISEMES))
 
-Block = tuple["AnimationAnalyzer", int, _Float]
-"""Frames to analyse: the analyzer, the index of the first frame, the windows ``(n, len)``."""
+Block = tuple["AnimationAnalyzer", int, npt.NDArray[Any]]
+"""Frames to analyse: the analyzer, the index of the first frame, the windows
+``(n, len)`` (float64, or the int16 samples themselves when they need no padding)."""
 
 
 def _clip01(value: float) -> float:
@@ -255,7 +256,8 @@ class AnimationAnalyzer:
                 return None
             self._next_frame = start + n
             self._buffer_start += used
-            return (self, start, pcm[:used].reshape(n, length).astype(np.float64))
+            # int16 rows: analyze_blocks converts the whole block at once.
+            return (self, start, pcm[:used].reshape(n, length))
         self._received += size
         if self._buffer.size:
             self._buffer = np.concatenate((self._buffer, pcm))
@@ -422,7 +424,11 @@ def analyze_blocks(blocks: list[Block]) -> list[list[AnimationFrame]]:
     for members in groups.values():
         spec = blocks[members[0]][0]._spec
         arrays = [blocks[i][2] for i in members]
-        feats = features(spec, arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        if len(arrays) == 1:
+            windows = arrays[0].astype(np.float64, copy=False)
+        else:  # int16 -> float64 is exact, so converting the whole block changes nothing
+            windows = np.concatenate(arrays, dtype=np.float64)
+        feats = features(spec, windows)
         rows: list[tuple[float, ...]] = []
         visemes: list[int] = []
         lo = 0

@@ -91,6 +91,7 @@ log = logging.getLogger("avatarkit.devserver")
 _MAX_PACKET_48K = 5760
 # Packets decoded between turns of the event loop: at most 12 s of audio, a few ms of CPU.
 _DECODE_SLICE = 100
+_HANDLED = object()  # _receive_now: the message was handled synchronously
 
 
 class Connection(OutputPacer):
@@ -134,7 +135,9 @@ class Connection(OutputPacer):
                 if msg.type is WSMsgType.BINARY:
                     self.state.messages_received += 1
                     try:
-                        await self._on_binary(msg.data)
+                        event = self._receive_now(msg.data)
+                        if event is not _HANDLED:
+                            await self._on_event(event)
                     except Exception:
                         log.exception("avatarkit devserver: error handling a client message")
                         await self._internal_error()
@@ -196,11 +199,22 @@ class Connection(OutputPacer):
             text = "failed during websocket handshake: expected binary protobuf message"
         await self._fatal(CODE_BAD_REQUEST, text, CLOSE_UNSUPPORTED_DATA)
 
-    async def _on_binary(self, data: bytes) -> None:
+    def _receive_now(self, data: bytes) -> Any:
+        """Parse one binary message and handle it here if it is plain PCM audio
+        (:meth:`_pcm_now`); otherwise return what :meth:`_on_event` handles (the
+        event, or the ``ProtocolViolation``). ``_HANDLED`` when done: the
+        per-frame message costs no coroutine."""
         try:
             event = self._proto.receive(data)
         except ProtocolViolation as exc:
-            await self._fatal(exc.code, exc.message, CLOSE_POLICY)
+            return exc
+        if type(event) is ClientAudio and self._pcm_now(event):
+            return _HANDLED
+        return event
+
+    async def _on_event(self, event: Any) -> None:
+        if isinstance(event, ProtocolViolation):
+            await self._fatal(event.code, event.message, CLOSE_POLICY)
             return
         if event is None:
             return  # unknown (newer) message type: ignored
@@ -261,6 +275,43 @@ class Connection(OutputPacer):
         await self._run_faults()
 
     # -- audio ------------------------------------------------------------------
+
+    def _pcm_now(self, audio: ClientAudio) -> bool:
+        """Handle ``audio`` synchronously if it is the common case: more PCM for
+        the request already playing, within every limit, no viewer watching.
+        ``False`` (nothing changed) sends it the general way, :meth:`_on_audio`,
+        which answers everything else (errors, a new request, Ogg Opus)."""
+        st = self.state
+        if not st.configured or self._decoder_cls is not None or st.viewer_tap is not None:
+            return False
+        req_id = audio.req_id
+        req = self._active.get(req_id)
+        if req is None or len(req_id) > MAX_REQ_ID_BYTES // 4 or req.carry:
+            return False  # (a short str is short in UTF-8 too: at most 4 bytes a character)
+        info = req.info
+        data = audio.audio
+        size = len(data)
+        if info.end_received or size & 1:
+            return False
+        if size:
+            settings = self._settings
+            if req.buffered + size > settings.max_request_audio_bytes:
+                return False
+            if len(self._active) > 1 or req.buffered + size > settings.max_connection_audio_bytes:
+                return False  # (the connection's sum over its requests: the general way)
+        self._last_activity = self._loop.time()
+        info.audio_messages += 1
+        info.audio_bytes += size
+        if size:
+            pcm = req.decode_pcm(data)
+            info.audio_samples += int(pcm.size)
+            req.raw.append(pcm)
+            req.buffered += size
+        if audio.end:
+            info.end_received = True
+        if self._park_token < 0:  # parked: the frame wheel takes the new audio as it comes
+            self._wake()
+        return True
 
     async def _on_audio(self, audio: ClientAudio) -> None:
         now = self._loop.time()

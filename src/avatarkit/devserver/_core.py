@@ -74,6 +74,7 @@ WRITE_HIGH_WATER = 64 * 1024
 """Bytes queued in a connection's socket above which frames go the awaited way
 (which waits for the client to read) instead of the frame wheel's direct writes."""
 
+_WS_HEAD1 = tuple(bytes((0x82, n)) for n in range(126))  # FIN + binary opcode, length
 _WS_HEAD2 = struct.Struct("!BBH")  # FIN + binary opcode, 126, 16-bit length
 _WS_HEAD8 = struct.Struct("!BBQ")  # FIN + binary opcode, 127, 64-bit length
 
@@ -175,6 +176,11 @@ class ConnectionCore:
         self.state = state
         self.key = key
         self._request = request
+        # The connection's transport, read once (aiohttp's request.transport is
+        # a property chain): the frame wheel writes to it for every frame. It
+        # stays the same object for the connection's life; is_closing() tells
+        # when it is gone.
+        self._transport = request.transport
         self._settings = settings
         self._faults = faults
         self._on_confirmed = on_confirmed
@@ -268,19 +274,18 @@ class ConnectionCore:
         """
         if self._closing or self._close_request is not None:
             return False
-        transport = self._request.transport
+        transport = self._transport
         if transport is None or transport.is_closing() or self.ws.closed:
             self._closing = True
             self._wake()
             return False
         n = len(data)
         if n < 126:
-            head = bytes((0x82, n))
+            transport.write(_WS_HEAD1[n] + data)
         elif n < 65536:
-            head = _WS_HEAD2.pack(0x82, 126, n)
+            transport.write(_WS_HEAD2.pack(0x82, 126, n) + data)
         else:
-            head = _WS_HEAD8.pack(0x82, 127, n)
-        transport.write(head + data)
+            transport.write(_WS_HEAD8.pack(0x82, 127, n) + data)
         self.state.messages_sent += 1
         return True
 

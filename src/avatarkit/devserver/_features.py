@@ -65,7 +65,15 @@ _PP = 1  # VISEMES.index("PP"): lips closed
 class RateSpec:
     """What the analysis of one sample rate needs: frame length, window, bands."""
 
-    __slots__ = ("band_pos", "band_starts", "band_weights", "frame_len", "power_scale", "window")
+    __slots__ = (
+        "band_pos",
+        "band_starts",
+        "bin_hz_pairs",
+        "frame_len",
+        "pairs",
+        "power_scale",
+        "window",
+    )
 
     def __init__(self, sample_rate: int, frame_len: int) -> None:
         n = self.frame_len = frame_len
@@ -75,11 +83,11 @@ class RateSpec:
         # Band edges as rfft bin indices; bands above Nyquist are empty.
         edges = tuple(min(n // 2, max(1, math.ceil(hz / bin_hz))) for hz in _BAND_EDGES_HZ)
         # Band sums are taken over the interleaved (re^2, im^2) pairs of the
-        # spectrum: row 0 weights 1 (energy), row 1 the bin's frequency (for the
-        # centroid). Only non-empty bands are reduced; the others stay 0.
+        # spectrum: the energy, and the energy weighted by the bin's frequency
+        # (for the centroid). Only non-empty bands are reduced; the others stay 0.
         top = edges[-1]
-        bin_hz_pairs = np.repeat(np.arange(top, dtype=np.float64) * bin_hz, 2)
-        self.band_weights: _Float = np.stack((np.ones(2 * top), bin_hz_pairs))
+        self.pairs = 2 * top
+        self.bin_hz_pairs: _Float = np.repeat(np.arange(top, dtype=np.float64) * bin_hz, 2)
         nonempty = [i for i in range(len(edges) - 1) if edges[i] < edges[i + 1]]
         self.band_starts = np.asarray([2 * edges[i] for i in nonempty], dtype=np.intp)
         all_bands = len(edges) - 1
@@ -98,14 +106,35 @@ def _clip01(x: _Float) -> _Float:
     return np.minimum(np.maximum(x, 0.0), 1.0) + 0.0
 
 
+CHUNK_ROWS = 32
+"""Rows :func:`features` computes at a time. Its temporaries stay small enough
+to be reused from the heap and the CPU cache: in one piece, 64 rows and more
+cost more than twice as much per row (fresh pages for every temporary)."""
+
+
 def features(spec: RateSpec, frames: _Float) -> dict[str, Any]:
     """Stage 1 for a block of frames ``(n, frame_len)``: per-frame feature lists.
 
     Returns Python lists (the scalar stage 2 reads them one frame at a time):
     ``db``, ``target`` (jaw target), ``active`` (speech level above the
     floor), ``openness``, ``rounding``, ``spreading``, ``frication``,
-    ``sibilance`` and ``murmur``.
+    ``sibilance`` and ``murmur``. A large block is computed ``CHUNK_ROWS``
+    at a time (each row's result is the same in any block).
     """
+    count = frames.shape[0]
+    if count <= CHUNK_ROWS:
+        return _features(spec, frames)
+    out: dict[str, list[Any]] = {k: [] for k in _FEATURES}
+    pieces = -(-count // CHUNK_ROWS)
+    size = -(-count // pieces)  # pieces of equal size: no small remainder
+    for lo in range(0, count, size):
+        part = _features(spec, frames[lo : lo + size])
+        for key, values in out.items():
+            values += part[key]
+    return out
+
+
+def _features(spec: RateSpec, frames: _Float) -> dict[str, Any]:
     count = frames.shape[0]
     # Level: mean power of the frame (zero padding of a last partial frame
     # counts as silence), in full-scale units.
@@ -114,9 +143,11 @@ def features(spec: RateSpec, frames: _Float) -> dict[str, Any]:
     # their ratios are used). The complex spectrum viewed as (re, im) float
     # pairs and squared in place gives the power of each bin as two terms.
     spec_c = np.fft.rfft(frames * spec.window, axis=1)
-    pairs = spec_c.view(np.float64)[:, : spec.band_weights.shape[1]]
+    pairs = spec_c.view(np.float64)[:, : spec.pairs]
     np.square(pairs, out=pairs)
-    seg = np.add.reduceat(pairs[:, None, :] * spec.band_weights, spec.band_starts, axis=2)
+    energy = np.add.reduceat(pairs, spec.band_starts, axis=1)
+    weighted = np.add.reduceat(pairs * spec.bin_hz_pairs, spec.band_starts, axis=1)
+    seg = np.stack((energy, weighted), axis=1)
     if spec.band_pos is not None:  # bands above Nyquist are empty
         full = np.zeros((count, 2, len(_BAND_EDGES_HZ) - 1), dtype=np.float64)
         full[:, :, spec.band_pos] = seg

@@ -224,7 +224,7 @@ class OutputPacer(ConnectionCore):
             return None
         if self.state.egress is not None or self._faults._rules or self.ws.compress:
             return None
-        transport = self._request.transport
+        transport = self._transport
         if transport is None or transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             return None
         return req

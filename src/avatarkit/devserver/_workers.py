@@ -221,7 +221,7 @@ async def _watch_stdin(stop: asyncio.Event) -> None:
 
 
 async def _serve_worker(spec: dict[str, Any]) -> int:
-    from ._cli import ServeConfigError, _resolve
+    from ._cli import ServeConfigError, _resolve, freeze_startup_heap
     from ._server import DevServer
 
     index, count = int(spec["index"]), int(spec["workers"])
@@ -235,6 +235,7 @@ async def _serve_worker(spec: dict[str, Any]) -> int:
     kwargs.pop("workers")
     server = DevServer(**kwargs, secret=bytes.fromhex(spec["secret"]), reuse_port=True)
     await server.start()
+    freeze_startup_heap()
     stop = asyncio.Event()
     handler = logging.StreamHandler(sys.stderr)
     fmt = f"%(asctime)s %(levelname)s worker {index}: %(message)s"

@@ -1,0 +1,45 @@
+"""The local-service scenario's CPU-bound scaling estimate (benchmarks/service_capacity.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.service_capacity import cpu_scaling, section
+
+
+def _rows(*pairs: tuple[int, float | None]) -> dict[str, Any]:
+    return {
+        "pinned": False,
+        "capacity": 0,
+        "rows": [
+            {"ok": True, "sessions": n, "server_cpu_us_per_frame": us, "send_lag": {"p99_ms": 1.5}}
+            for n, us in pairs
+        ],
+    }
+
+
+def test_the_estimate_compares_one_worker_at_s_with_n_workers_at_n_times_s() -> None:
+    workers = {
+        "1": _rows((300, 60.0), (400, 50.0), (700, 45.0)),
+        "2": _rows((600, 55.0), (800, 52.0), (900, 40.0)),
+    }
+    est = cpu_scaling(workers)
+    assert est == {
+        "workers": 2,
+        "sessions": 800,
+        "sessions_1": 400,
+        "us_per_frame_1": 50.0,
+        "us_per_frame_n": 52.0,
+        "estimate": round(2 * 50.0 / 52.0, 3),
+    }
+    text = section({"cpus": 2, "workers": workers, "cpu_scaling": est})
+    assert "2 workers at 800 sessions against 1 worker at 400" in text
+    assert "**1.92x** one worker" in text
+    assert "| 1.50 |" in text  # the load generator's send lag has its column
+
+
+def test_no_estimate_without_a_matching_pair() -> None:
+    assert cpu_scaling({"1": _rows((300, 60.0)), "2": _rows((500, 55.0))}) is None
+    assert cpu_scaling({"1": _rows((300, 60.0)), "2": _rows((300, 55.0))}) is None
+    assert cpu_scaling({"2": _rows((600, 55.0))}) is None
+    assert cpu_scaling({"1": _rows((300, 60.0)), "2": _rows((600, None))}) is None
