@@ -5,12 +5,13 @@ than an ``asyncio.Queue`` (no waiter bookkeeping per item): the producer
 appends and wakes the consumer only when it sleeps. Unbounded by design: a
 frame is never dropped, so the consumer must keep up.
 
-Frames wait as the received message bytes and become an
-:class:`~avatarkit.AnimationFrameEvent` when read (:func:`frame_event`).
-Under a flood one socket read hands over hundreds of frames per session
-before any consumer runs; as events they were objects the garbage collector
-walked again and again while they waited (and twice the memory), as bytes
-they are not tracked at all. Parsing again when read costs less than that.
+Frames wait as the received message bytes (an end frame as a 1-tuple of
+them, :data:`Received`) and become an :class:`~avatarkit.AnimationFrameEvent`
+when read (:func:`frame_event`), without a second parse: the event parses its
+other fields only if they are read. Under a flood one socket read hands over
+hundreds of frames per session before any consumer runs; as events they were
+objects the garbage collector walked again and again while they waited (and
+twice the memory), as bytes they are not tracked at all.
 """
 
 from __future__ import annotations
@@ -20,20 +21,28 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
-from .events import AnimationFrameEvent
-from .protocol import ClientProtocol, ClientState, parse_message
+from .events import AnimationFrameEvent, received_frame_event
+from .protocol import ClientProtocol, ClientState
 
-__all__ = ["FrameBuffer", "FrameStreams", "frame_event"]
+__all__ = ["FrameBuffer", "FrameStreams", "Received", "frame_event", "received"]
 
 T = TypeVar("T")
 
+#: A received animation message waiting to be read: its bytes, or for the
+#: request's end frame a 1-tuple of them (so ``end`` needs no parse when read).
+Received = bytes | tuple[bytes]
 
-def frame_event(message: bytes) -> AnimationFrameEvent:
-    """The event of one received ``ServerResponseAnimation`` message (already checked once)."""
-    anim = parse_message(message).server_response_animation
-    return AnimationFrameEvent(
-        anim.req_id, anim.end, anim.animation, message, anim.connection_id, anim.avatar_id
-    )
+
+def received(message: bytes, end: bool) -> Received:
+    """What a buffer keeps for one animation message (see :data:`Received`)."""
+    return (message,) if end else message
+
+
+def frame_event(item: Received) -> AnimationFrameEvent:
+    """The event of one buffered message (parsed only if its other fields are read)."""
+    if item.__class__ is tuple:
+        return received_frame_event(item[0], True)
+    return received_frame_event(item, False)  # type: ignore[arg-type]
 
 
 class FrameBuffer(Generic[T]):
@@ -102,7 +111,7 @@ class FrameStreams:
     """Mixin of :class:`~avatarkit.AvatarSession`: ``frames()``, one buffer per iterator."""
 
     _protocol: ClientProtocol
-    _frame_queues: list[FrameBuffer[bytes]] | None  # received messages, parsed when read
+    _frame_queues: list[FrameBuffer[Received]] | None  # received messages, parsed when read
 
     def _update_wants_events(self) -> None:
         raise NotImplementedError  # the session's
@@ -116,7 +125,7 @@ class FrameStreams:
         """
         if self._protocol.state is ClientState.CLOSED:
             return
-        buffer: FrameBuffer[bytes] = FrameBuffer()
+        buffer: FrameBuffer[Received] = FrameBuffer()
         if self._frame_queues is None:
             self._frame_queues = []
         self._frame_queues.append(buffer)

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from ._callbacks import _await_result, logger
-from ._framebuffer import FrameBuffer
+from ._framebuffer import FrameBuffer, Received, received
 from ._streaming import SessionStreaming
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -44,7 +44,7 @@ class SessionReceiving(SessionStreaming):
     _cb_animation: Callable[[AnimationFrameEvent], Any] | None
     _cb_error: Callable[[AvatarSDKError], Any] | None
     _confirm: asyncio.Future[SessionConfirmed] | None
-    _frame_queues: list[FrameBuffer[bytes]] | None
+    _frame_queues: list[FrameBuffer[Received]] | None
     _wants_events: bool
 
     def on_message(self, data: bytes) -> None:
@@ -117,8 +117,10 @@ class SessionReceiving(SessionStreaming):
                     bool(event.animation),
                 ),
             )
-        for buffer in self._frame_queues or ():
-            buffer.put(data)  # the event is made when read (see _framebuffer)
+        if self._frame_queues:
+            item = received(data, event.end)  # the event is made when read (see _framebuffer)
+            for buffer in self._frame_queues:
+                buffer.put(item)
         if self._cb_animation is not None:
             frame = AnimationFrameEvent(
                 event.req_id,

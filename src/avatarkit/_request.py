@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._framebuffer import FrameBuffer, frame_event
+from ._framebuffer import FrameBuffer, Received, frame_event
 from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
@@ -126,7 +126,7 @@ class AvatarRequest:
         self._pacer = pacer
         self._end_timeout = end_timeout
         self._raw_ogg = raw_ogg
-        self._frames: FrameBuffer[bytes] = FrameBuffer()  # messages, parsed when read
+        self._frames: FrameBuffer[Received] = FrameBuffer()  # messages, parsed when read
         self._loop = loop
         self._result: asyncio.Future[RequestSummary] = loop.create_future()
         self._started: asyncio.Future[str] = loop.create_future()
@@ -250,7 +250,8 @@ class AvatarRequest:
             self._first_frame = now
         self._last_frame = now
         buffer = self._frames
-        buffer.items.append(data)  # the event is made when read (see _framebuffer)
+        # The event is made when read (see _framebuffer); the end frame as a 1-tuple.
+        buffer.items.append((data,) if end else data)
         if buffer.waiters:
             buffer.wake()
         if end:

@@ -35,7 +35,7 @@ from . import _logctx, _loopguard, _metrics, _tls
 from ._callbacks import logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
-from ._framebuffer import FrameBuffer, FrameStreams
+from ._framebuffer import FrameBuffer, FrameStreams, Received
 from ._receiving import SessionReceiving
 from ._redact import mask_in
 from .config import SessionConfig
@@ -119,7 +119,7 @@ class AvatarSession(SessionReceiving, FrameStreams):
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[FrameBuffer[bytes]] | None = None  # made by frames()
+        self._frame_queues: list[FrameBuffer[Received]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._metrics = _metrics.for_session(self)  # None without on_metrics
         self._bind_callbacks()
