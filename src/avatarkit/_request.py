@@ -204,7 +204,7 @@ class AvatarRequest:
                     return
             if buffer.closed:
                 break
-            await buffer.wait()
+            await buffer.sleeper(self._loop)
         await self.done()  # raises the request's error, or returns (interrupted)
 
     # -- from the session ------------------------------------------------------

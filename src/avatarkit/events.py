@@ -85,7 +85,8 @@ class AnimationFrameEvent:
     gets. Treat it as read-only; it compares equal field by field.
 
     The events of ``session.frames()`` and of a request's iterator are made
-    when read from the received message and its ``end`` flag only: ``req_id``,
+    when read from the received message and its ``end`` flag only
+    (:func:`avatarkit._framebuffer.frame_event`): ``req_id``,
     ``payload``, ``connection_id`` and ``avatar_id`` are parsed out of
     ``message`` the first time one of them is read (once, for all four). A
     reader that needs only ``message`` and ``end`` (a renderer handed the
@@ -210,21 +211,6 @@ class AnimationFrameEvent:
             f"payload={self.payload!r}, message={self.message!r}, "
             f"connection_id={self.connection_id!r}, avatar_id={self.avatar_id!r})"
         )
-
-
-_new_event = object.__new__
-
-
-def received_frame_event(message: bytes, end: bool) -> AnimationFrameEvent:
-    """The event of one received animation message, its other fields parsed when read.
-
-    ``message`` must be a ``ServerResponseAnimation`` envelope the receive path
-    already parsed and checked once (so parsing it again cannot fail).
-    """
-    event: AnimationFrameEvent = _new_event(AnimationFrameEvent)
-    event.message = message
-    event.end = end
-    return event
 
 
 _parse_message = _pb.Message.FromString

@@ -3,13 +3,13 @@ fields parsed only when read (what ``frames()`` and a request's iterator yield).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import pytest
 
 from avatarkit import AnimationFrameEvent
-from avatarkit._framebuffer import frame_event, received
-from avatarkit.events import received_frame_event
+from avatarkit._framebuffer import FrameBuffer, Received, frame_event, received
 from avatarkit.proto import avatarkit_wire_pb2 as pb
 
 
@@ -23,6 +23,10 @@ def envelope(req_id: str, end: bool, payload: bytes, connection_id: str, avatar_
     anim.avatar_id = avatar_id
     data: bytes = msg.SerializeToString()
     return data
+
+
+def received_frame_event(message: bytes, end: bool) -> AnimationFrameEvent:
+    return frame_event(received(message, end))
 
 
 MESSAGE = envelope("req-1", False, b"\x01\x02anim", "conn-1", "avatar-1")
@@ -86,3 +90,18 @@ def test_buffered_item_keeps_end_without_a_parse() -> None:
     event = frame_event(item)
     assert (event.message, event.end, event.req_id) == (last, True, "req-1")
     assert frame_event(received(MESSAGE, False)).end is False
+
+
+async def test_cancelled_sleepers_do_not_pile_up() -> None:
+    """A consumer polled with a timeout while nothing comes leaves no waiters behind."""
+    loop = asyncio.get_running_loop()
+    buffer: FrameBuffer[Received] = FrameBuffer()
+    for _ in range(50):
+        sleeper = buffer.sleeper(loop)
+        sleeper.cancel()
+    assert len(buffer.waiters) == 1  # only the latest, dropped by the next sleeper
+    live = buffer.sleeper(loop)
+    assert buffer.waiters == [live]
+    buffer.put(MESSAGE)
+    assert live.done() and buffer.waiters == []
+    assert list(buffer.items) == [MESSAGE]
