@@ -142,9 +142,6 @@ class FrameStreams:
     _protocol: ClientProtocol
     _frame_queues: list[FrameBuffer[Received]] | None  # received messages, parsed when read
 
-    def _update_wants_events(self) -> None:
-        raise NotImplementedError  # the session's
-
     async def frames(self) -> AsyncIterator[AnimationFrameEvent]:
         """Iterate over animation frames as they arrive, until the session ends.
 
@@ -157,8 +154,7 @@ class FrameStreams:
         buffer: FrameBuffer[Received] = FrameBuffer()
         if self._frame_queues is None:
             self._frame_queues = []
-        self._frame_queues.append(buffer)
-        self._update_wants_events()
+        self._frame_queues.append(buffer)  # fed by on_message (_receiving)
         frames = buffer.items
         loop = asyncio.get_running_loop()
         try:
@@ -170,4 +166,3 @@ class FrameStreams:
                 await buffer.sleeper(loop)
         finally:
             self._frame_queues.remove(buffer)
-            self._update_wants_events()

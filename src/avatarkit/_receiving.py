@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from ._callbacks import _await_result, logger
-from ._framebuffer import FrameBuffer, Received, received
+from ._framebuffer import FrameBuffer, Received
 from ._streaming import SessionStreaming
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -79,6 +79,13 @@ class SessionReceiving(SessionStreaming):
                             self._enqueue(_await_result, (result, "transport_frames"))
             if self._active_request is not None:  # stream(): its frames to its handle
                 self._active_request._on_animation(anim, data)
+            queues = self._frame_queues
+            if queues:  # frames(): kept as bytes, the event is made when read (_framebuffer)
+                item = (data,) if anim.end else data
+                for buffer in queues:
+                    buffer.items.append(item)
+                    if buffer.waiters:  # wake only a sleeping iterator
+                        buffer.wake()
             if self._wants_events:
                 self._on_animation(anim, data)
             return
@@ -117,10 +124,6 @@ class SessionReceiving(SessionStreaming):
                     bool(event.animation),
                 ),
             )
-        if self._frame_queues:
-            item = received(data, event.end)  # the event is made when read (see _framebuffer)
-            for buffer in self._frame_queues:
-                buffer.put(item)
         if self._cb_animation is not None:
             frame = AnimationFrameEvent(
                 event.req_id,

@@ -143,9 +143,12 @@ class AvatarSession(SessionReceiving, FrameStreams):
         self._update_wants_events()
 
     def _update_wants_events(self) -> None:
-        """Whether animation messages need parsed event objects at all."""
+        """Whether animation messages need ``_on_animation`` (callbacks, metrics).
+
+        ``frames()`` iterators are fed in ``on_message`` itself.
+        """
         cbs = (self._cb_playback, self._cb_animation, self._metrics)
-        self._wants_events = bool(self._frame_queues) or any(c is not None for c in cbs)
+        self._wants_events = any(c is not None for c in cbs)
 
     # -- public properties ---------------------------------------------------
 
