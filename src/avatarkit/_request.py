@@ -379,6 +379,30 @@ class AvatarRequest:
         await session._send_for_request(b"", True, raw=self._raw_ogg)
         self._last_sent = loop.time()
 
+    def _send_now(self, data: bytes) -> bool:
+        """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`).
+
+        Only while the feeder is parked at the feed with nothing before this
+        chunk (the feed checks that) and the socket takes writes; ``False``
+        and nothing done otherwise, and the feed queues the chunk for the
+        feeder. A send that fails fails the request, as in the feeder.
+        """
+        if self._result.done() or self._stop_pending or not self._running:
+            return False
+        session = self._session
+        if not session._can_send_now():
+            return False
+        self._pacer.advance(len(data) / 2 / session._config.sample_rate)
+        self._begin()
+        try:
+            session._send_audio_now(data)
+        except AvatarSDKError as err:  # the connection is gone
+            self._fail(err)
+            self._stop()
+        else:
+            self._last_sent = self._loop.time()
+        return True
+
     def _begin(self) -> None:
         if self.req_id is None:
             self.req_id = self._session._protocol.begin_request()
