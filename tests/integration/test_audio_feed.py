@@ -130,6 +130,7 @@ async def test_bad_pushes_raise_and_a_stopped_request_drops_audio(avatar_server:
         assert summary.interrupted
         assert feed.push(PCM[CHUNK : 2 * CHUNK]) is False  # the request took no more
         assert feed.queued == 0
+        assert repr(feed) == "<AudioFeed closed queued=0>"
         feed.end()
         with pytest.raises(RuntimeError, match="after end"):
             feed.push(PCM[:CHUNK])
