@@ -8,6 +8,7 @@ with a local avatar service (``avatarkit serve``) for offline work and tests.
 
 from __future__ import annotations
 
+from ._feed import AudioFeed
 from ._metrics import RequestDone, SessionClosed, SessionError, SessionOpened
 from ._request import AvatarRequest, RequestInProgressError, RequestSummary, RequestTimeoutError
 from ._run import run
@@ -44,6 +45,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AgoraEgressConfig",
     "AnimationFrameEvent",
+    "AudioFeed",
     "AudioFormat",
     "AvatarRequest",
     "AvatarSDKError",

@@ -258,6 +258,10 @@ class AiohttpTransport:
         assert self._wake_writer is not None
         self._wake_writer.set()
 
+    def can_send_now(self) -> bool:
+        """Whether :meth:`send` would succeed and :meth:`drain` return at once."""
+        return self.is_open and not self._outbox
+
     async def drain(self) -> None:
         """Wait until the writer task has handed every queued message to aiohttp.
 

@@ -177,7 +177,9 @@ def open_source(
     if isinstance(source, (Mapping, set, frozenset)):
         pass  # iterable, but not of audio chunks in any meaningful order
     elif isinstance(source, AsyncIterable):
-        return AudioSource("pcm", shaper.run(_aiter_items(source), sample_rate or session_rate))
+        # The user's iterator straight into the shaper (no wrapper generator: one
+        # generator step less per chunk); the shaper checks each item's type.
+        return AudioSource("pcm", shaper.run(source, sample_rate or session_rate))
     elif isinstance(source, Iterable):
         return AudioSource("pcm", shaper.run(_sync_items(source), sample_rate or session_rate))
     raise AudioSourceTypeError(
@@ -208,16 +210,6 @@ async def _pieces(data: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + _PIECE_BYTES])
 
 
-async def _aiter_items(source: AsyncIterable[Any]) -> AsyncIterator[bytes]:
-    try:
-        async for item in source:
-            yield _as_bytes(item)
-    finally:  # stopping early (interrupt, error) closes the user's generator too
-        close = getattr(source, "aclose", None)
-        if close is not None:
-            await close()
-
-
 async def _sync_items(source: Iterable[Any]) -> AsyncIterator[bytes]:
     iterator = iter(source)
     try:
@@ -237,7 +229,12 @@ class _Shaper:
         self.session_rate = session_rate
         self.chunk_bytes = chunk_samples * 2
 
-    async def run(self, items: AsyncIterator[bytes], rate: int) -> AsyncIterator[AudioChunk]:
+    async def run(self, items: AsyncIterable[Any], rate: int) -> AsyncIterator[AudioChunk]:
+        """Chunks of ``items`` (bytes-like; anything else raises ``AudioSourceTypeError``).
+
+        Closes ``items`` (``aclose()``, when it has one) however it ends, so
+        stopping early closes the user's async generator too.
+        """
         resampler = _Resampler(rate, self.session_rate) if rate != self.session_rate else None
         carry = b""  # an odd byte waiting for its other half
         out = bytearray()
@@ -246,6 +243,8 @@ class _Shaper:
         duration = size / 2 / self.session_rate
         try:
             async for item in items:
+                if item.__class__ is not bytes:
+                    item = _as_bytes(item)
                 if len(item) == size and not carry and not out and resampler is None:
                     yield whole(item, duration)
                     continue

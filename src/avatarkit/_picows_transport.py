@@ -192,6 +192,16 @@ class PicowsTransport:
         framed += data
         ws.send_reuse_external_bytearray(_BINARY, framed, _HEADROOM)  # type: ignore[attr-defined]
 
+    def can_send_now(self) -> bool:
+        """Whether :meth:`send` would succeed and :meth:`drain` return at once."""
+        ws = self._ws
+        return (
+            ws is not None
+            and not self._closed
+            and self._drained is None
+            and not ws.is_close_frame_sent  # type: ignore[attr-defined]
+        )
+
     async def drain(self) -> None:
         """Wait while the write buffer is over its high-water mark.
 

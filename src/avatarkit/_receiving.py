@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from ._callbacks import _await_result, logger
-from ._framebuffer import FrameBuffer
+from ._framebuffer import FrameBuffer, Received
 from ._streaming import SessionStreaming
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .events import AnimationFrameEvent, PlaybackSignal
@@ -44,7 +44,7 @@ class SessionReceiving(SessionStreaming):
     _cb_animation: Callable[[AnimationFrameEvent], Any] | None
     _cb_error: Callable[[AvatarSDKError], Any] | None
     _confirm: asyncio.Future[SessionConfirmed] | None
-    _frame_queues: list[FrameBuffer[bytes]] | None
+    _frame_queues: list[FrameBuffer[Received]] | None
     _wants_events: bool
 
     def on_message(self, data: bytes) -> None:
@@ -79,6 +79,13 @@ class SessionReceiving(SessionStreaming):
                             self._enqueue(_await_result, (result, "transport_frames"))
             if self._active_request is not None:  # stream(): its frames to its handle
                 self._active_request._on_animation(anim, data)
+            queues = self._frame_queues
+            if queues:  # frames(): kept as bytes, the event is made when read (_framebuffer)
+                item = (data,) if anim.end else data
+                for buffer in queues:
+                    buffer.items.append(item)
+                    if buffer.waiters:  # wake only a sleeping iterator
+                        buffer.wake()
             if self._wants_events:
                 self._on_animation(anim, data)
             return
@@ -117,8 +124,6 @@ class SessionReceiving(SessionStreaming):
                     bool(event.animation),
                 ),
             )
-        for buffer in self._frame_queues or ():
-            buffer.put(data)  # the event is made when read (see _framebuffer)
         if self._cb_animation is not None:
             frame = AnimationFrameEvent(
                 event.req_id,

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._framebuffer import FrameBuffer, frame_event
+from ._framebuffer import FrameBuffer, Received, frame_event
 from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
@@ -126,7 +126,7 @@ class AvatarRequest:
         self._pacer = pacer
         self._end_timeout = end_timeout
         self._raw_ogg = raw_ogg
-        self._frames: FrameBuffer[bytes] = FrameBuffer()  # messages, parsed when read
+        self._frames: FrameBuffer[Received] = FrameBuffer()  # messages, parsed when read
         self._loop = loop
         self._result: asyncio.Future[RequestSummary] = loop.create_future()
         self._started: asyncio.Future[str] = loop.create_future()
@@ -204,7 +204,7 @@ class AvatarRequest:
                     return
             if buffer.closed:
                 break
-            await buffer.wait()
+            await buffer.sleeper(self._loop)
         await self.done()  # raises the request's error, or returns (interrupted)
 
     # -- from the session ------------------------------------------------------
@@ -250,7 +250,8 @@ class AvatarRequest:
             self._first_frame = now
         self._last_frame = now
         buffer = self._frames
-        buffer.items.append(data)  # the event is made when read (see _framebuffer)
+        # The event is made when read (see _framebuffer); the end frame as a 1-tuple.
+        buffer.items.append((data,) if end else data)
         if buffer.waiters:
             buffer.wake()
         if end:
@@ -377,6 +378,30 @@ class AvatarRequest:
         self._begin()
         await session._send_for_request(b"", True, raw=self._raw_ogg)
         self._last_sent = loop.time()
+
+    def _send_now(self, data: bytes) -> bool:
+        """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`).
+
+        Only while the feeder is parked at the feed with nothing before this
+        chunk (the feed checks that) and the socket takes writes; ``False``
+        and nothing done otherwise, and the feed queues the chunk for the
+        feeder. A send that fails fails the request, as in the feeder.
+        """
+        if self._result.done() or self._stop_pending or not self._running:
+            return False
+        session = self._session
+        if not session._can_send_now():
+            return False
+        self._pacer.advance(len(data) / 2 / session._config.sample_rate)
+        self._begin()
+        try:
+            session._send_audio_now(data)
+        except AvatarSDKError as err:  # the connection is gone
+            self._fail(err)
+            self._stop()
+        else:
+            self._last_sent = self._loop.time()
+        return True
 
     def _begin(self) -> None:
         if self.req_id is None:

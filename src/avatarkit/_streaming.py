@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from ._callbacks import logger
+from ._feed import AudioFeed
 from ._pacing import DEFAULT_CHUNK_MS, Pace, Pacer
 from ._redact import scrub_error
 from ._request import (
@@ -24,6 +25,7 @@ from ._request import (
 from ._sending import SessionSending
 from .config import AudioFormat
 from .errors import AvatarSDKError
+from .protocol import ClientState
 
 __all__ = ["SessionStreaming"]
 
@@ -97,7 +99,36 @@ class SessionStreaming(SessionSending):
             )
         request = AvatarRequest(self, audio, pacer, timeout, raw_ogg=audio.kind == "ogg")  # type: ignore[arg-type]
         self._active_request = request
+        if isinstance(source, AudioFeed):
+            # Direct sends from push() only for whole PCM chunks that need no
+            # resampling, encoding or pacing (else 0: everything via the feeder).
+            direct = (
+                pace != "realtime"
+                and audio.kind == "pcm"
+                and self._encoder is None
+                and (sample_rate is None or sample_rate == cfg.sample_rate)
+            )
+            chunk_bytes = 2 * max(1, cfg.sample_rate * chunk_ms // 1000)
+            source._attach(request, chunk_bytes if direct else 0)
         return request
+
+    def _can_send_now(self) -> bool:
+        """Whether a message can go out synchronously (open, not under backpressure)."""
+        transport = self._transport
+        if self._protocol.state is not ClientState.OPEN or transport is None:
+            return False
+        ready = getattr(transport, "can_send_now", None)
+        return ready is not None and bool(ready())
+
+    def _send_audio_now(self, data: bytes) -> None:
+        """Send one chunk of the streamed request now (after :meth:`_can_send_now`)."""
+        req_id, message = self._protocol.audio(data, False)
+        if self._metrics is not None:  # as send_audio(): on_metrics sees RequestDone
+            self._metrics.audio_sent(req_id, len(data), False)
+        try:
+            self._transport.send(message)  # type: ignore[union-attr]
+        except ConnectionError:
+            raise self._close_error_for_send("stream", req_id) from None
 
     async def _send_for_request(self, data: bytes, end: bool, *, raw: bool) -> None:
         """Send one piece of the streamed request (``raw``: Ogg pages, never encoded)."""

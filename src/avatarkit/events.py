@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from .proto import avatarkit_wire_pb2 as _pb
+
 __all__ = [
     "AnimationFrameEvent",
     "InterruptReason",
@@ -74,20 +76,141 @@ class PlaybackStateEvent:
     connection_id: str = ""
 
 
-@dataclass(slots=True)
 class AnimationFrameEvent:
-    """One animation message, parsed once.
+    """One animation message: its request, ``end``, payload and the message itself.
 
     ``payload`` is the opaque animation bytes (the local service's payload
     decodes with :func:`avatarkit.devserver.decode_animation`); ``message``
     is the whole serialized envelope, the same bytes ``transport_frames``
-    gets. Treat it as read-only (it is not frozen only because a frozen
-    dataclass costs about a microsecond more to build, on every frame).
+    gets. Treat it as read-only; it compares equal field by field.
+
+    The events of ``session.frames()`` and of a request's iterator are made
+    when read from the received message and its ``end`` flag only
+    (:func:`avatarkit._framebuffer.frame_event`): ``req_id``,
+    ``payload``, ``connection_id`` and ``avatar_id`` are parsed out of
+    ``message`` the first time one of them is read (once, for all four). A
+    reader that needs only ``message`` and ``end`` (a renderer handed the
+    envelope, a relay) pays for no second parse, and a backlog of unread frames
+    holds no parsed objects.
     """
 
-    req_id: str
+    # Unset slots mean "not parsed yet" (see _parse); message and end are always set.
+    __slots__ = ("_avatar_id", "_connection_id", "_payload", "_req_id", "end", "message")
+    __match_args__ = ("req_id", "end", "payload", "message", "connection_id", "avatar_id")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value (as the dataclass was)
+
     end: bool
-    payload: bytes
     message: bytes
-    connection_id: str = ""
-    avatar_id: str = ""
+
+    def __init__(
+        self,
+        req_id: str,
+        end: bool,
+        payload: bytes,
+        message: bytes,
+        connection_id: str = "",
+        avatar_id: str = "",
+    ) -> None:
+        self._req_id = req_id
+        self.end = end
+        self._payload = payload
+        self.message = message
+        self._connection_id = connection_id
+        self._avatar_id = avatar_id
+
+    def _parse(self) -> None:
+        """Fill the four parsed fields from ``message`` (a checked animation message)."""
+        anim = _parse_message(self.message).server_response_animation
+        self._req_id = anim.req_id
+        self._payload = anim.animation
+        self._connection_id = anim.connection_id
+        self._avatar_id = anim.avatar_id
+
+    @property
+    def req_id(self) -> str:
+        """The request this frame belongs to."""
+        try:
+            return self._req_id
+        except AttributeError:
+            self._parse()
+            return self._req_id
+
+    @req_id.setter
+    def req_id(self, value: str) -> None:
+        self._fill()
+        self._req_id = value
+
+    @property
+    def payload(self) -> bytes:
+        """The animation bytes (opaque; the local service's decode with ``decode_animation``)."""
+        try:
+            return self._payload
+        except AttributeError:
+            self._parse()
+            return self._payload
+
+    @payload.setter
+    def payload(self, value: bytes) -> None:
+        self._fill()
+        self._payload = value
+
+    @property
+    def connection_id(self) -> str:
+        """The connection the frame came on (as the service wrote it in the message)."""
+        try:
+            return self._connection_id
+        except AttributeError:
+            self._parse()
+            return self._connection_id
+
+    @connection_id.setter
+    def connection_id(self, value: str) -> None:
+        self._fill()
+        self._connection_id = value
+
+    @property
+    def avatar_id(self) -> str:
+        """The avatar (as the service wrote it in the message; often empty)."""
+        try:
+            return self._avatar_id
+        except AttributeError:
+            self._parse()
+            return self._avatar_id
+
+    @avatar_id.setter
+    def avatar_id(self, value: str) -> None:
+        self._fill()
+        self._avatar_id = value
+
+    def _fill(self) -> None:
+        """Parse now if not yet: a field set by hand must not be overwritten later."""
+        try:
+            self._req_id  # noqa: B018  (is it set?)
+        except AttributeError:
+            self._parse()
+
+    def _fields(self) -> tuple[str, bool, bytes, bytes, str, str]:
+        return (
+            self.req_id,
+            self.end,
+            self.payload,
+            self.message,
+            self.connection_id,
+            self.avatar_id,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, AnimationFrameEvent)
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (
+            f"AnimationFrameEvent(req_id={self.req_id!r}, end={self.end!r}, "
+            f"payload={self.payload!r}, message={self.message!r}, "
+            f"connection_id={self.connection_id!r}, avatar_id={self.avatar_id!r})"
+        )
+
+
+_parse_message = _pb.Message.FromString

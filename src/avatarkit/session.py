@@ -35,7 +35,7 @@ from . import _logctx, _loopguard, _metrics, _tls
 from ._callbacks import logger
 from ._closecodes import NORMAL_CLOSES
 from ._endpoints import check_session_token
-from ._framebuffer import FrameBuffer, FrameStreams
+from ._framebuffer import FrameBuffer, FrameStreams, Received
 from ._receiving import SessionReceiving
 from ._redact import mask_in
 from .config import SessionConfig
@@ -119,7 +119,7 @@ class AvatarSession(SessionReceiving, FrameStreams):
         self._dispatch_queue: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self._dispatch_wakeup: asyncio.Event | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
-        self._frame_queues: list[FrameBuffer[bytes]] | None = None  # made by frames()
+        self._frame_queues: list[FrameBuffer[Received]] | None = None  # made by frames()
         self._disconnected: asyncio.Event | None = None  # made when someone waits
         self._metrics = _metrics.for_session(self)  # None without on_metrics
         self._bind_callbacks()
@@ -143,9 +143,12 @@ class AvatarSession(SessionReceiving, FrameStreams):
         self._update_wants_events()
 
     def _update_wants_events(self) -> None:
-        """Whether animation messages need parsed event objects at all."""
+        """Whether animation messages need ``_on_animation`` (callbacks, metrics).
+
+        ``frames()`` iterators are fed in ``on_message`` itself.
+        """
         cbs = (self._cb_playback, self._cb_animation, self._metrics)
-        self._wants_events = bool(self._frame_queues) or any(c is not None for c in cbs)
+        self._wants_events = any(c is not None for c in cbs)
 
     # -- public properties ---------------------------------------------------
 

@@ -137,7 +137,12 @@ class TransportListener(Protocol):
 
 
 class Transport(Protocol):
-    """A connected (or connecting) WebSocket, as the session sees it."""
+    """A connected (or connecting) WebSocket, as the session sees it.
+
+    Optional: ``can_send_now() -> bool`` (``send()`` would succeed and
+    ``drain()`` return at once); without it ``AudioFeed.push()`` never sends
+    directly and its chunks go through the request's feeder task.
+    """
 
     async def connect(
         self, url: str, headers: dict[str, str], timeout: float, listener: TransportListener

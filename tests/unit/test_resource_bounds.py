@@ -139,6 +139,7 @@ def _checks() -> dict[str, Callable[[], float | None]]:
             livekit_default("max_reconnects")
         ),
         "Frames not yet read (`frames()`, a request's iterator)": lambda: None,
+        "Audio pushed into an `AudioFeed` and not yet sent": lambda: None,
         "Async callbacks queued": lambda: None,
         "Frames file line nesting (`inspect`)": lambda: MAX_JSON_NESTING,
         "Replay page audio (`inspect --html`)": lambda: MAX_AUDIO_SECONDS,

@@ -1,0 +1,152 @@
+"""``AudioFeed``: a push-style ``stream()`` source, over real sockets.
+
+Whole chunks pushed while the request's feeder waits at the feed are sent in
+the producer's ``push()`` call (no task wake-up); everything else goes through
+the feeder. Either way the service gets the same audio in the same order: the
+frames (computed from the audio by the local service) equal those of the same
+audio streamed as bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from avatarkit import AnimationFrameEvent, AudioFeed, AvatarRequest, SessionClosedError
+from avatarkit.devserver import DevServer
+from tests._helpers import make_session, speech_pcm
+
+CHUNK = 1280  # 40 ms at 16 kHz
+PCM = speech_pcm(seconds=2)  # 50 chunks
+BOUND = 10.0  # "does not hang"
+
+
+async def payloads(req: AvatarRequest) -> list[bytes]:
+    frames: list[AnimationFrameEvent] = [frame async for frame in req]
+    assert frames[-1].end and not any(f.end for f in frames[:-1])
+    return [f.payload for f in frames]
+
+
+async def reference(server: DevServer) -> list[bytes]:
+    async with make_session(server) as session:
+        return await asyncio.wait_for(payloads(session.stream(PCM)), BOUND)
+
+
+async def until_parked(feed: AudioFeed, req: AvatarRequest) -> None:
+    """Let the feeder take what is queued and wait at the feed again (bounded)."""
+    for _ in range(100):
+        if feed.queued == 0 and req.audio_sent > 0 and feed._waiter is not None:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the feeder never came back to the feed")
+
+
+async def test_whole_chunks_are_sent_in_push(avatar_server: DevServer) -> None:
+    expected = await reference(avatar_server)
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        chunks = [PCM[i : i + CHUNK] for i in range(0, len(PCM), CHUNK)]
+        assert feed.push(chunks[0])  # the feeder has not run yet: queued for it
+        await until_parked(feed, req)
+        for chunk in chunks[1:]:
+            sent = req.audio_sent
+            assert feed.push(chunk)
+            # On the wire before push() returned: accounted, nothing queued.
+            assert req.audio_sent == pytest.approx(sent + 0.04)
+            assert feed.queued == 0
+        feed.end()
+        got = await asyncio.wait_for(payloads(req), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+    assert got == expected
+    assert summary.frames == len(expected) == 50
+    assert summary.audio_seconds == pytest.approx(2.0)
+
+
+async def test_other_sizes_and_rates_go_through_the_feeder(avatar_server: DevServer) -> None:
+    expected = await reference(avatar_server)
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        await asyncio.sleep(0)  # the feeder waits at the feed
+        sizes = [CHUNK, 1000, 3, CHUNK, 2000]  # after an odd piece, whole chunks wait too
+        pos = 0
+        for n in range(len(PCM)):
+            if pos >= len(PCM):
+                break
+            size = sizes[n % len(sizes)]
+            piece = bytearray(PCM[pos : pos + size])  # bytes-like is taken too
+            pos += size
+            sent = req.audio_sent
+            assert feed.push(piece)
+            if pos > CHUNK:  # not sent in push(): the feeder does it, in order
+                assert req.audio_sent == sent
+            await asyncio.sleep(0)
+        feed.end()
+        got = await asyncio.wait_for(payloads(req), BOUND)
+    assert got == expected
+
+    async with make_session(avatar_server, sample_rate=16000) as session:
+        feed = AudioFeed()
+        req = session.stream(feed, sample_rate=24000)  # resampled: always via the feeder
+        await asyncio.sleep(0)
+        pcm24 = speech_pcm(24000, seconds=2)
+        for i in range(0, len(pcm24), CHUNK):
+            feed.push(pcm24[i : i + CHUNK])
+        assert feed.queued > 0
+        feed.end()
+        summary = await asyncio.wait_for(req.done(), BOUND)
+    assert summary.frames == 50
+
+
+async def test_realtime_pace_is_never_bypassed(avatar_server: DevServer) -> None:
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed, pace="realtime")
+        await asyncio.sleep(0)
+        for i in range(0, 20 * CHUNK, CHUNK):  # 0.8 s: more than the 80 ms lead
+            feed.push(PCM[i : i + CHUNK])
+        assert feed.queued == 20  # nothing sent by push(): the pacer decides
+        feed.end()
+        await asyncio.sleep(0.2)
+        assert 0 < req.audio_sent < 0.8  # paced, not all at once
+        summary = await asyncio.wait_for(req.done(), BOUND)
+    assert summary.frames == 20
+
+
+async def test_bad_pushes_raise_and_a_stopped_request_drops_audio(avatar_server: DevServer) -> None:
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        with pytest.raises(TypeError, match="PCM s16le bytes"):
+            feed.push("not audio")  # type: ignore[arg-type]
+        req = session.stream(feed)
+        with pytest.raises(ValueError, match="one feed per stream"):
+            feed._attach(req, CHUNK)
+        feed.push(PCM[:CHUNK])
+        await until_parked(feed, req)
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.interrupted
+        assert feed.push(PCM[CHUNK : 2 * CHUNK]) is False  # the request took no more
+        assert feed.queued == 0
+        assert repr(feed) == "<AudioFeed closed queued=0>"
+        feed.end()
+        with pytest.raises(RuntimeError, match="after end"):
+            feed.push(PCM[:CHUNK])
+        # The session goes on: the next request streams.
+        again = await asyncio.wait_for(session.stream(PCM).done(), BOUND)
+    assert again.frames == 50
+
+
+async def test_close_while_feeding_fails_the_request(avatar_server: DevServer) -> None:
+    session = make_session(avatar_server)
+    async with session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        feed.push(PCM[:CHUNK])
+        await until_parked(feed, req)
+        feed.push(PCM[CHUNK : 2 * CHUNK])
+    with pytest.raises(SessionClosedError):
+        await asyncio.wait_for(req.done(), BOUND)
+    assert feed.push(PCM[:CHUNK]) is False
