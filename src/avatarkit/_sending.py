@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackRunner
-from ._logctx import scoped
+from ._logctx import scope, scoped
 from ._metrics import MetricsRecorder, observe_interrupt
 from .config import AudioFormat, SessionConfig
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase, SessionClosedError
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ._request import AvatarRequest
 
 __all__ = ["SessionSending"]
+
+_OPEN = ClientState.OPEN  # read once: an enum member lookup is not free per chunk
 
 
 class SessionSending(CallbackRunner):
@@ -70,7 +72,6 @@ class SessionSending(CallbackRunner):
 
             raise OptionalDependencyError("the built-in Ogg Opus encoder", "opus") from exc
 
-    @scoped
     async def send_audio(self, audio: bytes, end: bool = False) -> str:
         """Send a chunk of the current request's audio; return its request id.
 
@@ -81,7 +82,14 @@ class SessionSending(CallbackRunner):
         :class:`~avatarkit.RequestInProgressError` while a request started by
         :meth:`stream` is unresolved.
         """
-        if not isinstance(audio, (bytes, bytearray, memoryview)):
+        # The per-chunk path of every session, so it is written out flat: no
+        # log-scope wrapper (nothing here logs; the metrics call, which may,
+        # runs in the session's scope) and one state check.
+        if audio.__class__ is bytes:
+            data = audio
+        elif isinstance(audio, (bytearray, memoryview)):
+            data = bytes(audio)
+        else:
             raise TypeError(
                 f"audio must be bytes (16-bit PCM or Ogg Opus), not {type(audio).__name__}"
             )
@@ -89,23 +97,27 @@ class SessionSending(CallbackRunner):
             from ._request import RequestInProgressError
 
             raise RequestInProgressError(self._active_request.req_id, self.connection_id)
-        data = bytes(audio)
-        cfg = self._config
-        raw_pcm = cfg.audio_format is AudioFormat.PCM_S16LE or self._encoder is not None
-        if raw_pcm and len(data) % 2:
+        encoder = self._encoder
+        if len(data) % 2 and (
+            encoder is not None or self._config.audio_format is AudioFormat.PCM_S16LE
+        ):
             raise ValueError(
                 f"PCM audio must hold whole 16-bit samples; got {len(data)} bytes (odd). "
                 "Keep the odd byte for the next chunk."
             )
-        self._require_open("send_audio")
-        if self._encoder is not None:
-            if self._encoder_lock is None:
-                self._encoder_lock = asyncio.Lock()
-            async with self._encoder_lock:  # one Ogg stream at a time, in call order
-                return await self._send_encoded(data, end)
-        req_id, message = self._protocol.audio(data, end)
+        protocol = self._protocol
+        if protocol.state is not _OPEN:
+            self._require_open("send_audio")
+        if encoder is not None:
+            with scope(self):
+                if self._encoder_lock is None:
+                    self._encoder_lock = asyncio.Lock()
+                async with self._encoder_lock:  # one Ogg stream at a time, in call order
+                    return await self._send_encoded(data, end)
+        req_id, message = protocol.audio(data, end)
         if self._metrics is not None:
-            self._metrics.audio_sent(req_id, len(data), end)
+            with scope(self):
+                self._metrics.audio_sent(req_id, len(data), end)
         await self._send(message, req_id, "send audio")
         return req_id
 
