@@ -347,36 +347,6 @@ def endlat(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return {"service": svc, "client_cpu": cli_cpu, "runs": runs}
 
 
-def capacity(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-    """Real-time sessions the local service sustains on one core: a fresh,
-    pinned service per run; the load generator (our SDK) on the other core."""
-    srv_cpu, cli_cpu = _cores()
-    out: dict[str, Any] = {"runs": {}, "strict": [], "client_cpu": cli_cpu, "lead_ms": 60.0}
-
-    def one(title: str, n: int, lead: float) -> list[dict[str, Any]]:
-        def run() -> dict[str, Any]:
-            with LocalService("realtime", srv_cpu) as svc:
-                out["service"] = svc
-                args = ["--scenario", "capacity", "--sessions", str(n), "--seconds",
-                        str(cfg["seconds"]), "--ramp-s", str(cfg["ramp_s"]), "--lead-ms",
-                        str(lead), "--audio", str(SPEECH), "--server-pid", str(svc["pid"]),
-                        "--timeout", str(cfg["seconds"] + 60)]  # fmt: skip
-                return run_client(
-                    "ours", args, {**svc, "stats": None}, ctx, cfg["seconds"] + 180, cli_cpu
-                )
-
-        return measured(title, run, ctx, None)
-
-    for n in cfg["sessions"]:
-        out["runs"][str(n)] = []
-        for r in range(cfg["repeats"]):
-            out["runs"][str(n)] += one(f"capacity {n} {r + 1}/{cfg['repeats']}", n, 60.0)
-    if cfg.get("strict_sessions"):
-        n = cfg["strict_sessions"]
-        out["strict"] = one(f"capacity {n}, strictly real time (no lead)", n, 0.0)
-    return out
-
-
 def sustained(res: dict[str, Any], bound_ms: float) -> bool:
     """A client-capacity trial holds: it ran, every frame arrived, p99 delay < bound."""
     p99 = (res.get("delay") or {}).get("p99_ms")
@@ -420,7 +390,8 @@ def search(
 def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Real-time sessions one client core sustains: the flood server (real-time
     mode) pinned to one core, each client pinned to the other; a search over
-    session counts, a fresh server per trial."""
+    session counts from the client's own start (``cfg["start"]``: a count, or
+    a count per client), a fresh server per trial."""
     parallel = bool(ctx.get("parallel"))  # the smoke run: clients at once, no pinning
     srv_cpu, cli_cpu = (None, None) if parallel else _cores()
     frames = str(cfg["frames"])
@@ -441,10 +412,11 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
             runs.append(res)
             return bool(res["sustained"]) and res.get("available") is not False
 
-        held, failed = search(trial, cfg["start"], cfg["most"], cfg["resolution"])
+        start = cfg["start"][name] if isinstance(cfg["start"], dict) else cfg["start"]
+        held, failed = search(trial, start, cfg["most"], cfg["resolution"])
         available = not any(r.get("available") is False for r in runs)
         out["clients"][name] = {"capacity": held, "failed_at": failed, "runs": runs,
-                                "available": available}  # fmt: skip
+                                "available": available, "start": start}  # fmt: skip
 
     if parallel:
         with ThreadPoolExecutor(len(cfg["clients"])) as pool:
@@ -491,7 +463,6 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
     "setup": setup,
     "realtime": realtime,
     "endlat": endlat,
-    "capacity": capacity,
     "anim": anim,
     "opus": opus,
     "clientcap": clientcap,
