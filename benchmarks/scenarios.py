@@ -168,11 +168,12 @@ class CpuWatch:
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``) until other processes use
-    at most ``disturbed_cores`` over a quarter of a second."""
+    at most ``disturbed_cores`` over a tenth of a second (a quiet machine costs
+    the suite that tenth per run)."""
     deadline = time.monotonic() + ctx["quiet_wait_s"]
     while ctx["quiet_wait_s"] > 0:
         with CpuWatch(server_pid) as watch:
-            time.sleep(0.25)
+            time.sleep(0.1)
         if watch.busy <= ctx["disturbed_cores"]:
             return
         if time.monotonic() > deadline:
