@@ -90,6 +90,12 @@ def _setup(runs: Runs) -> dict[str, Any]:
         "ws": _med([r["websocket"]["p50_ms"] for r in ok]),
         "cpu": _med([r["cpu_ms_per_setup"] for r in ok]),
         "srv_cpu": _med([_get(r, "server", "cpu_ms_per_setup") for r in ok]),
+        # The collector's pauses during the measured set-ups: median count per run,
+        # longest pause over the runs (runs before this figure existed: n/a).
+        "gc_n": _med([sum(g["n"] for g in r["gc"].values()) for r in ok if r.get("gc")]),
+        "gc_max": max(
+            (g["max_ms"] for r in ok for g in (r.get("gc") or {}).values()), default=None
+        ),
     }
 
 
@@ -339,7 +345,8 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
         add("flood", NAMES[name], spread, *_cells(r, "x_floor x_017 fps:0 lost"))
         add("server", NAMES[name], *_cells(r, "share:% srv_share:% srv_us:3"))
     for name, r in s["setup"].items():
-        add("setup", NAMES[name], *_cells(r, "p50:3 p99:3 x50 x99 token:3 ws:3 cpu:3 srv_cpu:3"))
+        add("setup", NAMES[name], *_cells(r, "p50:3 p99:3 x50 x99 token:3 ws:3 cpu:3 srv_cpu:3"),
+            f"{fmt(r['gc_n'], 0)} / {fmt(r['gc_max'], 2)}")  # fmt: skip
     for n, m in sorted(s["realtime"].items()):
         for name, r in m.items():
             delay = " / ".join(_cells(r, "p50 p99 max"))

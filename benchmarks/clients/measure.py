@@ -11,10 +11,11 @@ virtualenv). The result is the last stdout line, ``RESULT <json>``.
 
 Measurements (``--scenario``): ``flood`` (client CPU per received frame),
 ``setup`` (sequential set-up latency), ``realtime`` (delay from each frame's
-due time, frames lost, memory per session), against the local service
-``endlat`` (last audio chunk to the ``end`` frame) and ``capacity`` (frame
-lateness under real-time load); each function's code is the method, and
-BENCHMARKS.md (``benchmarks/report.md.tmpl``) describes it in words.
+due time, frames lost, memory per session; also each trial of the client
+capacity search), against the local service ``endlat`` (last audio chunk to
+the ``end`` frame); each function's code is the method, and BENCHMARKS.md
+(``benchmarks/report.md.tmpl``) describes it in words. Real-time audio goes
+out through :func:`paced_sends`, one task and one timer for every session.
 
 Waits for frames are bounded by ``--timeout``; the set-up calls by each
 client's own timeouts; the driver bounds each whole process.
