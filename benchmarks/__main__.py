@@ -32,16 +32,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 50, "frames": 2000, "repeats": 3, "timeout": 300},
     "setup": {"setups": 400, "warmup": 20, "repeats": 3, "timeout": 300},
-    "realtime": {"sessions": [100, 1000], "frames": 75, "repeats": 2, "timeout": 300},
+    "realtime": {"sessions": [100, 1000], "frames": 50, "repeats": 2, "timeout": 300},
     "endlat": {"requests": 100, "warmup": 5, "request_chunks": 25, "repeats": 3},
     "anim": {"argv": []},
     "opus": {"argv": []},
     # Each client's search starts near its capacity of the last runs (a short search);
     # doubling or halving from there still finds any other capacity.
     "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 75,
-                  "start": {"floor": 1600, "ours": 1600, "ours-request": 800,
+                  "start": {"floor": 1600, "ours": 1600, "ours-request": 600,
                             "avatarkit-0.1.7": 800},
-                  "most": 6400, "resolution": 0.2, "bound_ms": 20.0},
+                  "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
     "tts": {"argv": ["--repeat", "5"]},
     # Growing counts from below today's capacity (300 on one core here), up to the goal.
     "service": {"plan": [[1, [300, 400, 600, 800, 1000]], [2, [500, 700, 1100, 1700]]],

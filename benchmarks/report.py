@@ -431,7 +431,11 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         cfg_service_ramp_s=fmt(service_cfg.get("ramp_s"), 0),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
-        wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
+        wall_s_previous=(
+            f" (the run the other scenarios were kept from: {fmt(results['wall_s_previous'], 0)} s)"
+            if results.get("wall_s_previous")
+            else ""
+        ),
         retries=fmt(results.get("retries_used", 0)),
         sections_run=", ".join(
             f"{k} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(v))}"

@@ -403,9 +403,9 @@ async def run_setup(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
 
 
 class _GcPauses:
-    """The cyclic garbage collector's pauses while set-ups are measured (a
+    """The cyclic garbage collector's pauses in a measured window (a
     ``gc.callbacks`` hook): (set-up index, generation, ms) each, so that a slow
-    set-up can be matched with a collection."""
+    set-up (or a late frame) can be matched with a collection."""
 
     def __init__(self) -> None:
         self.pauses: list[tuple[int, int, float]] = []
@@ -475,6 +475,8 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         (i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h is not None
     ]
     _server_stats(args.server_stats, reset=True)
+    pauses = _GcPauses()  # the collector's pauses in the measured window (gc in the result)
+    pauses.start()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
     sampler_task = asyncio.create_task(sampler())
@@ -488,6 +490,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         timed_out = True
     t1 = time.monotonic()
     cpu1 = cpu_seconds()
+    pauses.stop()
     server = _server_stats(args.server_stats, reset=False)
     stop_sampler = True
     await sampler_task
@@ -529,6 +532,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "rss_open_kib": rss_open,
         "rss_peak_kib": rss_peak,
         "rss_kib_per_session": round((rss_peak - rss_base) / n_sessions, 2),
+        "gc": pauses.summary(),
     }
 
 
