@@ -141,6 +141,7 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
                 f"{r.get('sessions')}: {fmt(_get(r, 'delay', 'p99_ms'), 1)} ms"
                 f" (server {fmt(_get(r, 'server', 'lateness', 'p99_ms'), 1)})"
                 f"{'' if r.get('sustained') else ' **no**'}"
+                f"{' (disturbed)' if r.get('disturbed') else ''}"
                 for r in trials
             ),
             "start": c.get("start"),
