@@ -133,7 +133,7 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
         c = clients[name]
         if not c.get("available", True):
             continue
-        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))
+        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))  # stable
         rows[name] = {
             "sessions": c.get("capacity"),
             "failed_at": c.get("failed_at"),
@@ -142,6 +142,7 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
                 f" (server {fmt(_get(r, 'server', 'lateness', 'p99_ms'), 1)})"
                 f"{'' if r.get('sustained') else ' **no**'}"
                 f"{' (disturbed)' if r.get('disturbed') else ''}"
+                f"{' (second run)' if r.get('second_run') else ''}"
                 for r in trials
             ),
             "start": c.get("start"),

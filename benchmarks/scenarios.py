@@ -362,6 +362,23 @@ def sustained(res: dict[str, Any], bound_ms: float) -> bool:
     )
 
 
+def borderline(res: dict[str, Any], bound_ms: float, factor: float = 5.0) -> bool:
+    """A failed client-capacity trial worth one more run: it completed, every
+    frame arrived and its p99 delay is under ``factor`` x the bound. On a shared
+    machine one stall of a few tens of milliseconds (another process, the
+    kernel) fails a count that holds on a second run, while a client past its
+    capacity falls behind for good (its p99 grows to hundreds of milliseconds)
+    or fails again."""
+    p99 = (res.get("delay") or {}).get("p99_ms")
+    return bool(
+        res.get("ok")
+        and not res.get("timed_out")
+        and res.get("frames_lost") == 0
+        and p99 is not None
+        and bound_ms <= p99 < factor * bound_ms
+    )
+
+
 def search(
     trial: Callable[[int], bool], start: int, most: int, resolution: float
 ) -> tuple[int, int]:
@@ -392,7 +409,9 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Real-time sessions one client core sustains: the flood server (real-time
     mode) pinned to one core, each client pinned to the other; a search over
     session counts from the client's own start (``cfg["start"]``: a count, or
-    a count per client), a fresh server per trial."""
+    a count per client), a fresh server per trial; a trial that failed by a
+    little (:func:`borderline`) runs once more and its count holds if the second
+    run does."""
     parallel = bool(ctx.get("parallel"))  # the smoke run: clients at once, no pinning
     srv_cpu, cli_cpu = (None, None) if parallel else _cores()
     frames = str(cfg["frames"])
@@ -402,7 +421,7 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     def one_client(name: str) -> None:
         runs: list[dict[str, Any]] = []
 
-        def trial(n: int, name: str = name, runs: list[dict[str, Any]] = runs) -> bool:
+        def run_once(n: int, name: str = name) -> dict[str, Any]:
             args = ["--scenario", "realtime", "--sessions", str(n), "--frames", frames,
                     "--timeout", "60"]  # fmt: skip
             with FloodServer("--mode", "realtime", "--frames", frames, cpu=srv_cpu) as server:
@@ -410,8 +429,13 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
                 res = measured(f"client capacity {name} {n}", run, ctx, server.get("pid"))[-1]
             res["sessions"] = n
             res["sustained"] = sustained(res, cfg["bound_ms"])
-            runs.append(res)
-            return bool(res["sustained"]) and res.get("available") is not False
+            return res
+
+        def trial(n: int, runs: list[dict[str, Any]] = runs) -> bool:
+            runs.append(run_once(n))
+            if not runs[-1]["sustained"] and borderline(runs[-1], cfg["bound_ms"]):
+                runs.append({**run_once(n), "second_run": True})  # the count holds if it does
+            return bool(runs[-1]["sustained"]) and runs[-1].get("available") is not False
 
         start = cfg["start"][name] if isinstance(cfg["start"], dict) else cfg["start"]
         held, failed = search(trial, start, cfg["most"], cfg["resolution"])

@@ -509,6 +509,14 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
             out.extend(values[i * frames : i * frames + min(s.n, frames)])
         return out
 
+    def steady(values: array[float]) -> list[float]:
+        """Frames 25 on (a second into each session): without the start, where
+        every session's first frames arrive within one 40 ms period."""
+        out: list[float] = []
+        for i, s in enumerate(states):
+            out.extend(values[i * frames + 25 : i * frames + min(s.n, frames)])
+        return out
+
     sent = [(i, h) for i, h, _ in live]
     lags = [v for i, _ in sent for v in send_lag[i * frames : (i + 1) * frames]]
     return {
@@ -525,6 +533,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "timed_out": timed_out,
         "setup_wall_s": round(setup_wall, 3),
         "delay": summarize_ms(recorded(delays)),
+        "delay_after_1s": summarize_ms(steady(delays)),
         "transit": summarize_ms(recorded(transits)),
         "send_lag": summarize_ms(lags),
         "cpu_s": round(cpu, 4),
