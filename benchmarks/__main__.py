@@ -19,10 +19,11 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import report, servers
 from benchmarks.common import log
 from benchmarks.scenarios import NEEDS_017, ROOT, SCENARIOS, find_avatarkit017
 
@@ -30,15 +31,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 CONFIG: dict[str, dict[str, Any]] = {
     "flood": {"sessions": 50, "frames": 2000, "repeats": 3, "timeout": 300},
-    "setup": {"setups": 200, "warmup": 5, "repeats": 3, "timeout": 300},
-    "realtime": {"sessions": [100, 1000], "frames": 75, "repeats": 2, "timeout": 300},
+    "setup": {"setups": 400, "warmup": 20, "repeats": 3, "timeout": 300},
+    "realtime": {"sessions": [100, 1000], "frames": 50, "repeats": 2, "timeout": 300},
     "endlat": {"requests": 100, "warmup": 5, "request_chunks": 25, "repeats": 3},
-    "capacity": {"sessions": [100, 200, 300, 400, 500, 600], "seconds": 12.0, "ramp_s": 2.0,
-                 "repeats": 2, "strict_sessions": 100},
     "anim": {"argv": []},
     "opus": {"argv": []},
-    "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 50,
-                  "start": 400, "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
+    # Each client's search starts near its capacity of the last runs (a short search);
+    # doubling or halving from there still finds any other capacity.
+    "clientcap": {"clients": ["floor", "ours", "ours-request", "avatarkit-0.1.7"], "frames": 75,
+                  "start": {"floor": 1600, "ours": 1600, "ours-request": 600,
+                            "avatarkit-0.1.7": 800},
+                  "most": 6400, "resolution": 0.25, "bound_ms": 20.0},
     "tts": {"argv": ["--repeat", "5"]},
     # Growing counts from below today's capacity (300 on one core here), up to the goal.
     "service": {"plan": [[1, [300, 400, 600, 800, 1000]], [2, [500, 700, 1100, 1700]]],
@@ -49,8 +52,6 @@ SMOKE: dict[str, dict[str, Any]] = {
     "setup": {"setups": 3, "warmup": 1, "repeats": 1, "timeout": 60},
     "realtime": {"sessions": [4], "frames": 5, "repeats": 1, "timeout": 60},
     "endlat": {"requests": 2, "warmup": 1, "request_chunks": 4, "repeats": 1},
-    "capacity": {"sessions": [3], "seconds": 0.4, "ramp_s": 0.1, "repeats": 1,
-                 "strict_sessions": None},
     "anim": {"argv": ["--repeat", "1"]},
     "opus": {"argv": ["--seconds", "0.5", "--repeat", "1"]},
     # The other clients run the same real-time loop in the smoke's realtime scenario.
@@ -104,6 +105,8 @@ def keep_previous(results: dict[str, Any], path: Path) -> None:
             results[name] = old[name]
             results["sections_run"][name] = when
             results["machines"][name] = (old.get("machines") or {}).get(name, old.get("machine"))
+            if name in (old.get("scenario_wall_s") or {}):
+                results["scenario_wall_s"][name] = old["scenario_wall_s"][name]
             old_cfg = old.get("config") or {}
             if isinstance(old_cfg.get(name), dict):  # schema 1 kept "repeats" at the top
                 results["config"][name] = {"repeats": old_cfg.get("repeats"), **old_cfg[name]}
@@ -143,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="event loop of every client process")  # fmt: skip
     p.add_argument("--sessions", type=_counts, help="realtime session counts, e.g. 100,1000")
-    p.add_argument("--capacity-sessions", type=_counts, help="e.g. 300,400,500")
-    p.add_argument("--capacity-seconds", type=float, default=None, help="audio per session")
+    p.add_argument("--service-seconds", type=float, default=None, help="service: audio per "
+                   "session (s)")  # fmt: skip
     p.add_argument("--service-plan", type=_plan, help="service: workers and session counts, "
                    "e.g. 1:600,800;2:1200,1600")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=2,
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{out / 'latest.json'} not found: measure first (python -m benchmarks), "
                     "or give --out the folder that holds latest.json")  # fmt: skip
         measured = json.loads((out / "latest.json").read_text())
-        md_path.write_text(report.render(measured, report.load_before_after(out)))
+        md_path.write_text(report.render(measured))
         log(f"rendered {md_path} from {out / 'latest.json'}")
         return 0
     only = [s for s in args.only.split(",") if s]
@@ -177,11 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             c["repeats"] = args.repeats
     if args.sessions:
         cfg["realtime"]["sessions"] = args.sessions
-    if args.capacity_sessions:
-        cfg["capacity"]["sessions"] = args.capacity_sessions
-    if args.capacity_seconds:
-        cfg["capacity"]["seconds"] = args.capacity_seconds
-        cfg["service"]["seconds"] = args.capacity_seconds
+    if args.service_seconds:
+        cfg["service"]["seconds"] = args.service_seconds
     if args.service_plan:
         cfg["service"]["plan"] = args.service_plan
     out.mkdir(parents=True, exist_ok=True)
@@ -209,32 +209,53 @@ def main(argv: list[str] | None = None) -> int:
         "machines": {},
         "avatarkit017": venv,
         "sections_run": {},
+        "scenario_wall_s": {},
         "quiet": {key: ctx[key] for key in ("quiet_wait_s", "disturbed_cores", "max_retries")},
     }
-    failed: list[str] = []
-    for name in only:
-        log(f"== {name}: {SCENARIOS[name].__doc__}")
+
+    def run(name: str) -> None:
+        log(f"== {name}: {(SCENARIOS[name].__doc__ or '').splitlines()[0]}")
         results["sections_run"][name] = int(time.time())
         results["machines"][name] = results["machine"]
         t_section = time.monotonic()
         results[name] = SCENARIOS[name](cfg[name], ctx)
-        log(f"   ({name}: {time.monotonic() - t_section:.1f} s)")
-        failed += failures(name, results[name])
+        results["scenario_wall_s"][name] = round(time.monotonic() - t_section, 1)
+        log(f"   ({name}: {results['scenario_wall_s'][name]:.1f} s)")
+
+    if args.smoke:
+        # Every scenario at once (the smoke's figures mean nothing; it proves that
+        # every client and server runs): about the longest scenario's time.
+        servers.PINNING = False
+        with ThreadPoolExecutor(len(only)) as pool:
+            list(pool.map(run, only))
+    else:
+        for name in only:
+            run(name)
+    failed = [f for name in only for f in failures(name, results[name])]
     results["wall_s"] = round(time.monotonic() - t0, 1)
     results["failures"] = failed
     results["retries_used"] = (0 if args.smoke else args.retry_budget) - ctx["retry_budget"]
     if not args.smoke and set(only) != set(SCENARIOS):
         keep_previous(results, out / "latest.json")
     (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
-    md_path.write_text(report.render(results, report.load_before_after(out)))
+    md_path.write_text(report.render(results))
     log(f"wrote {out / 'latest.json'} and {md_path}")
     for line in report.summary_lines(results):
         print(line)
+    print(wall_times(results))
     if failed:
         log(f"failed runs: {', '.join(failed)}")
         return 1
     print(f"done in {results['wall_s']:.0f} s")
     return 0
+
+
+def wall_times(results: dict[str, Any]) -> str:
+    """Each scenario's wall time in this run, slowest first, and the total
+    (the suite's budget is 5 minutes, the smoke run's about 10 s)."""
+    walls = results.get("scenario_wall_s") or {}
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(walls.items(), key=lambda kv: -kv[1]))
+    return f"wall time per scenario: {parts or 'none'}; total {results.get('wall_s', 0):.0f} s"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ of the same client exists.
 
 from __future__ import annotations
 
-import json
 import statistics
 import string
 import time
@@ -91,6 +90,12 @@ def _setup(runs: Runs) -> dict[str, Any]:
         "ws": _med([r["websocket"]["p50_ms"] for r in ok]),
         "cpu": _med([r["cpu_ms_per_setup"] for r in ok]),
         "srv_cpu": _med([_get(r, "server", "cpu_ms_per_setup") for r in ok]),
+        # The collector's pauses during the measured set-ups: median count per run,
+        # longest pause over the runs (runs before this figure existed: n/a).
+        "gc_n": _med([sum(g["n"] for g in r["gc"].values()) for r in ok if r.get("gc")]),
+        "gc_max": max(
+            (g["max_ms"] for r in ok for g in (r.get("gc") or {}).values()), default=None
+        ),
     }
 
 
@@ -120,40 +125,6 @@ def _endlat(runs: Runs) -> dict[str, Any]:
     return row
 
 
-LATENESS_LIMIT_MS = 40.0
-
-
-def _capacity(runs: Runs) -> dict[str, Any]:
-    ok = _ok(runs)
-    lat = [r["lateness"] for r in ok]
-    p99s = [x["p99_ms"] for x in lat if x["p99_ms"] is not None]
-    expected = sum(r["frames_expected"] for r in ok)
-    lost = sum(r["frames_lost"] for r in ok)
-    failed = sum(1 for r in runs if not r.get("ok"))
-
-    def steady(r: dict[str, Any], key: str) -> Any:
-        return (r.get("steady") or {}).get(key, r.get(key))
-
-    return {
-        "p50": _med([x["p50_ms"] for x in lat]),
-        "p99": _med(p99s),
-        "worst": max(p99s, default=None),
-        "max": max([x["max_ms"] or 0 for x in lat], default=None),
-        "late": sum(r.get("frames_late_40ms", 0) for r in ok) / expected if expected else None,
-        "lost": lost,
-        "expected": expected,
-        "srv_share": _med([steady(r, "server_cpu_share") for r in ok]),
-        "srv_us": _med([steady(r, "server_cpu_us_per_frame") for r in ok]),
-        "share": _med([steady(r, "cpu_share") for r in ok]),
-        "lag": _med([r["send_lag"]["p99_ms"] for r in ok]),
-        "sustained": bool(ok)
-        and not failed
-        and not lost
-        and bool(p99s)
-        and max(p99s) < LATENESS_LIMIT_MS,
-    }
-
-
 def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
     """Each client's searched capacity, its ratios to 0.1.7 and the floor, its trials."""
     clients = _get(results, "clientcap", "clients") or {}
@@ -162,14 +133,28 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
         c = clients[name]
         if not c.get("available", True):
             continue
-        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))
+        trials = sorted(c.get("runs") or [], key=lambda r: r.get("sessions", 0))  # stable
         rows[name] = {
             "sessions": c.get("capacity"),
             "failed_at": c.get("failed_at"),
             "trials": ", ".join(
                 f"{r.get('sessions')}: {fmt(_get(r, 'delay', 'p99_ms'), 1)} ms"
-                f"{'' if r.get('sustained') else ' (no)'}"
+                f" (server {fmt(_get(r, 'server', 'lateness', 'p99_ms'), 1)})"
+                f"{'' if r.get('sustained') else ' **no**'}"
+                f"{' (disturbed)' if r.get('disturbed') else ''}"
+                f"{' (second run)' if r.get('second_run') else ''}"
                 for r in trials
+            ),
+            "start": c.get("start"),
+            # The server's send lateness p99, worst over the trials that held and the
+            # first that failed: the server was not the limit if it stays small.
+            "srv_late": max(
+                (
+                    _get(r, "server", "lateness", "p99_ms") or 0.0
+                    for r in trials
+                    if r.get("sustained") or r.get("sessions") == c.get("failed_at")
+                ),
+                default=None,
             ),
             "share": _med([r.get("cpu_share") for r in trials if r.get("sustained")][-1:]),
         }
@@ -212,6 +197,20 @@ def _machine_load(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sends_blocked(results: dict[str, Any]) -> str:
+    """Per client, the audio sends that suspended in the one-timer sender (real-time
+    and client-capacity runs), e.g. ``ours 0, avatarkit 0.1.7 3``."""
+    counts: dict[str, int] = {}
+    runs = [r for m in (results.get("realtime") or {}).values() for rs in m.values() for r in rs]
+    runs += [r for c in (_get(results, "clientcap", "clients") or {}).values()
+             for r in c.get("runs") or []]  # fmt: skip
+    for r in runs:
+        if r.get("ok") and "sends_blocked" in r and r.get("client_name") in NAMES:
+            name = NAMES[r["client_name"]]
+            counts[name] = counts.get(name, 0) + int(r["sends_blocked"])
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "n/a"
+
+
 def _memory(realtime: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Memory per open session as a slope: (growth at the largest count - growth
     at the smallest) / (difference of the counts), so that what a process pays
@@ -243,17 +242,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         },
         "endlat": {n: _endlat(r) for n, r in (_get(results, "endlat", "runs") or {}).items()},
     }
-    cap = results.get("capacity") or {}
-    rows = {int(n): _capacity(r) for n, r in (cap.get("runs") or {}).items()}
-    best = None
-    for n in sorted(rows):
-        if not rows[n]["sustained"]:
-            break
-        best = n
-    s["capacity"] = {
-        "rows": rows,
-        "sessions": best,
-        "strict": _capacity(cap["strict"]) if cap.get("strict") else None,
+    svc = _get(results, "service", "workers") or {}
+    s["service"] = {
+        "one": _get(svc, "1", "capacity") if "1" in svc else None,
+        "scaling": _get(results, "service", "scaling"),
+        "tested_one": [r.get("sessions") for r in _get(svc, "1", "rows") or []],
     }
     fl = s["flood"]
     for row in fl.values():
@@ -295,12 +288,8 @@ GOALS: dict[str, tuple[Callable[[dict[str, Any]], Any], Check, float, str]] = {
     "rt_mem": (lambda s: s["rt_mem_x_017"], LE, 0.5, "<= 0.5x"),
     "setup_p50": (lambda s: _get(s, "setup", "ours", "x50"), LE, 0.5, "<= 0.5x"),
     "setup_p99": (lambda s: _get(s, "setup", "ours", "x99"), LE, 0.5, "<= 0.5x"),
-    "capacity": (
-        lambda s: (s["capacity"]["sessions"] or 0) if s["capacity"]["rows"] else None,
-        GE,
-        300.0,
-        ">= 300",
-    ),
+    "capacity": (lambda s: s["service"]["one"], GE, 1000.0, ">= 1000"),
+    "service_scaling": (lambda s: s["service"]["scaling"], GE, 1.7, ">= 1.7x"),
     "stream_frames": (lambda s: _get(s, "flood", "ours-frames", "x_ours"), LE, 1.3, "<= 1.3x"),
     "stream_request": (lambda s: _get(s, "flood", "ours-request", "x_ours"), LE, 1.3, "<= 1.3x"),
     "cc_017": (lambda s: _get(s, "clientcap", "ours", "x_017"), GE, 2.5, ">= 2.5x"),
@@ -358,7 +347,8 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
         add("flood", NAMES[name], spread, *_cells(r, "x_floor x_017 fps:0 lost"))
         add("server", NAMES[name], *_cells(r, "share:% srv_share:% srv_us:3"))
     for name, r in s["setup"].items():
-        add("setup", NAMES[name], *_cells(r, "p50:3 p99:3 x50 x99 token:3 ws:3 cpu:3 srv_cpu:3"))
+        add("setup", NAMES[name], *_cells(r, "p50:3 p99:3 x50 x99 token:3 ws:3 cpu:3 srv_cpu:3"),
+            f"{fmt(r['gc_n'], 0)} / {fmt(r['gc_max'], 2)}")  # fmt: skip
     for n, m in sorted(s["realtime"].items()):
         for name, r in m.items():
             delay = " / ".join(_cells(r, "p50 p99 max"))
@@ -370,15 +360,9 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
             cu += " ({}x / {}x)".format(*_cells(r, "x_caught_up_p50 x_caught_up_p99"))
             bu += " ({}x / {}x)".format(*_cells(r, "x_burst_p50 x_burst_p99"))
         add("endlat", NAMES[name], cu, bu, fmt(r["request"]), r["runs"])
-    for n, r in sorted(s["capacity"]["rows"].items()):
-        lateness = "{} / {} (worst {}) / {}".format(*_cells(r, "p50 p99 worst max"))
-        late = "n/a" if r["late"] is None else f"{r['late'] * 100:.2f}%"
-        add("capacity", n, n * 25, *_cells(r, "srv_share:% srv_us:1"), lateness, late,
-            f"{r['lost']} / {r['expected']}", *_cells(r, "share:% lag"),
-            "yes" if r["sustained"] else "**no**")  # fmt: skip
     for name, r in s["clientcap"].items():
         add("clientcap", NAMES[name], fmt(r["sessions"]), *_cells(r, "x_017 x_floor failed_at"),
-            pct(r["share"]), *_cells(r, "cpu_bound:0 cpu_x_017 cpu_x_floor"),
+            pct(r["share"]), *_cells(r, "cpu_bound:0 cpu_x_017 cpu_x_floor srv_late:1 start"),
             r["trials"])  # fmt: skip
     mem = s["memory"]
     for name, r in (mem.get("rows") or {}).items():
@@ -391,8 +375,8 @@ def _rows(s: dict[str, Any]) -> dict[str, str]:
     for rate, r in sorted(s["opus"].items()):
         spec = "direct_x_realtime:1 per_frame_x_realtime:1 whole_x_realtime:1 "
         add("opus", rate, *_cells(r, spec + "per_frame_x_direct:3 whole_x_direct:3 kbit_s:1"))
-    tables = ("flood", "server", "setup", "realtime", "endlat", "capacity", "opus", "clientcap",
-              "memory", "tts")  # fmt: skip
+    tables = ("flood", "server", "setup", "realtime", "endlat", "opus", "clientcap", "memory",
+              "tts")  # fmt: skip
     return {f"rows_{k}": "\n".join(t.get(k) or ["| n/a |"]) for k in tables}
 
 
@@ -422,89 +406,10 @@ class _Fields(dict[str, str]):
         return "n/a"
 
 
-def before_after_fields(data: dict[str, Any] | None) -> dict[str, str]:
-    """``ba_*`` fields from a ``benchmarks.compare`` file (``results/before_after.json``):
-    per figure ``ba_<id>_before``/``_after`` (median (min-max) of the runs),
-    ``ba_<id>_x`` (after / before of the medians) and ``ba_<id>_delta`` (after -
-    before); ``n/a`` without the file."""
-    f: dict[str, str] = {}
-    if not data:
-        return f
-    before, after = data["before"], data["after"]
-    for name, x in data["after_x_before"].items():
-        for label, side in (("before", before), ("after", after)):
-            st = side["stats"][name]
-            digits = 0 if name.endswith("_lost") else 3 if "_x" in name else 2
-            spread = f" ({fmt(st['min'], digits)}-{fmt(st['max'], digits)})"
-            f[f"ba_{name}_{label}"] = fmt(st["median"], digits) + (
-                spread if st["median"] is not None else ""
-            )
-        f[f"ba_{name}_x"] = fmt(x, 3)
-        b, a = before["stats"][name]["median"], after["stats"][name]["median"]
-        f[f"ba_{name}_delta"] = "n/a" if a is None or b is None else f"{a - b:+.3f}"
-    f["ba_before_commit"] = str(before["commit"])
-    f["ba_after_commit"] = str(after["commit"])
-    f["ba_runs"] = f"{len(before['runs'])} + {len(after['runs'])}"
-    f["ba_method"] = str(data.get("method") or "n/a")
-    f["ba_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data.get("started_unix", 0)))
-    cfg = data.get("config") or {}
-    f["ba_rt_top"] = str(max(_get(cfg, "realtime", "sessions") or ["n/a"]))
-    f["ba_rt_sessions"] = ", ".join(map(str, _get(cfg, "realtime", "sessions") or [])) or "n/a"
-    f["ba_machine"] = "{} ({} cores)".format(
-        _get(data, "machine", "cpu_model") or "n/a", _get(data, "machine", "nproc") or "n/a"
-    )
-    return f
-
-
-def memory_curve_fields(data: dict[str, Any] | None) -> dict[str, str]:
-    """``mc_*`` fields from ``results/memory_curve.json`` (``benchmarks.memcurve``):
-    per count and tree, resident and Python-heap growth per session (medians),
-    and the slope between the two largest counts; ``n/a`` without the file."""
-    f: dict[str, str] = {}
-    if not data:
-        return f
-    trees, counts = data["trees"], data["counts"]
-
-    def med(tree: str, n: int, key: str, tm: bool) -> float | None:
-        runs = data["runs"][tree].get(str(n)) or []
-        return _med([r.get(key) for r in runs if r.get("tracemalloc") is tm])
-
-    rows = []
-    for n in counts:
-        cells: list[str] = [str(n)]
-        for key, tm in (("rss_growth_kib", False), ("heap_growth_kib", True)):
-            for tree in trees:
-                v = med(tree, n, key, tm)
-                cells.append(fmt(None if v is None else v / n, 2))
-        rows.append(_row(*cells))
-    f["rows_memcurve"] = "\n".join(rows)
-    f["mc_head"] = " | ".join(f"{k} {t}" for k in ("RSS", "Python heap") for t in trees)
-    f["mc_align"] = "|".join("---:" for _ in range(2 * len(trees)))
-    lo, hi = sorted(counts)[-2:] if len(counts) >= 2 else (None, None)
-    slopes = []
-    for tree in trees:
-        a, b = med(tree, lo, "rss_growth_kib", False), med(tree, hi, "rss_growth_kib", False)
-        slope = None if a is None or b is None else (b - a) / (hi - lo)
-        small = med(tree, min(counts), "rss_growth_kib", False)
-        slopes.append(f"{tree}: {fmt(slope)} KiB per added session")
-        if small is not None:
-            slopes[-1] += f" (growth at {min(counts)} sessions: {fmt(small, 0)} KiB)"
-        f[f"mc_base_{trees.index(tree)}"] = fmt(_med([r.get("rss_base_kib") for r in
-                                                    data["runs"][tree][str(hi)]]), 0)  # fmt: skip
-    f["mc_slopes"] = "; ".join(slopes)
-    f["mc_lo"], f["mc_hi"] = str(lo), str(hi)
-    f["mc_concurrency"] = str(data.get("concurrency"))
-    f["mc_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(data.get("started_unix", 0)))
-    f["mc_trees"] = " and ".join(trees)
-    return f
-
-
-def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> dict[str, str]:
-    """Every ``${name}`` of the template, from the results (and the before/after file)."""
+def fields(results: dict[str, Any]) -> dict[str, str]:
+    """Every ``${name}`` of the template, from the results of one run."""
     s = summarize(results)
     f = _Fields(_rows(s))
-    f.update(before_after_fields(before_after))
-    f.update(memory_curve_fields(_load(TEMPLATE.parent / "results" / "memory_curve.json")))
     for name, (value, verdict) in verdicts(s).items():
         f[f"goal_{name}"] = GOALS[name][3]
         f[f"value_{name}"] = fmt(value)
@@ -528,7 +433,11 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         cfg_service_ramp_s=fmt(service_cfg.get("ramp_s"), 0),
         machines=_machines(results),
         wall_s=fmt(results.get("wall_s"), 0),
-        wall_s_previous=fmt(results.get("wall_s_previous", "none"), 0),
+        wall_s_previous=(
+            f" (the run the other scenarios were kept from: {fmt(results['wall_s_previous'], 0)} s)"
+            if results.get("wall_s_previous")
+            else ""
+        ),
         retries=fmt(results.get("retries_used", 0)),
         sections_run=", ".join(
             f"{k} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(v))}"
@@ -542,7 +451,10 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
                 f[f"cfg_{section}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
     for key in ("frames", "start", "most", "resolution", "bound_ms"):  # before its first run
         f.setdefault(f"cfg_clientcap_{key}", "n/a")
-    f["cfg_capacity_tested"] = ", ".join(map(str, sorted(s["capacity"]["rows"]))) or "n/a"
+    walls = results.get("scenario_wall_s") or {}
+    f["scenario_walls"] = ", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "n/a"
+    f["sends_blocked"] = _sends_blocked(results)
+    f["cfg_service_tested"] = ", ".join(map(str, s["service"]["tested_one"])) or "n/a"
     fl, el = s["flood"], _get(s, "endlat", "ours") or {}
     ak_el = _get(s, "endlat", "avatarkit-0.1.7") or {}
     f.update(
@@ -569,16 +481,7 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
         endlat_burst=_pair(el, "burst"),
         endlat_017_caught_up=_pair(ak_el, "caught_up"),
         endlat_017_burst=_pair(ak_el, "burst"),
-        capacity=fmt(s["capacity"]["sessions"]),
     )
-    strict = s["capacity"]["strict"]
-    if strict:
-        f.update(
-            strict_p50=fmt(strict["p50"]),
-            strict_p99=fmt(strict["p99"]),
-            strict_max=fmt(strict["max"]),
-            strict_share=pct(strict["srv_share"]),
-        )
     a = s["anim"]
     for key in (
         "push_us_per_frame",
@@ -594,20 +497,10 @@ def fields(results: dict[str, Any], before_after: dict[str, Any] | None = None) 
     return f
 
 
-def render(results: dict[str, Any], before_after: dict[str, Any] | None = None) -> str:
-    """BENCHMARKS.md for ``results`` and the optional before/after comparison
-    (the template with every field filled)."""
-    return string.Template(TEMPLATE.read_text()).substitute(fields(results, before_after))
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None  # type: ignore[no-any-return]
-
-
-def load_before_after(folder: Path) -> dict[str, Any] | None:
-    """``folder/before_after.json`` (written by ``benchmarks.compare``), if present."""
-    path = folder / "before_after.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def render(results: dict[str, Any]) -> str:
+    """BENCHMARKS.md for ``results`` (the template with every field filled):
+    every figure in it comes from this one results file."""
+    return string.Template(TEMPLATE.read_text()).substitute(fields(results))
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

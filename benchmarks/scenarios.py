@@ -168,11 +168,12 @@ class CpuWatch:
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``) until other processes use
-    at most ``disturbed_cores`` over a quarter of a second."""
+    at most ``disturbed_cores`` over a tenth of a second (a quiet machine costs
+    the suite that tenth per run)."""
     deadline = time.monotonic() + ctx["quiet_wait_s"]
     while ctx["quiet_wait_s"] > 0:
         with CpuWatch(server_pid) as watch:
-            time.sleep(0.25)
+            time.sleep(0.1)
         if watch.busy <= ctx["disturbed_cores"]:
             return
         if time.monotonic() > deadline:
@@ -347,36 +348,6 @@ def endlat(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     return {"service": svc, "client_cpu": cli_cpu, "runs": runs}
 
 
-def capacity(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-    """Real-time sessions the local service sustains on one core: a fresh,
-    pinned service per run; the load generator (our SDK) on the other core."""
-    srv_cpu, cli_cpu = _cores()
-    out: dict[str, Any] = {"runs": {}, "strict": [], "client_cpu": cli_cpu, "lead_ms": 60.0}
-
-    def one(title: str, n: int, lead: float) -> list[dict[str, Any]]:
-        def run() -> dict[str, Any]:
-            with LocalService("realtime", srv_cpu) as svc:
-                out["service"] = svc
-                args = ["--scenario", "capacity", "--sessions", str(n), "--seconds",
-                        str(cfg["seconds"]), "--ramp-s", str(cfg["ramp_s"]), "--lead-ms",
-                        str(lead), "--audio", str(SPEECH), "--server-pid", str(svc["pid"]),
-                        "--timeout", str(cfg["seconds"] + 60)]  # fmt: skip
-                return run_client(
-                    "ours", args, {**svc, "stats": None}, ctx, cfg["seconds"] + 180, cli_cpu
-                )
-
-        return measured(title, run, ctx, None)
-
-    for n in cfg["sessions"]:
-        out["runs"][str(n)] = []
-        for r in range(cfg["repeats"]):
-            out["runs"][str(n)] += one(f"capacity {n} {r + 1}/{cfg['repeats']}", n, 60.0)
-    if cfg.get("strict_sessions"):
-        n = cfg["strict_sessions"]
-        out["strict"] = one(f"capacity {n}, strictly real time (no lead)", n, 0.0)
-    return out
-
-
 def sustained(res: dict[str, Any], bound_ms: float) -> bool:
     """A client-capacity trial holds: it ran, every frame arrived, p99 delay < bound."""
     p99 = (res.get("delay") or {}).get("p99_ms")
@@ -388,6 +359,23 @@ def sustained(res: dict[str, Any], bound_ms: float) -> bool:
         and not res.get("send_failures")
         and p99 is not None
         and p99 < bound_ms
+    )
+
+
+def borderline(res: dict[str, Any], bound_ms: float, factor: float = 5.0) -> bool:
+    """A failed client-capacity trial worth one more run: it completed, every
+    frame arrived and its p99 delay is under ``factor`` x the bound. On a shared
+    machine one stall of a few tens of milliseconds (another process, the
+    kernel) fails a count that holds on a second run, while a client past its
+    capacity falls behind for good (its p99 grows to hundreds of milliseconds)
+    or fails again."""
+    p99 = (res.get("delay") or {}).get("p99_ms")
+    return bool(
+        res.get("ok")
+        and not res.get("timed_out")
+        and res.get("frames_lost") == 0
+        and p99 is not None
+        and bound_ms <= p99 < factor * bound_ms
     )
 
 
@@ -420,7 +408,10 @@ def search(
 def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     """Real-time sessions one client core sustains: the flood server (real-time
     mode) pinned to one core, each client pinned to the other; a search over
-    session counts, a fresh server per trial."""
+    session counts from the client's own start (``cfg["start"]``: a count, or
+    a count per client), a fresh server per trial; a trial that failed by a
+    little (:func:`borderline`) runs once more and its count holds if the second
+    run does."""
     parallel = bool(ctx.get("parallel"))  # the smoke run: clients at once, no pinning
     srv_cpu, cli_cpu = (None, None) if parallel else _cores()
     frames = str(cfg["frames"])
@@ -430,7 +421,7 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
     def one_client(name: str) -> None:
         runs: list[dict[str, Any]] = []
 
-        def trial(n: int, name: str = name, runs: list[dict[str, Any]] = runs) -> bool:
+        def run_once(n: int, name: str = name) -> dict[str, Any]:
             args = ["--scenario", "realtime", "--sessions", str(n), "--frames", frames,
                     "--timeout", "60"]  # fmt: skip
             with FloodServer("--mode", "realtime", "--frames", frames, cpu=srv_cpu) as server:
@@ -438,13 +429,19 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
                 res = measured(f"client capacity {name} {n}", run, ctx, server.get("pid"))[-1]
             res["sessions"] = n
             res["sustained"] = sustained(res, cfg["bound_ms"])
-            runs.append(res)
-            return bool(res["sustained"]) and res.get("available") is not False
+            return res
 
-        held, failed = search(trial, cfg["start"], cfg["most"], cfg["resolution"])
+        def trial(n: int, runs: list[dict[str, Any]] = runs) -> bool:
+            runs.append(run_once(n))
+            if not runs[-1]["sustained"] and borderline(runs[-1], cfg["bound_ms"]):
+                runs.append({**run_once(n), "second_run": True})  # the count holds if it does
+            return bool(runs[-1]["sustained"]) and runs[-1].get("available") is not False
+
+        start = cfg["start"][name] if isinstance(cfg["start"], dict) else cfg["start"]
+        held, failed = search(trial, start, cfg["most"], cfg["resolution"])
         available = not any(r.get("available") is False for r in runs)
         out["clients"][name] = {"capacity": held, "failed_at": failed, "runs": runs,
-                                "available": available}  # fmt: skip
+                                "available": available, "start": start}  # fmt: skip
 
     if parallel:
         with ThreadPoolExecutor(len(cfg["clients"])) as pool:
@@ -491,7 +488,6 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
     "setup": setup,
     "realtime": realtime,
     "endlat": endlat,
-    "capacity": capacity,
     "anim": anim,
     "opus": opus,
     "clientcap": clientcap,

@@ -11,10 +11,11 @@ virtualenv). The result is the last stdout line, ``RESULT <json>``.
 
 Measurements (``--scenario``): ``flood`` (client CPU per received frame),
 ``setup`` (sequential set-up latency), ``realtime`` (delay from each frame's
-due time, frames lost, memory per session), against the local service
-``endlat`` (last audio chunk to the ``end`` frame) and ``capacity`` (frame
-lateness under real-time load); each function's code is the method, and
-BENCHMARKS.md (``benchmarks/report.md.tmpl``) describes it in words.
+due time, frames lost, memory per session; also each trial of the client
+capacity search), against the local service ``endlat`` (last audio chunk to
+the ``end`` frame); each function's code is the method, and BENCHMARKS.md
+(``benchmarks/report.md.tmpl``) describes it in words. Real-time audio goes
+out through :func:`paced_sends`, one task and one timer for every session.
 
 Waits for frames are bounded by ``--timeout``; the set-up calls by each
 client's own timeouts; the driver bounds each whole process.
@@ -25,8 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import heapq
 import json
-import os
 import sys
 import time
 import traceback
@@ -37,7 +38,6 @@ from typing import Any, Protocol
 
 from benchmarks.common import (
     CHUNK_BYTES,
-    CHUNK_MS,
     FRAME_PERIOD,
     cpu_seconds,
     emit_result,
@@ -45,7 +45,6 @@ from benchmarks.common import (
     install_event_loop,
     load_chunks,
     log,
-    process_cpu_seconds,
     raise_nofile_limit,
     summarize_ms,
     vmrss_kib,
@@ -149,31 +148,6 @@ class _EndState:
             self.waiter.set_result(None)
 
 
-class _CapacityState:
-    """Per-session lateness recorder (preallocated slots, like _RealtimeState)."""
-
-    __slots__ = ("base", "cap", "delays", "done", "first", "n")
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, delays: array[float], base: int, cap: int
-    ) -> None:
-        self.n = 0
-        self.base = base
-        self.cap = cap
-        self.delays = delays
-        self.first = 0.0  # send time of the first chunk: frame k is due at first + k * 40 ms
-        self.done: asyncio.Future[None] = loop.create_future()
-
-    def on_frame(self, buf: bytes, is_last: bool) -> None:
-        now = time.monotonic()
-        n = self.n
-        if n < self.cap:
-            self.delays[self.base + n] = now - (self.first + n * FRAME_PERIOD)
-        self.n = n + 1
-        if is_last and not self.done.done():
-            self.done.set_result(None)
-
-
 async def _open_many(
     adapter: Adapter, callbacks: list[OnFrame], concurrency: int
 ) -> tuple[list[Any], int]:
@@ -226,6 +200,104 @@ def _server_stats(url: str | None, reset: bool) -> dict[str, Any] | None:
         return None
 
 
+# Audio sends may start up to this long before their due time: the event
+# loop's timers have a resolution of about a millisecond (uvloop rounds a
+# delay to whole milliseconds), and waiting out the remainder would spin.
+SEND_EARLY = 0.0005
+
+
+class _Resume:
+    """Awaitable: the rest of a coroutine whose first step already ran.
+
+    :func:`paced_sends` runs each ``send_audio`` coroutine's first step itself;
+    when that step suspends (the client is waiting on the socket's buffer),
+    the rest runs in a task of its own through this, so one blocked send never
+    delays the other sessions' sends."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Any:
+        coro, step = self.coro, self.first
+        while True:
+            try:
+                value = yield step
+            except BaseException as exc:  # cancellation and the like: passed on
+                try:
+                    step = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    step = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def paced_sends(
+    adapter: Adapter,
+    starts: list[tuple[float, int, Any]],
+    frames: int,
+    chunk: bytes,
+    send_lag: array[float],
+) -> tuple[int, int]:
+    """Every session's audio at real-time pace from one task with one timer:
+    a heap of (due time, session index, handle) for ``starts``; each wake-up
+    sends every chunk that is due (``frames`` chunks per session, the last
+    with ``end``), records how late it went out in ``send_lag[i * frames +
+    k]``, and sleeps until the next one. The same for every client, so no
+    client pays for a task and a timer per session that the others do not.
+    A ``send_audio`` that completes without suspending (every client here,
+    normally) costs no task; one that suspends continues in a task of its own.
+    Returns (sessions whose sends failed, sends that suspended)."""
+    heap = [(due, i, 0, h) for due, i, h in starts]
+    heapq.heapify(heap)
+    pending: set[asyncio.Future[Any]] = set()
+    failures = blocked = 0
+    monotonic, replace, pop = time.monotonic, heapq.heapreplace, heapq.heappop
+
+    def failed(exc: BaseException) -> None:
+        nonlocal failures
+        failures += 1
+        if failures <= 3:
+            log(f"{adapter.name}: send failed: {exc!r}")
+
+    while heap:
+        now = monotonic()
+        while heap and heap[0][0] - now <= SEND_EARLY:
+            due, i, k, h = heap[0]
+            send_lag[i * frames + k] = now - due
+            end = k == frames - 1
+            coro = adapter.send_audio(h, chunk, end)
+            try:
+                step = coro.send(None)
+            except StopIteration:
+                pass
+            except Exception as exc:
+                failed(exc)
+                pop(heap)  # this session sends nothing more
+                now = monotonic()
+                continue
+            else:
+                blocked += 1
+                fut = asyncio.ensure_future(_Resume(coro, step))
+                pending.add(fut)
+                fut.add_done_callback(pending.discard)
+            if end:
+                pop(heap)
+            else:
+                replace(heap, (due + FRAME_PERIOD, i, k + 1, h))
+            now = monotonic()
+        if heap:
+            await asyncio.sleep(max(0.0, heap[0][0] - monotonic()))
+    for res in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(res, BaseException):
+            failed(res)
+    return failures, blocked
+
+
 async def run_flood(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     states = [_FloodState(loop) for _ in range(args.sessions)]
@@ -276,9 +348,18 @@ async def run_setup(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
     sockets: list[float] = []
     failures = 0
     cpu = 0.0
+    pauses = _GcPauses()
     for i in range(args.warmup + args.setups):
+        if i == max(0, args.warmup - 3):
+            # What the imports and the warm-up left for the collector is not a
+            # set-up's cost: collect it before the measured set-ups, a few
+            # warm-ups ahead (a full collection empties the interpreter's free
+            # lists, which made the next set-up ~0.5 ms slower).
+            gc.collect()
         if i == args.warmup:
+            pauses.start()
             _server_stats(args.server_stats, reset=True)
+        pauses.setup = i - args.warmup
         c0 = cpu_seconds()
         t0 = time.monotonic()
         try:
@@ -298,11 +379,20 @@ async def run_setup(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
             tokens.append(t1 - t0)
             sockets.append(t2 - t1)
             cpu += c1 - c0
+    pauses.stop()
     server = _server_stats(args.server_stats, reset=False)
     n = len(totals)
     if server and n:
         server["cpu_ms_per_setup"] = round(server["cpu_s"] / (n + failures) * 1e3, 4)
+    out: dict[str, Any] = {}
+    if args.samples:  # each set-up's times in order (ms), to find where the tail comes from
+        out["samples_ms"] = {
+            name: [round(v * 1e3, 4) for v in values]
+            for name, values in (("total", totals), ("token", tokens), ("websocket", sockets))
+        }
+        out["gc_pauses"] = pauses.pauses
     return {
+        **out,
         "server": server,
         "setups": args.setups,
         "measured": n,
@@ -311,7 +401,42 @@ async def run_setup(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any
         "token": summarize_ms(tokens),
         "websocket": summarize_ms(sockets),
         "cpu_ms_per_setup": round(cpu / n * 1e3, 4) if n else None,
+        "gc": pauses.summary(),
     }
+
+
+class _GcPauses:
+    """The cyclic garbage collector's pauses in a measured window (a
+    ``gc.callbacks`` hook): (set-up index, generation, ms) each, so that a slow
+    set-up (or a late frame) can be matched with a collection."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int, float]] = []
+        self.setup = 0
+        self._t0 = 0.0
+
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            ms = round((time.perf_counter() - self._t0) * 1e3, 4)
+            self.pauses.append((self.setup, info["generation"], ms))
+
+    def start(self) -> None:
+        gc.callbacks.append(self._hook)
+
+    def stop(self) -> None:
+        if self._hook in gc.callbacks:
+            gc.callbacks.remove(self._hook)
+
+    def summary(self) -> dict[str, Any]:
+        """Per generation: collections, their total and longest pause (ms)."""
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            ms = [p[2] for p in self.pauses if p[1] == gen]
+            out[str(gen)] = {"n": len(ms), "total_ms": round(sum(ms), 3),
+                             "max_ms": max(ms, default=0.0)}  # fmt: skip
+        return out
 
 
 async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
@@ -341,17 +466,6 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
     start = time.monotonic() + 0.3
     rss_peak = rss_open
 
-    async def feeder(i: int, h: Any) -> None:
-        base = start + FRAME_PERIOD * i / n_sessions
-        slot = i * frames
-        for k in range(frames):
-            due = base + k * FRAME_PERIOD
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            send_lag[slot + k] = time.monotonic() - due
-            await adapter.send_audio(h, chunk, k == frames - 1)
-
     stop_sampler = False
 
     async def sampler() -> None:
@@ -364,16 +478,14 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         (i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h is not None
     ]
     _server_stats(args.server_stats, reset=True)
+    pauses = _GcPauses()  # the collector's pauses in the measured window (gc in the result)
+    pauses.start()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
     sampler_task = asyncio.create_task(sampler())
-    feeder_errors = 0
-    results = await asyncio.gather(*(feeder(i, h) for i, h, _ in live), return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException):
-            feeder_errors += 1
-            if feeder_errors <= 3:
-                log(f"{adapter.name}: send failed: {r!r}")
+    # Start times spread evenly over one 40 ms period.
+    starts = [(start + FRAME_PERIOD * i / n_sessions, i, h) for i, h, _ in live]
+    feeder_errors, blocked = await paced_sends(adapter, starts, frames, chunk, send_lag)
     timed_out = False
     try:
         await asyncio.wait_for(asyncio.gather(*(s.done for _, _, s in live)), args.timeout)
@@ -381,6 +493,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         timed_out = True
     t1 = time.monotonic()
     cpu1 = cpu_seconds()
+    pauses.stop()
     server = _server_stats(args.server_stats, reset=False)
     stop_sampler = True
     await sampler_task
@@ -396,6 +509,14 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
             out.extend(values[i * frames : i * frames + min(s.n, frames)])
         return out
 
+    def steady(values: array[float]) -> list[float]:
+        """Frames 25 on (a second into each session): without the start, where
+        every session's first frames arrive within one 40 ms period."""
+        out: list[float] = []
+        for i, s in enumerate(states):
+            out.extend(values[i * frames + 25 : i * frames + min(s.n, frames)])
+        return out
+
     sent = [(i, h) for i, h, _ in live]
     lags = [v for i, _ in sent for v in send_lag[i * frames : (i + 1) * frames]]
     return {
@@ -408,9 +529,11 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "sessions_incomplete": sum(1 for s in states if not s.done.done()),
         "setup_failures": failures,
         "send_failures": feeder_errors,
+        "sends_blocked": blocked,
         "timed_out": timed_out,
         "setup_wall_s": round(setup_wall, 3),
         "delay": summarize_ms(recorded(delays)),
+        "delay_after_1s": summarize_ms(steady(delays)),
         "transit": summarize_ms(recorded(transits)),
         "send_lag": summarize_ms(lags),
         "cpu_s": round(cpu, 4),
@@ -421,6 +544,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "rss_open_kib": rss_open,
         "rss_peak_kib": rss_peak,
         "rss_kib_per_session": round((rss_peak - rss_base) / n_sessions, 2),
+        "gc": pauses.summary(),
     }
 
 
@@ -483,144 +607,11 @@ async def run_endlat(adapter: Adapter, args: argparse.Namespace) -> dict[str, An
     }
 
 
-async def run_capacity(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    n_sessions = args.sessions
-    chunks = load_chunks(args.audio)
-    nc = len(chunks)
-    n_chunks = max(2, round(args.seconds * 1000 / CHUNK_MS))
-    frames = n_chunks  # 640 samples per chunk at 16 kHz: one frame each
-    total = n_sessions * frames
-    delays = array("d", bytes(8 * total))
-    send_lag = array("d", bytes(8 * total))
-    states = [_CapacityState(loop, delays, i * frames, frames) for i in range(n_sessions)]
-    t_setup0 = time.monotonic()
-    handles, failures = await _open_many(adapter, [s.on_frame for s in states], args.concurrency)
-    setup_wall = time.monotonic() - t_setup0
-    gc.collect()
-    lead = args.lead_ms / 1000.0
-    start = time.monotonic() + 0.3
-
-    ramp_frames = round(args.ramp_s / FRAME_PERIOD)
-
-    async def feeder(i: int, h: Any, st: _CapacityState) -> None:
-        # Phases spread evenly over one 40 ms period; whole periods of delay
-        # spread the starts over the ramp (no burst of request starts).
-        base = start + FRAME_PERIOD * (i * ramp_frames // n_sessions + i / n_sessions)
-        off = (i * 53) % nc  # sessions play different parts of the clip
-        slot = i * frames
-        for k in range(n_chunks):
-            due = max(base, base + k * FRAME_PERIOD - lead)
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            now = time.monotonic()
-            if k == 0:
-                st.first = now
-            send_lag[slot + k] = now - due
-            await adapter.send_audio(h, chunks[(off + k) % nc], k == n_chunks - 1)
-
-    live = [(i, h, s) for i, (h, s) in enumerate(zip(handles, states, strict=True)) if h]
-    # Steady state: every session streaming (after the ramp, before the first
-    # session's audio ends); the server's CPU share is read over that too.
-    steady: dict[str, float] = {}
-    steady_from = start + FRAME_PERIOD * (ramp_frames + 1) + 0.2
-    steady_to = start + FRAME_PERIOD * (n_chunks - 2)
-
-    async def steady_sampler() -> None:
-        for key, when in (("0", steady_from), ("1", steady_to)):
-            wait = when - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            steady["t" + key] = time.monotonic()
-            steady["cpu" + key] = cpu_seconds()
-            if args.server_pid:
-                steady["srv" + key] = process_cpu_seconds(args.server_pid) or 0.0
-
-    sampler = asyncio.create_task(steady_sampler()) if steady_to - steady_from >= 1.0 else None
-    srv0 = process_cpu_seconds(args.server_pid) if args.server_pid else None
-    cpu0 = cpu_seconds()
-    t0 = time.monotonic()
-    results = await asyncio.gather(*(feeder(i, h, s) for i, h, s in live), return_exceptions=True)
-    feeder_errors = 0
-    for r in results:
-        if isinstance(r, BaseException):
-            feeder_errors += 1
-            if feeder_errors <= 3:
-                log(f"{adapter.name}: send failed: {r!r}")
-    timed_out = False
-    try:
-        await asyncio.wait_for(asyncio.gather(*(s.done for _, _, s in live)), args.timeout)
-    except asyncio.TimeoutError:
-        timed_out = True
-    t1 = time.monotonic()
-    cpu1 = cpu_seconds()
-    srv1 = process_cpu_seconds(args.server_pid) if args.server_pid else None
-    if sampler is not None:
-        sampler.cancel()
-    received = sum(s.n for s in states)
-    await _close_many(adapter, handles, args.concurrency)
-    wall = t1 - t0
-    steady_out: dict[str, Any] = {}
-    if "t1" in steady:
-        sw = steady["t1"] - steady["t0"]
-        steady_out = {
-            "wall_s": round(sw, 3),
-            "frames_per_s": round(len(live) / FRAME_PERIOD, 1),
-            "cpu_share": round((steady["cpu1"] - steady["cpu0"]) / sw, 4),
-        }
-        if "srv1" in steady:
-            srv_cpu = steady["srv1"] - steady["srv0"]
-            steady_out["server_cpu_share"] = round(srv_cpu / sw, 4)
-            steady_out["server_cpu_us_per_frame"] = round(
-                srv_cpu / (sw * len(live) / FRAME_PERIOD) * 1e6, 2
-            )
-    cpu = cpu1 - cpu0
-    server_cpu = srv1 - srv0 if srv0 is not None and srv1 is not None else None
-
-    recorded: list[float] = []
-    for i, s in enumerate(states):
-        recorded.extend(delays[i * frames : i * frames + min(s.n, frames)])
-    lags = [v for i, _, _ in live for v in send_lag[i * frames : (i + 1) * frames]]
-    late40 = sum(1 for v in recorded if v >= 0.040)
-    return {
-        "sessions": n_sessions,
-        "frames_per_session": frames,
-        "seconds": n_chunks * CHUNK_MS / 1000,
-        "lead_ms": args.lead_ms,
-        "ramp_s": args.ramp_s,
-        "audio": os.path.basename(args.audio) if args.audio else "silence",
-        "frames_expected": total,
-        "frames_received": received,
-        "frames_lost": total - received,
-        "sessions_incomplete": sum(1 for s in states if not s.done.done()),
-        "setup_failures": failures,
-        "send_failures": feeder_errors,
-        "timed_out": timed_out,
-        "setup_wall_s": round(setup_wall, 3),
-        "lateness": summarize_ms(recorded),
-        "frames_late_40ms": late40,
-        "send_lag": summarize_ms(lags),
-        "wall_s": round(wall, 4),
-        "cpu_s": round(cpu, 4),
-        "cpu_share": round(cpu / wall, 4) if wall > 0 else None,
-        "server_cpu_s": round(server_cpu, 3) if server_cpu is not None else None,
-        "server_cpu_share": round(server_cpu / wall, 4)
-        if server_cpu is not None and wall > 0
-        else None,
-        "server_cpu_us_per_frame": round(server_cpu / received * 1e6, 2)
-        if server_cpu is not None and received
-        else None,
-        "steady": steady_out,
-    }
-
-
 SCENARIOS = {
     "flood": run_flood,
     "setup": run_setup,
     "realtime": run_realtime,
     "endlat": run_endlat,
-    "capacity": run_capacity,
 }
 
 
@@ -630,12 +621,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--console", required=True, help="console endpoint URL")
     p.add_argument("--ingress", required=True, help="ingress endpoint URL")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    p.add_argument("--audio", default=None, help="16 kHz 16-bit PCM file (endlat, capacity)")
+    p.add_argument("--audio", default=None, help="16 kHz 16-bit PCM file (endlat)")
     p.add_argument("--server-stats", default=None, help="the flood server's /stats URL")
+    p.add_argument("--samples", action="store_true", help="setup: every set-up's times too")
     apis = ("transport_frames", "on_animation", "frames", "request")
     p.add_argument("--api", choices=apis, default=apis[0], help="our SDK: how frames arrive")
     for name, kind, default, what in (
-        ("sessions", int, 50, "sessions (flood, realtime, capacity)"),
+        ("sessions", int, 50, "sessions (flood, realtime)"),
         ("frames", int, 2000, "frames per session (the server's setting)"),
         ("setups", int, 200, "measured set-ups"),
         ("warmup", int, 5, "unmeasured set-ups or requests first"),
@@ -643,10 +635,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         ("timeout", float, 60.0, "bound on each wait for frames (s)"),
         ("requests", int, 100, "endlat: measured requests per mode"),
         ("request-chunks", int, 25, "endlat: 40 ms chunks per request"),
-        ("seconds", float, 10.0, "capacity: audio per session (s)"),
-        ("lead-ms", float, 60.0, "capacity: chunks sent this far ahead of playback"),
-        ("ramp-s", float, 2.0, "capacity: session starts spread over this long (s)"),
-        ("server-pid", int, None, "capacity: read this process's CPU time"),
     ):
         p.add_argument(f"--{name}", type=kind, default=default, help=what)
     return p

@@ -18,10 +18,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The smoke run starts its processes from several threads at once, where a
+# ``preexec_fn`` is not safe (and pinning means nothing): it turns this off.
+PINNING = True
+
+
 def pinned(cpu: int | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child to ``cpu`` (None: no pinning);
-    every thread the child ever starts stays on that core."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
+    """A ``preexec_fn`` that pins the child to ``cpu`` (None, or pinning turned
+    off: no pinning); every thread the child ever starts stays on that core."""
+    if cpu is None or not PINNING or not hasattr(os, "sched_setaffinity"):
         return None
     cores = {cpu}
 

@@ -14,8 +14,9 @@ session (``--payload`` bytes of animation, the last ``end=true``):
 - ``--mode realtime``: 25/s from the first audio message, one ``send()`` of a
   reused buffer per frame against absolute due times, each frame carrying its
   send and due time (``time.monotonic()``) in its last 16 bytes (see
-  ``benchmarks/common.py``); a timer up to 0.2 ms early sends and stamps the
-  frame as due then, so no client sees a frame before its due time.
+  ``benchmarks/common.py``); one timer for all sessions (:class:`Pacer`); a
+  frame up to 0.5 ms before its due time is sent and stamped as due then, so
+  no client sees a frame before its due time.
 
 Later client messages are counted, not parsed; permessage-deflate is never
 negotiated. Prints ``READY {"console", "ingress", "stats", "pid", ...}`` when
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import itertools
 import json
 import os
@@ -80,6 +82,56 @@ class Stats:
             "frames_sent": n,
             "lateness": summarize_ms(self.lateness),
         }
+
+
+class Pacer:
+    """One timer for every real-time session: a heap of (due time, sequence,
+    session). Each tick sends every frame that is due (up to ``EARLY`` before
+    its due time: uvloop rounds a timer's delay to whole milliseconds, so
+    waiting out a shorter remainder would spin) and re-arms the loop's one timer for the earliest
+    due time left, so a frame costs a heap push and pop, not a timer of its
+    own (a ``call_later`` per frame per session cost ~24 µs of server CPU per
+    frame and made the server, not the client, the limit of the client
+    capacity search)."""
+
+    EARLY = 0.0005
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, Any]] = []
+        self.seq = itertools.count()
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = float("inf")
+
+    def add(self, due: float, session: Any) -> None:
+        heapq.heappush(self.heap, (due, next(self.seq), session))
+        if due < self.armed_for:
+            self._arm(due)
+
+    def _arm(self, due: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.armed_for = due
+        # call_later against time.monotonic(), the clock of the due times
+        # (uvloop's loop.time() is libuv's cached millisecond clock).
+        self.timer = self.loop.call_later(max(0.0, due - time.monotonic()), self.tick)
+
+    def tick(self) -> None:
+        self.timer, self.armed_for = None, float("inf")
+        heap, monotonic, early = self.heap, time.monotonic, self.EARLY
+        pop, replace = heapq.heappop, heapq.heapreplace
+        while heap:
+            now = monotonic()
+            due, seq, session = heap[0]
+            if due - now > early:
+                break
+            nxt = session.send_due(due, now)
+            if nxt is None:
+                pop(heap)
+            else:
+                replace(heap, (nxt, seq, session))
+        if heap:
+            self._arm(heap[0][0])
 
 
 STATS = Stats()
@@ -164,7 +216,6 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             self.state = 0  # 0: wait configure, 1: wait audio, 2: streaming/done
             self.conn_id = ""
             self.t: WSTransport | None = None
-            self.timer: asyncio.TimerHandle | None = None
             self.k = 0
             self.t0 = 0.0
             self.normal = bytearray()
@@ -179,7 +230,6 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
                 if self.state < 2:  # later messages are not parsed
                     self.handle(transport, frame.get_payload_as_bytes())
             elif mt == CLOSE:
-                self.cancel()
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
 
@@ -202,12 +252,7 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
                 transport.disconnect()
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
-            self.cancel()
-
-        def cancel(self) -> None:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.t = None  # the pacer drops the session at its next due time
 
         def start(self, req_id: str) -> None:
             assert self.t is not None
@@ -221,22 +266,18 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             self.normal, self.last = normal, last
             self.k = 0
             self.t0 = monotonic()
-            self.tick()
+            pacer.add(self.t0, self)
 
-        def tick(self) -> None:
-            self.timer = None
+        def send_due(self, due: float, now: float) -> float | None:
+            """Send frame ``k`` (due at ``due``, ``now`` at most 0.5 ms before it);
+            return the next frame's due time, or None when the stream is over."""
             t = self.t
             if t is None or t.is_disconnected:
-                return
-            due = self.t0 + self.k * FRAME_PERIOD
-            now = monotonic()
-            if due - now > 0.0002:  # timer fired early (1 ms timer resolution)
-                self.timer = loop.call_later(due - now, self.tick)
-                return
-            final = self.k == cfg.frames - 1
+                return None
+            final = self.k == last_k
             buf = self.last if final else self.normal
-            # Up to 0.2 ms early: the frame is stamped as due when it is sent,
-            # so no client ever sees a frame before its due time.
+            # Up to 0.5 ms early (timer resolution): the frame is stamped as due
+            # when it is sent, so no client ever sees a frame before its due time.
             late = now - due
             pack_times(buf, now, due if late > 0 else now)
             t.send(BINARY, buf)
@@ -244,10 +285,10 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             if len(lateness) < _MAX_LATENESS_SAMPLES:
                 lateness.append(late if late > 0 else 0.0)
             self.k += 1
-            if final:
-                return
-            delay = self.t0 + self.k * FRAME_PERIOD - monotonic()
-            self.timer = loop.call_later(delay if delay > 0 else 0, self.tick)
+            return None if final else self.t0 + self.k * FRAME_PERIOD
+
+    last_k = cfg.frames - 1
+    pacer = Pacer(loop)
 
     def factory(request: WSUpgradeRequest) -> Any:
         path, _, query = request.path.decode("latin-1").partition("?")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks import report
-from benchmarks.scenarios import search, sustained
+from benchmarks.scenarios import borderline, search, sustained
 
 
 @pytest.mark.parametrize("limit", [0, 1, 7, 250, 399, 400, 401, 1234, 5000, 6399, 6400])
@@ -57,7 +57,9 @@ def test_memory_per_session_is_the_slope_between_the_counts() -> None:
 def test_client_capacity_ratios_and_the_cpu_bound_estimate() -> None:
     def trials(*runs: tuple[int, bool, float]) -> list[dict[str, Any]]:
         return [{"sessions": n, "sustained": ok, "cpu_share": share,
-                 "delay": {"p99_ms": 5.0 if ok else 50.0}} for n, ok, share in runs]  # fmt: skip
+                 "delay": {"p99_ms": 5.0 if ok else 50.0},
+                 "server": {"lateness": {"p99_ms": n / 1000}}}
+                for n, ok, share in runs]  # fmt: skip
 
     results = {"clientcap": {"clients": {
         "floor": {"capacity": 1000, "failed_at": 1200, "runs": trials((1000, True, 0.8))},
@@ -72,4 +74,17 @@ def test_client_capacity_ratios_and_the_cpu_bound_estimate() -> None:
     assert rows["ours"]["x_floor"] == pytest.approx(0.9)
     assert rows["ours"]["cpu_bound"] == pytest.approx(900 / 0.75)  # at the largest that held
     assert rows["ours"]["cpu_x_017"] == pytest.approx((900 / 0.75) / (300 / 0.6))
-    assert "1000: 50.0 ms (no)" in rows["ours"]["trials"]
+    assert "1000: 50.0 ms (server 1.0) **no**" in rows["ours"]["trials"]
+    # The server's lateness: the worst over the counts that held and the first that failed.
+    assert rows["ours"]["srv_late"] == pytest.approx(1.0)
+    assert rows["avatarkit-0.1.7"]["srv_late"] == pytest.approx(0.4)
+
+
+def test_a_trial_that_failed_by_a_little_is_worth_a_second_run_but_an_overload_is_not() -> None:
+    run: dict[str, Any] = {"ok": True, "timed_out": False, "frames_lost": 0,
+                           "delay": {"p99_ms": 33.0}}  # fmt: skip
+    assert borderline(run, 20.0)  # one stall: run the count again
+    for change in ({"delay": {"p99_ms": 19.0}}, {"delay": {"p99_ms": 100.0}},
+                   {"delay": {"p99_ms": 754.0}}, {"frames_lost": 3}, {"ok": False},
+                   {"timed_out": True}, {"delay": {"p99_ms": None}}):  # fmt: skip
+        assert not borderline({**run, **change}, 20.0), change
