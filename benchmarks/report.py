@@ -21,6 +21,7 @@ from typing import Any
 TEMPLATE = Path(__file__).resolve().parent / "report.md.tmpl"
 NAMES = {
     "floor": "floor",
+    "floor-stream": "floor, streaming",
     "websockets": "websockets",
     "avatarkit-0.1.7": "avatarkit 0.1.7",
     "ours": "ours",
@@ -463,6 +464,13 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         frames_x=fmt(_get(fl, "ours-frames", "x_ours")),
         request_us=fmt(_get(fl, "ours-request", "cpu"), 3),
         request_x=fmt(_get(fl, "ours-request", "x_ours")),
+        floor_stream_x=fmt(_get(fl, "floor-stream", "x_floor")),
+        frames_x_floor_stream=fmt(
+            _ratio(_get(fl, "ours-frames", "cpu"), _get(fl, "floor-stream", "cpu"))
+        ),
+        request_x_floor_stream=fmt(
+            _ratio(_get(fl, "ours-request", "cpu"), _get(fl, "floor-stream", "cpu"))
+        ),
         mem_lo=fmt(_get(s, "memory", "lo")),
         mem_hi=fmt(_get(s, "memory", "hi")),
         mem_slope=fmt(_get(s, "memory", "rows", "ours", "slope"), 1),

@@ -42,10 +42,10 @@ PEERS017 = ROOT / ".peers" / "avatarkit017"
 
 CLIENTS = ("floor", "websockets", "avatarkit-0.1.7", "ours")
 # Our SDK's other ways of delivering frames, measured in the flood only.
-FLOOD_CLIENTS = (*CLIENTS, "ours-on_animation", "ours-frames", "ours-request")
+FLOOD_CLIENTS = (*CLIENTS, "floor-stream", "ours-on_animation", "ours-frames", "ours-request")
 SDK_CLIENTS = ("avatarkit-0.1.7", "ours")
 NEEDS_017 = ("flood", "setup", "realtime", "endlat", "clientcap")
-MODULES = {"floor": "floor", "websockets": "websockets_client"}
+MODULES = {"floor": "floor", "floor-stream": "floor_stream", "websockets": "websockets_client"}
 
 Ctx = dict[str, Any]
 

@@ -18,8 +18,8 @@ receives the serialized envelope, as in 0.1.7.
 ``--api`` (ours only): ``on_animation`` (the callback gets ``event.message``
 and ``event.end``), ``frames`` (a task per session doing ``async for event
 in session.frames()``) or ``request`` (the audio goes through
-``session.stream()``, fed by an async generator the measuring loop pushes
-its chunks into, and a task per request does ``async for event in req``)
+``session.stream()``, fed by an ``AudioFeed`` the measuring loop pushes its
+chunks into, and a task per request does ``async for event in req``)
 instead of ``transport_frames``.
 """
 
@@ -139,25 +139,25 @@ class SdkAdapter:
 
 
 class _StreamedRequest:
-    """One session's audio through ``session.stream()``: the measuring loop's
-    chunks go into a source the request's feeder reads (``pace="source"``:
-    sent as they come, as a TTS would push them); a task iterates the request.
-    A new request starts with the first chunk after an ``end``."""
+    """One session's audio through ``session.stream()``: the measuring loop
+    pushes its chunks into an ``avatarkit.AudioFeed`` (``pace="source"``: sent
+    as they come, as a TTS callback would push them); a task iterates the
+    request. A new request starts with the first chunk after an ``end``."""
 
     def __init__(self, session: Any, on_frame: OnFrame) -> None:
         self.session = session
         self.on_frame = on_frame
-        self.chunks: asyncio.Queue[bytes | None] | None = None
+        self.chunks: Any = None  # the open request's AudioFeed
         self.consumers: list[asyncio.Task[None]] = []
 
     def push(self, data: bytes, end: bool) -> None:
         if self.chunks is None:
-            self.chunks = asyncio.Queue()
-            req = self.session.stream(_drain(self.chunks), pace="source")
+            self.chunks = avatarkit.AudioFeed()
+            req = self.session.stream(self.chunks, pace="source")
             self.consumers.append(asyncio.get_running_loop().create_task(self.consume(req)))
-        self.chunks.put_nowait(data)
+        self.chunks.push(data)
         if end:
-            self.chunks.put_nowait(None)
+            self.chunks.end()
             self.chunks = None
 
     async def consume(self, req: Any) -> None:
@@ -168,17 +168,12 @@ class _StreamedRequest:
 
     async def finish(self) -> None:
         if self.chunks is not None:
-            self.chunks.put_nowait(None)
+            self.chunks.end()
         if self.consumers:
             await asyncio.wait(self.consumers, timeout=10)
             for task in self.consumers:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log(f"{sdk_label()}: request failed: {task.exception()!r}")
-
-
-async def _drain(chunks: asyncio.Queue[bytes | None]) -> Any:
-    while (chunk := await chunks.get()) is not None:
-        yield chunk
 
 
 async def _consume(session: Any, on_frame: OnFrame) -> None:
