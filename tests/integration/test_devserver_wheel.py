@@ -117,21 +117,22 @@ async def test_a_compressed_connection_never_goes_the_wheels_way(
     # The wheel writes frames to the transport itself: a permessage-deflate
     # connection must get aiohttp's (compressed) frames, all from its pacer.
     clip = speech_pcm(16000)[:32000]
-    payloads = []
     async with DevServer(pace="realtime", compress=True) as server:
         wheel = server._wheel
         assert wheel is not None
-        for compress in (15, 0):
-            client = await _raw(server, http, compress)
-            assert bool(client.ws.compress) is bool(compress)
+        deflated, plain = await _raw(server, http, 15), await _raw(server, http)
+        assert deflated.ws.compress and not plain.ws.compress
+        for client in (deflated, plain):
             await client.audio("r", clip, end=True)
-            got = await client.collect("r")
-            assert got.ends == 1 and got.state_names == ["PLAYING", "ENDED"] and not got.errors
-            payloads.append([a.animation for a in got.animations])
-            if compress:
-                assert wheel.frames == 0
+        first, second = await asyncio.gather(deflated.collect("r"), plain.collect("r"))
+        # only the uncompressed one's middle frames went the wheel's way
+        assert FRAMES - 2 - 3 <= wheel.frames <= FRAMES - 2
+        for client in (deflated, plain):
             await client.close()
-        assert wheel.frames >= FRAMES - 2 - 3  # the uncompressed one: the wheel's, as usual
+    payloads = []
+    for got in (first, second):
+        assert got.ends == 1 and got.state_names == ["PLAYING", "ENDED"] and not got.errors
+        payloads.append([a.animation for a in got.animations])
     assert len(payloads[0]) == FRAMES and payloads[0] == payloads[1]
 
 
@@ -140,20 +141,20 @@ async def test_a_peer_vanishing_mid_stream_leaves_the_others_frames_alone(
 ) -> None:
     # One client's socket is aborted while its session is parked in the wheel:
     # its transport is closing at the next tick, which ends that session quietly.
-    clip = speech_pcm(16000)[:64000]  # 2 s
+    clip = speech_pcm(16000)[:32000]
     async with DevServer(pace="realtime") as server:
         gone, stays = await _raw(server, http), await _raw(server, http)
         for client in (gone, stays):
             await client.audio("r", clip, end=True)
         first = await gone.recv()
         assert first is not None
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.2)
         gone.ws._writer.transport.abort()  # the client's TCP connection, reset
         got = await stays.collect("r")
-        assert len(got.animations) == 2 * FRAMES and got.ends == 1 and not got.errors
+        assert len(got.animations) == FRAMES and got.ends == 1 and not got.errors
         await server.wait_closed_sessions(1)
         (closed,) = server.closed_sessions
-        assert closed.close_code == 1006 and 0 < closed.requests["r"].frames_sent < 2 * FRAMES
+        assert closed.close_code == 1006 and 0 < closed.requests["r"].frames_sent < FRAMES
         await stays.close()
         await gone.close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
