@@ -10,13 +10,18 @@ in ticks that each served several sessions.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import aiohttp
 import numpy as np
+import pytest
 
 from avatarkit.devserver import DevServer
 from avatarkit.devserver._animation import AnimationAnalyzer, encode_frame
+from avatarkit.devserver._rawclient import RawClient, fetch_token
 from avatarkit.events import PlaybackState
 from avatarkit.proto import avatarkit_wire_pb2 as pb
+from avatarkit.protocol import build_websocket_url
 from tests._helpers import Recorder, make_session, speech_pcm
 
 SESSIONS = 12
@@ -90,3 +95,66 @@ async def test_a_client_streaming_ahead_stays_in_the_wheel() -> None:
     # each one's last frame, and a few late chunks on a busy machine (one per frame
     # before the wheel kept parked sessions waiting for their next chunk: ~112)
     assert wheel.handbacks <= 4 * 8
+
+
+async def _raw(server: DevServer, http: aiohttp.ClientSession, compress: int = 0) -> RawClient:
+    token = await fetch_token(http, server.api_root)
+    url, headers = build_websocket_url(
+        server.ingress_url,
+        avatar_id=server.avatar_id,
+        app_id="dev-app-id",
+        token=token,
+        use_query_auth=False,
+    )
+    client = RawClient(await http.ws_connect(url, headers=headers, compress=compress), http)
+    await client.configure()
+    return client
+
+
+async def test_a_compressed_connection_never_goes_the_wheels_way(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The wheel writes frames to the transport itself: a permessage-deflate
+    # connection must get aiohttp's (compressed) frames, all from its pacer.
+    clip = speech_pcm(16000)[:32000]
+    async with DevServer(pace="realtime", compress=True) as server:
+        wheel = server._wheel
+        assert wheel is not None
+        deflated, plain = await _raw(server, http, 15), await _raw(server, http)
+        assert deflated.ws.compress and not plain.ws.compress
+        for client in (deflated, plain):
+            await client.audio("r", clip, end=True)
+        first, second = await asyncio.gather(deflated.collect("r"), plain.collect("r"))
+        # only the uncompressed one's middle frames went the wheel's way
+        assert FRAMES - 2 - 3 <= wheel.frames <= FRAMES - 2
+        for client in (deflated, plain):
+            await client.close()
+    payloads = []
+    for got in (first, second):
+        assert got.ends == 1 and got.state_names == ["PLAYING", "ENDED"] and not got.errors
+        payloads.append([a.animation for a in got.animations])
+    assert len(payloads[0]) == FRAMES and payloads[0] == payloads[1]
+
+
+async def test_a_peer_vanishing_mid_stream_leaves_the_others_frames_alone(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One client's socket is aborted while its session is parked in the wheel:
+    # its transport is closing at the next tick, which ends that session quietly.
+    clip = speech_pcm(16000)[:32000]
+    async with DevServer(pace="realtime") as server:
+        gone, stays = await _raw(server, http), await _raw(server, http)
+        for client in (gone, stays):
+            await client.audio("r", clip, end=True)
+        first = await gone.recv()
+        assert first is not None
+        await asyncio.sleep(0.2)
+        gone.ws._writer.transport.abort()  # the client's TCP connection, reset
+        got = await stays.collect("r")
+        assert len(got.animations) == FRAMES and got.ends == 1 and not got.errors
+        await server.wait_closed_sessions(1)
+        (closed,) = server.closed_sessions
+        assert closed.close_code == 1006 and 0 < closed.requests["r"].frames_sent < FRAMES
+        await stays.close()
+        await gone.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
