@@ -219,8 +219,12 @@ class AiohttpTransport:
             self._wake_writer.set()
         if self._drained is not None:
             self._drained.set()
-        assert self._listener is not None
-        self._listener.on_closed(self._close_code, self._close_reason)
+        # The end is reported once: drop the listener (the session) so that a
+        # closed session and its transport are freed by reference counting,
+        # without the cyclic collector (issue 15).
+        listener, self._listener = self._listener, None
+        assert listener is not None
+        listener.on_closed(self._close_code, self._close_reason)
 
     async def _write(self) -> None:
         ws, outbox, wake = self._ws, self._outbox, self._wake_writer
