@@ -94,6 +94,11 @@ async def test_closed_sessions_are_freed_without_the_collector(
         alive = [obj for obj in (ref() for ref in refs) if obj is not None]
         assert not alive, [_describe(obj) for obj in alive]
         del alive
+        # No timer of a closed connection left on the loop: it would keep the
+        # WebSocket (and what it holds) alive until it fires.
+        timers = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+        armed = [h for h in timers if not h.cancelled() and "ClientWebSocketResponse" in repr(h)]
+        assert armed == []
         gc.set_debug(gc.DEBUG_SAVEALL)  # keep what a collection finds, to look at it
         gc.collect()
         cyclic = sorted({type(obj).__qualname__ for obj in gc.garbage if _is_client_object(obj)})
