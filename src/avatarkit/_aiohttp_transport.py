@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import weakref
 from typing import Any
 
 from ._closecodes import NOT_ON_WIRE, WsClose, received_close_code
@@ -219,8 +220,13 @@ class AiohttpTransport:
             self._wake_writer.set()
         if self._drained is not None:
             self._drained.set()
-        assert self._listener is not None
-        self._listener.on_closed(self._close_code, self._close_reason)
+        _release(self._ws)
+        # The end is reported once: drop the listener (the session) so that a
+        # closed session and its transport are freed by reference counting,
+        # without the cyclic collector (issue 15).
+        listener, self._listener = self._listener, None
+        assert listener is not None
+        listener.on_closed(self._close_code, self._close_reason)
 
     async def _write(self) -> None:
         ws, outbox, wake = self._ws, self._outbox, self._wake_writer
@@ -309,6 +315,7 @@ class AiohttpTransport:
             self.abort()
             tasks = [t for t in (self._reader, self._writer) if t is not None]
             await asyncio.gather(*tasks, return_exceptions=True)
+            _release(ws)
 
     def abort(self) -> None:
         """Drop the connection at once; the reader then reports the end.
@@ -328,6 +335,25 @@ class AiohttpTransport:
             self._wake_writer.set()
 
 
+def _release(ws: Any) -> None:
+    """Let a WebSocket that ended be freed by reference counting, at once.
+
+    aiohttp re-arms its heartbeat timer when data (the close answer) arrives
+    after its own close began; left alone, the timer keeps the WebSocket
+    (its response, headers, the session's log context) alive for up to the
+    heartbeat interval. And its connection's protocol keeps the WebSocket's
+    data-received callback while the WebSocket keeps the protocol (through
+    its reader): a cycle only the garbage collector frees. Both are aiohttp
+    internals; without them (another aiohttp version) nothing changes.
+    """
+    cancel = getattr(ws, "_cancel_heartbeat", None)
+    if cancel is not None:
+        cancel()
+    protocol: Any = getattr(getattr(ws, "_reader", None), "_protocol", None)
+    if getattr(protocol, "_data_received_cb", None) is not None:
+        protocol._data_received_cb = None
+
+
 def _forgive_late_pong(ws: Any) -> None:
     """Do not fail a connection whose pong arrived in the same loop turn as its deadline.
 
@@ -339,14 +365,21 @@ def _forgive_late_pong(ws: Any) -> None:
     timer does nothing and aiohttp's pending reset re-arms the heartbeat.
     Without those aiohttp internals (another aiohttp version), nothing changes.
     """
-    fail = getattr(ws, "_pong_not_received", None)
+    fail = getattr(type(ws), "_pong_not_received", None)
     if fail is None or not hasattr(ws, "_need_heartbeat_reset"):
+        return
+    # A weak reference: the function is stored on the WebSocket itself, so a
+    # strong one would make every closed WebSocket cyclic garbage.
+    try:
+        ws_ref = weakref.ref(ws)
+    except TypeError:  # not weakly referenceable: keep aiohttp's own behaviour
         return
 
     def pong_not_received() -> None:
-        if ws._need_heartbeat_reset:  # data arrived: the peer is alive
+        live = ws_ref()
+        if live is None or live._need_heartbeat_reset:  # data arrived: the peer is alive
             return
-        fail()
+        fail(live)
 
     try:
         ws._pong_not_received = pong_not_received

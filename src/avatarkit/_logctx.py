@@ -14,12 +14,19 @@ session, reset when the call returns), and what the event loop runs for the
 session later (the transport's receive callbacks, reader/writer tasks, the
 callback dispatcher) inherits that context from ``start()``, where it was
 created. The ids are read when the record is made, so they are current.
+
+The variable holds a weak reference to the session, not the session: the
+event loop's socket transport and the tasks keep a copy of the context they
+were created in, and the session keeps them, so a strong reference would
+make every closed session cyclic garbage, left for the (pausing) cyclic
+collector rather than freed by reference counting (issue 15).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,18 +39,30 @@ EXTRA_CONNECTION_ID = "avatarkit_connection_id"
 #: ``LogRecord`` attribute holding the most recent request id (``None`` before one).
 EXTRA_REQ_ID = "avatarkit_req_id"
 
-_current: ContextVar[Any] = ContextVar("avatarkit_session", default=None)
+_current: ContextVar[Callable[[], Any] | None] = ContextVar("avatarkit_session", default=None)
+
+
+def _none() -> None:
+    return None
+
+
+def _ref(session: object) -> Callable[[], Any]:
+    """A weak reference to ``session`` (a strong one for an object without weakrefs)."""
+    try:
+        return weakref.ref(session)  # the same object for every call: no allocation
+    except TypeError:
+        return lambda: session
 
 
 def current() -> Any:
     """The session the running code works for, or ``None``."""
-    return _current.get()
+    return (_current.get() or _none)()
 
 
 @contextmanager
 def scope(session: object) -> Iterator[None]:
     """Run the block as work for ``session`` (its records carry its ids)."""
-    token = _current.set(session)
+    token = _current.set(_ref(session))
     try:
         yield
     finally:
@@ -58,7 +77,7 @@ def scoped(func: _F) -> _F:
 
     @functools.wraps(func)
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        token = _current.set(self)
+        token = _current.set(_ref(self))
         try:
             return await func(self, *args, **kwargs)
         finally:
@@ -87,7 +106,7 @@ class SessionLogger(logging.LoggerAdapter):  # type: ignore[type-arg, unused-ign
         if not self.isEnabledFor(level):
             return
         extra = dict(kwargs.get("extra") or {})
-        connection_id, req_id = _ids(extra.pop("avatarkit_session", None) or _current.get())
+        connection_id, req_id = _ids(extra.pop("avatarkit_session", None) or current())
         extra[EXTRA_CONNECTION_ID] = connection_id
         extra[EXTRA_REQ_ID] = req_id
         kwargs["extra"] = extra

@@ -357,6 +357,12 @@ class _PicowsListener(picows.WSListener):
             waiter.set_result(None)
         if owner._drained is not None:
             owner._drained.set()
+        # Reported once; nothing comes after this callback. Drop the
+        # references between the transport, this listener and the session:
+        # a closed session is then freed by reference counting, without the
+        # cyclic collector (issue 15).
+        owner._listener = None
+        owner._ws_listener = None
         self.listener.on_closed(code, reason)
 
     def pause_writing(self) -> None:
