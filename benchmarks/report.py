@@ -465,6 +465,7 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         request_us=fmt(_get(fl, "ours-request", "cpu"), 3),
         request_x=fmt(_get(fl, "ours-request", "x_ours")),
         floor_stream_x=fmt(_get(fl, "floor-stream", "x_floor")),
+        service_cpu_scaling=fmt(_get(results, "service", "cpu_scaling", "estimate")),
         frames_x_floor_stream=fmt(
             _ratio(_get(fl, "ours-frames", "cpu"), _get(fl, "floor-stream", "cpu"))
         ),

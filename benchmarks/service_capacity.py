@@ -275,8 +275,8 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
             "capacity": max(ok) if ok else 0,
         }
     caps = {int(w): v["capacity"] for w, v in out["workers"].items()}
-    if 1 in caps and len(caps) > 1 and caps[1]:
-        top = max(caps)
+    top = max(caps, default=1)
+    if caps.get(1) and top > 1 and caps[top]:  # none sustained: not measured, not 0x
         out["scaling"] = round(caps[top] / caps[1], 3)
     estimate = cpu_scaling(out["workers"])
     if estimate is not None:
