@@ -34,15 +34,19 @@ Received = bytes | tuple[bytes]
 
 
 def received(message: bytes, end: bool) -> Received:
-    """What a buffer keeps for one animation message (see :data:`Received`)."""
+    """What a buffer keeps for one animation message (see :data:`Received`).
+
+    The receive paths (``on_message``, a request's ``_on_animation``) write
+    this expression out: they run per frame.
+    """
     return (message,) if end else message
 
 
 def frame_event(item: Received) -> AnimationFrameEvent:
     """The event of one buffered message (parsed only if its other fields are read).
 
-    :func:`~avatarkit.events.received_frame_event` written out: this runs per
-    frame read, and one call less is a tenth of its cost.
+    Built without ``__init__`` (it would need the parsed fields): only
+    ``message`` and ``end`` are set, the rest is parsed on first read.
     """
     event: AnimationFrameEvent = _new_event(AnimationFrameEvent)
     if item.__class__ is tuple:

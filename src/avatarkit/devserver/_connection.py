@@ -302,15 +302,7 @@ class Connection(OutputPacer):
         self._last_activity = self._loop.time()
         info.audio_messages += 1
         info.audio_bytes += size
-        if size:
-            pcm = req.decode_pcm(data)
-            info.audio_samples += int(pcm.size)
-            req.raw.append(pcm)
-            req.buffered += size
-        if audio.end:
-            info.end_received = True
-        if self._park_token < 0:  # parked: the frame wheel takes the new audio as it comes
-            self._wake()
+        self._accept_pcm(req, req.decode_pcm(data) if size else None, audio.end)
         return True
 
     async def _on_audio(self, audio: ClientAudio) -> None:
@@ -352,16 +344,24 @@ class Connection(OutputPacer):
             if decoded is None:
                 return
             pcm = decoded
-        if pcm.size:
-            if not await self._check_buffer(req, pcm.nbytes):
-                return
+        if pcm.size and not await self._check_buffer(req, pcm.nbytes):
+            return
+        self._accept_pcm(req, pcm, audio.end)
+
+    def _accept_pcm(
+        self, req: RequestRuntime, pcm: np.ndarray[Any, np.dtype[np.int16]] | None, end: bool
+    ) -> None:
+        """Queue an accepted message's decoded audio for playback (both the
+        reader's fast path and :meth:`_on_audio` end here)."""
+        info = req.info
+        if pcm is not None and pcm.size:
             tap = self.state.viewer_tap
             if tap is not None:  # a viewer page watches this session
-                tap.audio(req_id, self.state.sample_rate, info.audio_samples, pcm)
+                tap.audio(info.req_id, self.state.sample_rate, info.audio_samples, pcm)
             info.audio_samples += int(pcm.size)
             req.raw.append(pcm)
             req.buffered += pcm.nbytes
-        if audio.end:
+        if end:
             info.end_received = True
         if self._park_token < 0:  # parked: the frame wheel takes the new audio as it comes
             self._wake()
