@@ -140,7 +140,8 @@ def _clientcap(results: dict[str, Any]) -> dict[str, Any]:
             "failed_at": c.get("failed_at"),
             "trials": ", ".join(
                 f"{r.get('sessions')}: {fmt(_get(r, 'delay', 'p99_ms'), 1)} ms"
-                f" (server {fmt(_get(r, 'server', 'lateness', 'p99_ms'), 1)})"
+                f" (end frames {fmt(_get(r, 'delay_end_frame', 'p99_ms'), 1)},"
+                f" server {fmt(_get(r, 'server', 'lateness', 'p99_ms'), 1)})"
                 f"{'' if r.get('sustained') else ' **no**'}"
                 f"{' (disturbed)' if r.get('disturbed') else ''}"
                 f"{' (second run)' if r.get('second_run') else ''}"

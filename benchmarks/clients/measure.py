@@ -517,6 +517,10 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
             out.extend(values[i * frames + 25 : i * frames + min(s.n, frames)])
         return out
 
+    def last(values: array[float]) -> list[float]:
+        """Each session's end frame (where a request's end costs show)."""
+        return [values[i * frames + frames - 1] for i, s in enumerate(states) if s.n >= frames]
+
     sent = [(i, h) for i, h, _ in live]
     lags = [v for i, _ in sent for v in send_lag[i * frames : (i + 1) * frames]]
     return {
@@ -534,6 +538,7 @@ async def run_realtime(adapter: Adapter, args: argparse.Namespace) -> dict[str, 
         "setup_wall_s": round(setup_wall, 3),
         "delay": summarize_ms(recorded(delays)),
         "delay_after_1s": summarize_ms(steady(delays)),
+        "delay_end_frame": summarize_ms(last(delays)),
         "transit": summarize_ms(recorded(transits)),
         "send_lag": summarize_ms(lags),
         "cpu_s": round(cpu, 4),

@@ -115,6 +115,12 @@ class AudioSource:
     def __aiter__(self) -> AsyncIterator[AudioChunk]:
         return self._chunks
 
+    @property
+    def finished(self) -> bool:
+        """The underlying async generator ran to its end (returned or raised):
+        nothing left to close, so the feeder skips an awaited ``aclose()``."""
+        return getattr(self._chunks, "ag_frame", True) is None
+
     async def aclose(self) -> None:
         """Stop the source early (closes the underlying async generator)."""
         close = getattr(self._chunks, "aclose", None)

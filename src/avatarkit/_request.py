@@ -140,6 +140,8 @@ class AvatarRequest:
         self._interrupting = False
         self._running = False  # the feeder's first step ran (a cancel can be caught)
         self._stop_pending = False  # stop asked before that
+        self._exhausted = False  # the source ended by itself (nothing left to close)
+        self._fed = False  # the end was sent: only the end frame is awaited
         with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
             self._task = loop.create_task(self._run(), name="avatarkit-stream")
 
@@ -256,8 +258,9 @@ class AvatarRequest:
             buffer.wake()
         if end:
             self._ended_at = now
-            self._resolve()
-            self._stop()  # the service ended it: stop feeding a finished request
+            self._resolve()  # wakes a feeder waiting for the end frame
+            if not self._fed:
+                self._stop()  # the service ended it early: stop feeding a finished request
 
     def _on_server_error(self, error: AvatarSDKError) -> None:
         """A run-time ``ServerError``: fails the request when it carries its req_id."""
@@ -355,8 +358,9 @@ class AvatarRequest:
                 await self._send_interrupt()
             self._fail(exc)
         finally:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._source.aclose(), _CONTROL_TIMEOUT)
+            if not (self._exhausted or self._source.finished):  # else it closed itself
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self._source.aclose(), _CONTROL_TIMEOUT)
             if not self._started.done():
                 self._started.cancel()
             if not self._result.done():  # never left unresolved
@@ -375,9 +379,11 @@ class AvatarRequest:
             self._begin()
             await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
             self._last_sent = loop.time()
+        self._exhausted = True
         self._begin()
         await session._send_for_request(b"", True, raw=self._raw_ogg)
         self._last_sent = loop.time()
+        self._fed = True
 
     def _send_now(self, data: bytes) -> bool:
         """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`).
@@ -420,8 +426,8 @@ class AvatarRequest:
         session = self._session
         while not self._result.done():
             if session._paused_req is not None and session._paused_req == self.req_id:
-                with contextlib.suppress(asyncio.TimeoutError):  # re-checked at least this often
-                    await asyncio.wait_for(asyncio.shield(self._result), self._end_timeout)
+                # Re-checked at least this often (asyncio.wait: no cancel, no shield).
+                await asyncio.wait((self._result,), timeout=self._end_timeout)
                 continue
             held_req, held = session._held
             marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
@@ -437,14 +443,15 @@ class AvatarRequest:
                     RequestTimeoutError(self._end_timeout, self.req_id, self._session.connection_id)
                 )
                 return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._result), remaining)
+            await asyncio.wait((self._result,), timeout=remaining)
 
     async def _send_interrupt(self) -> None:
         """Best effort, bounded: the request is resolved whatever this does."""
         if self.req_id is None:
             return
         try:
+            if self._session._interrupt_request_now(self.req_id):
+                return
             await asyncio.wait_for(self._session._interrupt_request(self.req_id), _CONTROL_TIMEOUT)
         except asyncio.CancelledError:
             # Stopped again (close(), a drop) while sending it: the request

@@ -16,7 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from avatarkit import AvatarSDKError, RequestDone, SessionPool, new_avatar_session
+from avatarkit import (
+    AudioFeed,
+    AvatarSDKError,
+    PlaybackState,
+    RequestDone,
+    SessionPool,
+    new_avatar_session,
+)
 from avatarkit._callbacks import logger as _callbacks_logger
 from avatarkit._logctx import EXTRA_CONNECTION_ID, EXTRA_REQ_ID
 from avatarkit.devserver import DevServer
@@ -131,6 +138,13 @@ async def test_end_frame_while_the_source_feeds_stops_the_feeder(
         session.on_message(msg.SerializeToString())  # the service ended the request
         summary = await asyncio.wait_for(req.done(), BOUND)
         assert not summary.interrupted
+        # The request is closed on the wire: the service saw the interrupt.
+        state = avatar_server.sessions[session.connection_id].requests[req_id]
+        for _ in range(100):
+            if state.state is PlaybackState.INTERRUPTED:
+                break
+            await asyncio.sleep(0.01)
+        assert (state.state, state.reason) == (PlaybackState.INTERRUPTED, "explicit")
         await asyncio.wait_for(req.interrupt(), BOUND)  # a no-op, does not block
         await asyncio.sleep(0.05)
         assert feeders() == []
@@ -202,3 +216,65 @@ async def test_sessions_api_refuses_foreign_origins_like_the_viewer(
         assert resp.status == status
         if status == 403:
             assert "same origin" in await resp.text()
+
+
+class _TaskLog:
+    """A task factory that records the coroutine name of every task made on the loop."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        self.names.append(getattr(coro, "__qualname__", repr(coro)))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["end-after-audio", "end-while-feeding"])
+async def test_the_end_of_a_fed_request_makes_no_task(
+    avatar_server: DevServer, early: bool
+) -> None:
+    """A request's end (the end frame, the interrupt when it came early) runs
+    in the tasks that exist already: no task per request end for a bounded
+    wait (``wait_for`` of the interrupt or of closing an exhausted source)."""
+    ends: list[bytes] = []
+    kwargs = avatar_server.session_kwargs(
+        transport_frames=lambda data, end: ends.append(data) if end else None
+    )
+    loop = asyncio.get_running_loop()
+    async with new_avatar_session(**kwargs) as session:
+        await session.stream(PCM16[:3200]).done()
+        template = ends[-1]
+        avatar_server.faults.delay_frames(60.0)  # the service's own end frame never comes
+        feed = AudioFeed()
+        req = session.stream(feed)
+        feed.push(PCM16[:1280])
+        req_id = await asyncio.wait_for(req.started(), BOUND)
+        if not early:
+            feed.end()
+            for _ in range(100):
+                if session._protocol.current_req_id is None:  # the end went out
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the feeder waits for the end frame
+        log = _TaskLog()
+        previous = loop.get_task_factory()
+        loop.set_task_factory(log)
+        try:
+            msg = parse_message(template)
+            msg.server_response_animation.req_id = req_id
+            session.on_message(msg.SerializeToString())  # the end frame
+            summary = await asyncio.wait_for(req.done(), BOUND)
+            await asyncio.sleep(0.05)
+        finally:
+            loop.set_task_factory(previous)
+        assert not summary.interrupted
+        assert feeders() == []
+        # (the test's own wait_for(req.done()) is a task on Python < 3.12)
+        assert [name for name in log.names if name != "AvatarRequest.done"] == []
+        if early:
+            state = avatar_server.sessions[session.connection_id].requests[req_id]
+            for _ in range(100):
+                if state.state is PlaybackState.INTERRUPTED:
+                    break
+                await asyncio.sleep(0.01)
+            assert state.reason == "explicit"

@@ -58,6 +58,7 @@ def test_client_capacity_ratios_and_the_cpu_bound_estimate() -> None:
     def trials(*runs: tuple[int, bool, float]) -> list[dict[str, Any]]:
         return [{"sessions": n, "sustained": ok, "cpu_share": share,
                  "delay": {"p99_ms": 5.0 if ok else 50.0},
+                 "delay_end_frame": {"p99_ms": 4.0 if ok else 60.0},
                  "server": {"lateness": {"p99_ms": n / 1000}}}
                 for n, ok, share in runs]  # fmt: skip
 
@@ -74,7 +75,7 @@ def test_client_capacity_ratios_and_the_cpu_bound_estimate() -> None:
     assert rows["ours"]["x_floor"] == pytest.approx(0.9)
     assert rows["ours"]["cpu_bound"] == pytest.approx(900 / 0.75)  # at the largest that held
     assert rows["ours"]["cpu_x_017"] == pytest.approx((900 / 0.75) / (300 / 0.6))
-    assert "1000: 50.0 ms (server 1.0) **no**" in rows["ours"]["trials"]
+    assert "1000: 50.0 ms (end frames 60.0, server 1.0) **no**" in rows["ours"]["trials"]
     # The server's lateness: the worst over the counts that held and the first that failed.
     assert rows["ours"]["srv_late"] == pytest.approx(1.0)
     assert rows["avatarkit-0.1.7"]["srv_late"] == pytest.approx(0.4)

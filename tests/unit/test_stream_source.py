@@ -320,3 +320,34 @@ async def test_closing_early_closes_a_sync_generator_too() -> None:
     await anext(aiter(src))
     await src.aclose()
     assert closed == [True]
+
+
+async def test_finished_tells_whether_an_aclose_is_still_needed() -> None:
+    """``finished``: the feeder skips an awaited ``aclose()`` (a task and a
+    timer at each request's end) only when the generator already ended."""
+    src = open_source([b"\0" * 1280, b"\0" * 1280], session_rate=16000)
+    it = aiter(src)
+    assert not src.finished  # not started
+    await anext(it)
+    assert not src.finished  # suspended after a chunk: it still needs closing
+    with pytest.raises(StopAsyncIteration):
+        while True:
+            await anext(it)
+    assert src.finished  # ran to its end
+
+
+async def test_finished_after_an_error_or_an_early_close() -> None:
+    async def fails() -> AsyncIterator[bytes]:
+        yield b"\0" * 1280
+        raise RuntimeError("tts failed")
+
+    src = open_source(fails(), session_rate=16000)
+    it = aiter(src)
+    await anext(it)
+    with pytest.raises(RuntimeError):
+        await anext(it)
+    assert src.finished
+    other = open_source([b"\0" * 1280] * 3, session_rate=16000)
+    await anext(aiter(other))
+    await other.aclose()
+    assert other.finished
