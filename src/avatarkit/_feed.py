@@ -79,9 +79,12 @@ class AudioFeed:
             and self._exact
             and not self._items
             and self._request is not None
-            and self._request._send_now(data)
         ):
-            return True
+            sent = self._request._send_now(data)
+            if sent is not None:
+                if not sent:  # the send failed: the request failed, it takes no more
+                    self._closed = True
+                return sent
         self._items.append(data)
         self._wake()
         return True

@@ -385,19 +385,20 @@ class AvatarRequest:
         self._last_sent = loop.time()
         self._fed = True
 
-    def _send_now(self, data: bytes) -> bool:
+    def _send_now(self, data: bytes) -> bool | None:
         """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`).
 
         Only while the feeder is parked at the feed with nothing before this
-        chunk (the feed checks that) and the socket takes writes; ``False``
+        chunk (the feed checks that) and the socket takes writes; ``None``
         and nothing done otherwise, and the feed queues the chunk for the
-        feeder. A send that fails fails the request, as in the feeder.
+        feeder. ``True``: sent. ``False``: the send failed, which fails the
+        request as in the feeder (the chunk is dropped with the request).
         """
         if self._result.done() or self._stop_pending or not self._running:
-            return False
+            return None
         session = self._session
         if not session._can_send_now():
-            return False
+            return None
         self._pacer.advance(len(data) / 2 / session._config.sample_rate)
         self._begin()
         try:
@@ -405,8 +406,8 @@ class AvatarRequest:
         except AvatarSDKError as err:  # the connection is gone
             self._fail(err)
             self._stop()
-        else:
-            self._last_sent = self._loop.time()
+            return False
+        self._last_sent = self._loop.time()
         return True
 
     def _begin(self) -> None:

@@ -10,6 +10,7 @@ audio streamed as bytes.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,65 @@ async def test_close_while_feeding_fails_the_request(avatar_server: DevServer) -
     with pytest.raises(SessionClosedError):
         await asyncio.wait_for(req.done(), BOUND)
     assert feed.push(PCM[:CHUNK]) is False
+
+
+class _FailingSends:
+    """A custom transport (the ``transport_factory`` extension point) around the
+    real picows one whose socket fails mid-send: once ``broken`` is set,
+    ``send()`` raises ``ConnectionError`` while ``can_send_now()`` still says
+    yes, as a connection lost between the check and the write would. The only
+    way to reach ``AudioFeed.push()``'s failed direct send over real sockets."""
+
+    def __init__(self) -> None:
+        from avatarkit.transport import PicowsTransport
+
+        self.inner = PicowsTransport()
+        self.broken = False
+
+    async def connect(
+        self, url: str, headers: dict[str, str], timeout: float, listener: Any
+    ) -> None:
+        await self.inner.connect(url, headers, timeout, listener)
+
+    def send(self, data: bytes) -> None:
+        if self.broken:
+            raise ConnectionError("connection reset mid-send")
+        self.inner.send(data)
+
+    def can_send_now(self) -> bool:
+        return self.inner.can_send_now()
+
+    async def drain(self) -> None:
+        await self.inner.drain()
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        await self.inner.close(code, reason, timeout)
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    @property
+    def is_open(self) -> bool:
+        return self.inner.is_open
+
+
+async def test_a_direct_send_that_fails_fails_the_request(avatar_server: DevServer) -> None:
+    made: list[_FailingSends] = []
+
+    def factory() -> _FailingSends:
+        made.append(_FailingSends())
+        return made[-1]
+
+    async with make_session(avatar_server, transport_factory=factory) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        assert feed.push(PCM[:CHUNK])
+        await until_parked(feed, req)
+        made[0].broken = True
+        # The chunk could not go out: push() says so, and the request fails.
+        assert feed.push(PCM[CHUNK : 2 * CHUNK]) is False
+        assert feed.push(PCM[2 * CHUNK : 3 * CHUNK]) is False  # it takes no more
+        with pytest.raises(SessionClosedError):
+            await asyncio.wait_for(req.done(), BOUND)
+        await asyncio.sleep(0)
+        assert [t for t in asyncio.all_tasks() if t.get_name() == "avatarkit-stream"] == []
