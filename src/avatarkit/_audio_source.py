@@ -108,11 +108,20 @@ class AudioSource:
     ``close()`` (awaited) closes an async-generator source early.
     """
 
-    def __init__(self, kind: Literal["pcm", "ogg"], chunks: AsyncIterator[AudioChunk]) -> None:
+    def __init__(
+        self,
+        kind: Literal["pcm", "ogg"],
+        chunks: AsyncIterator[AudioChunk],
+        origin: object = None,
+    ) -> None:
         self.kind: Literal["pcm", "ogg"] = kind
         self._chunks = chunks
+        self._origin = origin  # the caller's iterable, closed here if never read
+        self._iterated = False
 
     def __aiter__(self) -> AsyncIterator[AudioChunk]:
+        self._iterated = True
+        self._origin = None  # the generator owns (and closes) it from now on
         return self._chunks
 
     @property
@@ -122,7 +131,22 @@ class AudioSource:
         return getattr(self._chunks, "ag_frame", True) is None
 
     async def aclose(self) -> None:
-        """Stop the source early (closes the underlying async generator)."""
+        """Stop the source early (closes the underlying async generator).
+
+        A source never read (the request stopped before its feeder's first
+        step) also closes the caller's iterable: the generator that would
+        close it in its ``finally`` never started, so closing it runs nothing.
+        An ``AudioFeed`` then refuses further audio, a generator is closed.
+        """
+        origin, self._origin = self._origin, None
+        if not self._iterated and origin is not None:
+            aclose = getattr(origin, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                close = getattr(origin, "close", None)
+                if close is not None:
+                    close()
         close = getattr(self._chunks, "aclose", None)
         if close is not None:
             await close()
@@ -185,9 +209,11 @@ def open_source(
     elif isinstance(source, AsyncIterable):
         # The user's iterator straight into the shaper (no wrapper generator: one
         # generator step less per chunk); the shaper checks each item's type.
-        return AudioSource("pcm", shaper.run(source, sample_rate or session_rate))
+        chunks = shaper.run(source, sample_rate or session_rate)
+        return AudioSource("pcm", chunks, origin=source)
     elif isinstance(source, Iterable):
-        return AudioSource("pcm", shaper.run(_sync_items(source), sample_rate or session_rate))
+        chunks = shaper.run(_sync_items(source), sample_rate or session_rate)
+        return AudioSource("pcm", chunks, origin=source)
     raise AudioSourceTypeError(
         f"cannot stream a {type(source).__name__}: pass PCM s16le bytes, a path to a "
         "WAV/PCM/Ogg Opus file, or a (sync or async) iterable of PCM bytes chunks"

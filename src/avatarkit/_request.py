@@ -223,7 +223,12 @@ class AvatarRequest:
         ``asyncio.wait`` never re-raises the feeder's cancellation to the caller.
         """
         if not self._task.done() and self._task is not asyncio.current_task():
-            await asyncio.wait({self._task}, timeout=3 * _CONTROL_TIMEOUT)
+            if self._fed and self._result.done():
+                # The feeder sent the end and its source closed itself: what is left
+                # is returning, or an interrupt under its own 2 s bound. No timer.
+                await asyncio.wait({self._task})
+            else:
+                await asyncio.wait({self._task}, timeout=3 * _CONTROL_TIMEOUT)
         if self._task.done():
             self._settle()
 

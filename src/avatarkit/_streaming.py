@@ -170,8 +170,14 @@ class SessionStreaming(SessionSending):
             self._encoded = None
         try:
             self._transport.send(message)  # type: ignore[union-attr]
-        except ConnectionError:
-            return True  # the connection is gone: the request resolves anyway
+        except ConnectionError as exc:  # the connection is gone: the request resolves anyway
+            logger.info(
+                "avatarkit: could not interrupt request %s (%s)",
+                req_id,
+                exc,
+                extra={"connection_id": self.connection_id, "req_id": req_id},
+            )
+            return True
         if self._metrics is not None:
             self._metrics.interrupted(req_id)
         return True

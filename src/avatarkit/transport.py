@@ -141,7 +141,9 @@ class Transport(Protocol):
 
     Optional: ``can_send_now() -> bool`` (``send()`` would succeed and
     ``drain()`` return at once); without it ``AudioFeed.push()`` never sends
-    directly and its chunks go through the request's feeder task.
+    directly and its chunks go through the request's feeder task, and the
+    interrupt that closes a request the service ended early is sent through
+    the awaited path (a task and a timer) instead of at once.
     """
 
     async def connect(

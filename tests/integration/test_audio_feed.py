@@ -213,3 +213,33 @@ async def test_a_direct_send_that_fails_fails_the_request(avatar_server: DevServ
             await asyncio.wait_for(req.done(), BOUND)
         await asyncio.sleep(0)
         assert [t for t in asyncio.all_tasks() if t.get_name() == "avatarkit-stream"] == []
+
+
+async def test_a_request_stopped_before_its_first_step_closes_the_feed(
+    avatar_server: DevServer,
+) -> None:
+    """close() right after stream(), before the feeder ran: the feed refuses
+    audio from then on (push() returns False), as after any other end."""
+    session = make_session(avatar_server)
+    async with session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+    with pytest.raises(SessionClosedError):
+        await asyncio.wait_for(req.done(), BOUND)
+    assert feed.push(PCM[:CHUNK]) is False
+    assert feed.queued == 0
+
+
+async def test_a_generator_never_read_is_closed_with_its_request(
+    avatar_server: DevServer,
+) -> None:
+    async def tts() -> Any:
+        yield PCM[:CHUNK]
+
+    source = tts()
+    session = make_session(avatar_server)
+    async with session:
+        req = session.stream(source)
+    with pytest.raises(SessionClosedError):
+        await asyncio.wait_for(req.done(), BOUND)
+    assert source.ag_frame is None  # closed (it never started, so nothing ran)

@@ -165,13 +165,14 @@ def test_the_local_service_goals_come_from_the_service_scenario(
     assert "n/a sessions" in _goal_row(report.render(changed), "concurrent real-time sessions")
 
 
-def test_the_client_capacity_table_shows_the_server_lateness_of_each_trial(
+def test_the_client_capacity_table_shows_the_end_frames_and_server_lateness_of_each_trial(
     results: dict[str, Any],
 ) -> None:
     changed = copy.deepcopy(results)
     trial = changed["clientcap"]["clients"]["floor"]["runs"][0]
     trial["server"]["lateness"]["p99_ms"] = 7.25
-    row = _goal_row(report.render(changed), "(server 7.2)")
+    trial["delay_end_frame"] = {"p99_ms": 3.25}
+    row = _goal_row(report.render(changed), "(end frames 3.2, server 7.2)")
     assert row.startswith("| floor | ") and f"{trial['sessions']}: " in row
 
 
