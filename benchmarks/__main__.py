@@ -25,7 +25,14 @@ from typing import Any
 
 from benchmarks import report, servers
 from benchmarks.common import log
-from benchmarks.scenarios import NEEDS_017, ROOT, SCENARIOS, find_avatarkit017
+from benchmarks.scenarios import (
+    NEEDS_017,
+    ROOT,
+    SCENARIOS,
+    find_avatarkit017,
+    host_slowdown,
+    host_speed_us,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -61,6 +68,9 @@ SMOKE: dict[str, dict[str, Any]] = {
     "tts": {"argv": ["--repeat", "1", "--warmup", "0"]},
     "service": {"plan": [[1, [3]], [2, [4]]], "seconds": 0.4, "ramp_s": 0.1},
 }  # fmt: skip
+
+
+QUIET_KEYS = ("quiet_wait_s", "disturbed_cores", "max_retries", "host_slow")
 
 
 def describe_machine(loop: str) -> dict[str, Any]:
@@ -157,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="disturbed: other processes used more cores than this")  # fmt: skip
     p.add_argument("--quiet-wait", type=float, default=15.0,
                    help="wait this long before a run for other processes to quiet")  # fmt: skip
+    p.add_argument(
+        "--host-slow",
+        type=float,
+        default=0.12,
+        help="a run is disturbed when the host ran a fixed loop this much slower "
+        "than its best, just before or after the run (0.12: 12%%)",
+    )
     p.add_argument("--retry-budget", type=int, default=12, help="disturbed runs repeated in all")
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/results)")
     args = p.parse_args(argv)  # fmt: skip
@@ -200,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         "quiet_wait_s": 0 if args.smoke else args.quiet_wait,
         "retry_budget": 0 if args.smoke else args.retry_budget,
         "parallel": args.smoke,
+        "host_slow": args.host_slow,
     }
+    if not args.smoke:  # the host's best speed, the base of every run's slowdown
+        host_slowdown(ctx, *(host_speed_us() for _ in range(5)))
     results: dict[str, Any] = {
         "schema": 2,
         "smoke": args.smoke,
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "avatarkit017": venv,
         "sections_run": {},
         "scenario_wall_s": {},
-        "quiet": {key: ctx[key] for key in ("quiet_wait_s", "disturbed_cores", "max_retries")},
+        "quiet": {key: ctx[key] for key in QUIET_KEYS},
     }
 
     def run(name: str) -> None:

@@ -191,11 +191,19 @@ def _machine_load(results: dict[str, Any]) -> dict[str, Any]:
 
     walk({k: v for k, v in results.items() if k in (results.get("sections_run") or {})})
     foreign = [_get(r, "interference", "foreign_cores") for r in seen]
+    slow = [_get(r, "interference", "host_slowdown") for r in seen]
+    limit = _get(results, "quiet", "host_slow")
     return {
         "runs": len(seen),
         "disturbed": sum(1 for r in seen if r.get("disturbed")),
         "foreign": _med(foreign),
         "foreign_max": max((f for f in foreign if f is not None), default=None),
+        # The host's speed (older results have none: n/a).
+        "host_slow_runs": (
+            sum(1 for v in slow if v is not None and v > limit) if limit is not None else None
+        ),
+        "host_slow_med": _med([100 * v for v in slow if v is not None]),
+        "host_slow_max": max((100 * v for v in slow if v is not None), default=None),
     }
 
 
@@ -426,6 +434,10 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         load_disturbed=fmt(load["disturbed"]),
         load_foreign=fmt(load["foreign"]),
         load_foreign_max=fmt(load["foreign_max"]),
+        load_host_slow_runs=fmt(load["host_slow_runs"]),
+        load_host_slow_med=fmt(load["host_slow_med"], 0),
+        load_host_slow_max=fmt(load["host_slow_max"], 0),
+        quiet_host_slow=fmt(100 * quiet["host_slow"], 0) if quiet.get("host_slow") else "n/a",
         machine_cores=fmt(_get(results, "machine", "nproc")),
         quiet_wait=fmt(quiet.get("quiet_wait_s", 15.0), 0),
         quiet_cores=fmt(quiet.get("disturbed_cores", 0.15)),

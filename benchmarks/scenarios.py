@@ -166,6 +166,47 @@ class CpuWatch:
         self.busy = self.result["foreign_cores"] + self.result["steal_cores"]
 
 
+_CALIBRATION_LOOPS = 60_000
+
+
+def _loop_seconds() -> float:
+    t = time.perf_counter()
+    total = 0
+    for i in range(_CALIBRATION_LOOPS):
+        total += i
+    return time.perf_counter() - t
+
+
+def host_speed_us(cpus: list[int] | None = None) -> float:
+    """How fast the host runs us now: µs for a fixed pure-Python loop on the
+    slowest of ``cpus`` (best of 3 passes on each, the driver pinned to each
+    in turn; about 15 ms in all on 2 cores).
+
+    A shared host's other guests can slow every core of this machine by
+    10-30% for seconds at a time without any process here being busy or any
+    steal time showing in /proc/stat (both seen on the benchmark machine);
+    what a client measures then is the host's load, not the client.
+    """
+    cpus = cpus or usable_cpus()
+    before = os.sched_getaffinity(0)
+    worst = 0.0
+    try:
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})
+            worst = max(worst, min(_loop_seconds() for _ in range(3)))
+    finally:
+        os.sched_setaffinity(0, before)
+    return worst * 1e6
+
+
+def host_slowdown(ctx: Ctx, *speeds_us: float) -> float:
+    """How much slower than the fastest seen so far (``ctx["host_best_us"]``,
+    updated) the slowest of ``speeds_us`` was: 0.2 = 20% slower."""
+    best = min(ctx.get("host_best_us") or min(speeds_us), *speeds_us)
+    ctx["host_best_us"] = best
+    return max(speeds_us) / best - 1.0 if best > 0 else 0.0
+
+
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``) until other processes use
     at most ``disturbed_cores`` over a tenth of a second (a quiet machine costs
@@ -184,18 +225,26 @@ def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
 def measured(
     title: str, run: Callable[[], dict[str, Any]], ctx: Ctx, server_pid: int | None
 ) -> list[dict[str, Any]]:
-    """``run()`` once, repeated while other processes disturbed it (at most
-    ``max_retries`` times per slot and ``retry_budget`` times in all); every
-    attempt is returned, flagged."""
+    """``run()`` once, repeated while it was disturbed (at most ``max_retries``
+    times per slot and ``retry_budget`` times in all); every attempt is
+    returned, flagged. Disturbed: other processes used more than
+    ``disturbed_cores``, or the host ran us more than ``host_slow`` slower
+    than its best just before or after the run (:func:`host_slowdown`)."""
     attempts = []
     for attempt in range(1 + ctx["max_retries"]):
         wait_quiet(ctx, server_pid)
+        before = host_speed_us()
         with CpuWatch(server_pid) as watch:
             res = run()
-        res["interference"] = watch.result
-        res["disturbed"] = watch.busy > ctx["disturbed_cores"]
+        slow = host_slowdown(ctx, before, host_speed_us())
+        res["interference"] = {**watch.result, "host_slowdown": round(slow, 3)}
+        busy = watch.busy > ctx["disturbed_cores"]
+        res["disturbed"] = busy or slow > ctx.get("host_slow", 1.0)
         attempts.append(res)
-        note = f" [disturbed: others used {watch.busy:.2f} cores]" if res["disturbed"] else ""
+        why = [f"others used {watch.busy:.2f} cores"] if busy else []
+        if slow > ctx.get("host_slow", 1.0):
+            why.append(f"the host ran us {slow:.0%} slower than its best")
+        note = f" [disturbed: {'; '.join(why)}]" if why else ""
         log(f"  [{title}] {describe(res)}{note}")
         if not res["disturbed"] or res.get("available") is False:
             break

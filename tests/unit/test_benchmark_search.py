@@ -89,3 +89,46 @@ def test_a_trial_that_failed_by_a_little_is_worth_a_second_run_but_an_overload_i
                    {"delay": {"p99_ms": 754.0}}, {"frames_lost": 3}, {"ok": False},
                    {"timed_out": True}, {"delay": {"p99_ms": None}}):  # fmt: skip
         assert not borderline({**run, **change}, 20.0), change
+
+
+def test_host_slowdown_is_measured_against_the_fastest_speed_seen() -> None:
+    from benchmarks.scenarios import host_slowdown
+
+    ctx: dict[str, Any] = {}
+    assert host_slowdown(ctx, 100.0, 110.0) == pytest.approx(0.10)
+    assert ctx["host_best_us"] == 100.0
+    assert host_slowdown(ctx, 125.0, 120.0) == pytest.approx(0.25)  # a slow host
+    assert host_slowdown(ctx, 90.0, 99.0) == pytest.approx(0.10)  # a new best
+    assert ctx["host_best_us"] == 90.0
+
+
+def test_host_speed_is_a_positive_time_and_leaves_the_affinity_alone() -> None:
+    import os
+
+    from benchmarks.scenarios import host_speed_us
+
+    before = os.sched_getaffinity(0)
+    assert host_speed_us() > 0
+    assert os.sched_getaffinity(0) == before
+
+
+def test_the_report_counts_runs_the_host_slowed() -> None:
+    runs = [{"interference": {"foreign_cores": 0.0, "host_slowdown": v}, "disturbed": v > 0.12}
+            for v in (0.01, 0.05, 0.3)]  # fmt: skip
+    results = {"sections_run": {"flood": 1}, "flood": {"runs": runs}, "quiet": {"host_slow": 0.12}}
+    load = report._machine_load(results)
+    assert (load["host_slow_runs"], load["disturbed"]) == (1, 1)
+    assert load["host_slow_max"] == pytest.approx(30.0)
+
+
+def test_the_report_says_how_slow_the_host_ran() -> None:
+    import json
+    from pathlib import Path
+
+    latest = Path(report.__file__).parent / "results" / "latest.json"
+    results = json.loads(latest.read_text())
+    results["quiet"]["host_slow"] = 0.12
+    results["flood"]["floor"][0]["interference"]["host_slowdown"] = 0.31
+    text = report.render(results)
+    assert "more than 12% slower than the fastest" in text
+    assert "at most 31%) slower than its best around the runs, 1 runs over the limit" in text
