@@ -200,11 +200,16 @@ def host_speed_us(cpus: list[int] | None = None) -> float:
 
 
 def host_slowdown(ctx: Ctx, *speeds_us: float) -> float:
-    """How much slower than the fastest seen so far (``ctx["host_best_us"]``,
-    updated) the slowest of ``speeds_us`` was: 0.2 = 20% slower."""
-    best = min(ctx.get("host_best_us") or min(speeds_us), *speeds_us)
-    ctx["host_best_us"] = best
-    return max(speeds_us) / best - 1.0 if best > 0 else 0.0
+    """How much slower than the host's usual speed the slowest of ``speeds_us``
+    was (0.2: 20% slower). Usual: the median of every speed measured so far
+    in this run (``ctx["host_speeds_us"]``, to which these are added), not the
+    fastest: this host's speed drifts by 10-20% between calm periods, and a
+    run is worth repeating only when it was taken far off its usual speed."""
+    seen: list[float] = ctx.setdefault("host_speeds_us", [])
+    ordered = sorted(seen or speeds_us)
+    usual = ordered[len(ordered) // 2]
+    seen.extend(speeds_us)
+    return max(speeds_us) / usual - 1.0 if usual > 0 else 0.0
 
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
@@ -228,22 +233,21 @@ def measured(
     """``run()`` once, repeated while it was disturbed (at most ``max_retries``
     times per slot and ``retry_budget`` times in all); every attempt is
     returned, flagged. Disturbed: other processes used more than
-    ``disturbed_cores``, or the host ran us more than ``host_slow`` slower
-    than its best just before or after the run (:func:`host_slowdown`)."""
+    ``disturbed_cores``, or just before the run the host ran us more than
+    ``host_slow`` slower than usual (:func:`host_slowdown`)."""
     attempts = []
     for attempt in range(1 + ctx["max_retries"]):
         wait_quiet(ctx, server_pid)
-        before = host_speed_us()
+        slow = host_slowdown(ctx, host_speed_us())  # (after a run, our own exits skew it)
         with CpuWatch(server_pid) as watch:
             res = run()
-        slow = host_slowdown(ctx, before, host_speed_us())
         res["interference"] = {**watch.result, "host_slowdown": round(slow, 3)}
         busy = watch.busy > ctx["disturbed_cores"]
         res["disturbed"] = busy or slow > ctx.get("host_slow", 1.0)
         attempts.append(res)
         why = [f"others used {watch.busy:.2f} cores"] if busy else []
         if slow > ctx.get("host_slow", 1.0):
-            why.append(f"the host ran us {slow:.0%} slower than its best")
+            why.append(f"the host ran us {slow:.0%} slower than usual")
         note = f" [disturbed: {'; '.join(why)}]" if why else ""
         log(f"  [{title}] {describe(res)}{note}")
         if not res["disturbed"] or res.get("available") is False:
