@@ -58,6 +58,11 @@ def fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _no_negative_zero(v: float | None) -> float | None:
+    """``v``, but 0.0 where it would print as "-0" (a median just under the median)."""
+    return 0.0 if v is not None and -0.5 < v < 0.5 else v
+
+
 def pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 100:.0f}%"
 
@@ -435,7 +440,7 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         load_foreign=fmt(load["foreign"]),
         load_foreign_max=fmt(load["foreign_max"]),
         load_host_slow_runs=fmt(load["host_slow_runs"]),
-        load_host_slow_med=fmt(load["host_slow_med"], 0),
+        load_host_slow_med=fmt(_no_negative_zero(load["host_slow_med"]), 0),
         load_host_slow_max=fmt(load["host_slow_max"], 0),
         quiet_host_slow=fmt(100 * quiet["host_slow"], 0) if quiet.get("host_slow") else "n/a",
         machine_cores=fmt(_get(results, "machine", "nproc")),
