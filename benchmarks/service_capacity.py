@@ -229,6 +229,16 @@ def loadgen_main(argv: list[str]) -> int:
 # --------------------------------------------------------------------------
 
 
+def borderline(res: dict[str, Any], factor: float = 5.0) -> bool:
+    """A failed count worth one more run: it completed, nothing was lost and its
+    p99 lateness is under ``factor`` x the bound (past its capacity the service
+    falls behind for good: hundreds of milliseconds, or frames lost)."""
+    p99 = (res.get("lateness") or {}).get("p99_ms")
+    return bool(
+        res.get("ok") and res.get("frames_lost") == 0 and p99 is not None and p99 < factor * LATE_MS
+    )
+
+
 def sustained(res: dict[str, Any]) -> bool:
     p99 = (res.get("lateness") or {}).get("p99_ms")
     return bool(res.get("ok")) and res.get("frames_lost") == 0 and p99 is not None and p99 < LATE_MS
@@ -266,6 +276,13 @@ def service(cfg: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
             res = attempts[-1]
             res["sustained"] = sustained(res)
             rows.append(res)
+            if not res["sustained"] and borderline(res) and not ctx.get("parallel"):
+                # As in the client-capacity search: one stall of a shared host fails
+                # a count that holds on a second run; past capacity it fails again.
+                res = {**measured(f"service {workers}w {n} again", run, ctx, None)[-1],
+                       "second_run": True}  # fmt: skip
+                res["sustained"] = sustained(res)
+                rows.append(res)
             if not res["sustained"]:
                 break
         ok = [r["sessions"] for r in rows if r.get("sustained")]
@@ -330,7 +347,8 @@ def _row(workers: str, r: dict[str, Any]) -> str:
         f"{r.get('frames_lost')} / {r.get('frames_expected')} | "
         f"{r.get('client_cpu_share', 0):.0%} | "
         f"{(r.get('send_lag') or {}).get('p99_ms', 0):.2f} | {inter.get('foreign_cores', 0):.2f} | "
-        f"{'yes' if r.get('sustained') else '**no**'} |"
+        f"{'yes' if r.get('sustained') else '**no**'}"
+        f"{' (second run)' if r.get('second_run') else ''} |"
     )
 
 

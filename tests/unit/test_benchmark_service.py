@@ -43,3 +43,28 @@ def test_no_estimate_without_a_matching_pair() -> None:
     assert cpu_scaling({"1": _rows((300, 60.0)), "2": _rows((300, 55.0))}) is None
     assert cpu_scaling({"2": _rows((600, 55.0))}) is None
     assert cpu_scaling({"1": _rows((300, 60.0)), "2": _rows((600, None))}) is None
+
+
+def test_a_count_that_failed_by_a_little_is_worth_a_second_run() -> None:
+    from benchmarks.service_capacity import borderline
+
+    def res(p99: float, lost: int = 0) -> dict[str, Any]:
+        return {"ok": True, "frames_lost": lost, "lateness": {"p99_ms": p99}}
+
+    assert borderline(res(75.0))  # one stall of the host
+    assert not borderline(res(450.0))  # past capacity: far behind
+    assert not borderline(res(60.0, lost=3))  # a frame lost is never a stall
+    assert not borderline({"ok": False})
+
+
+def test_the_table_marks_a_second_run() -> None:
+    from benchmarks.service_capacity import section
+
+    def row(n: int, p99: float, ok: bool, **extra: Any) -> dict[str, Any]:
+        return {"ok": True, "sessions": n, "frames_lost": 0, "frames_expected": 10,
+                "lateness": {"p99_ms": p99}, "sustained": ok, **extra}  # fmt: skip
+
+    rows = [row(400, 7.0, True), row(600, 75.0, False), row(600, 9.0, True, second_run=True)]
+    text = section({"cpus": 2, "workers": {"1": {"pinned": True, "rows": rows, "capacity": 600}}})
+    assert "| 1 | 600 |" in text and "yes (second run) |" in text
+    assert "1 worker(s): **600 sessions**" in text
