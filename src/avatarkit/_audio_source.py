@@ -117,10 +117,8 @@ class AudioSource:
         self.kind: Literal["pcm", "ogg"] = kind
         self._chunks = chunks
         self._origin = origin  # the caller's iterable, closed here if never read
-        self._iterated = False
 
     def __aiter__(self) -> AsyncIterator[AudioChunk]:
-        self._iterated = True
         self._origin = None  # the generator owns (and closes) it from now on
         return self._chunks
 
@@ -139,7 +137,7 @@ class AudioSource:
         An ``AudioFeed`` then refuses further audio, a generator is closed.
         """
         origin, self._origin = self._origin, None
-        if not self._iterated and origin is not None:
+        if origin is not None:  # never read (__aiter__ drops it)
             aclose = getattr(origin, "aclose", None)
             if aclose is not None:
                 await aclose()

@@ -140,7 +140,6 @@ class AvatarRequest:
         self._interrupting = False
         self._running = False  # the feeder's first step ran (a cancel can be caught)
         self._stop_pending = False  # stop asked before that
-        self._exhausted = False  # the source ended by itself (nothing left to close)
         self._fed = False  # the end was sent: only the end frame is awaited
         with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
             self._task = loop.create_task(self._run(), name="avatarkit-stream")
@@ -363,7 +362,7 @@ class AvatarRequest:
                 await self._send_interrupt()
             self._fail(exc)
         finally:
-            if not (self._exhausted or self._source.finished):  # else it closed itself
+            if not self._source.finished:  # a source that ran to its end closed itself
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(self._source.aclose(), _CONTROL_TIMEOUT)
             if not self._started.done():
@@ -384,7 +383,6 @@ class AvatarRequest:
             self._begin()
             await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
             self._last_sent = loop.time()
-        self._exhausted = True
         self._begin()
         await session._send_for_request(b"", True, raw=self._raw_ogg)
         self._last_sent = loop.time()

@@ -157,13 +157,18 @@ class SessionSending(CallbackRunner):
         return req_id
 
     async def _interrupt_last(self) -> str:
+        req_id, message = self._interrupt_message()
+        await self._send(message, req_id, "send interrupt")
+        return req_id
+
+    def _interrupt_message(self) -> tuple[str, bytes]:
+        """``ClientInterrupt`` for the most recent request; the encoder starts afresh."""
         self._require_open("interrupt")
         req_id, message = self._protocol.interrupt()
         if self._encoder is not None:
             self._encoder.reset()
             self._encoded = None
-        await self._send(message, req_id, "send interrupt")
-        return req_id
+        return req_id, message
 
     @scoped
     async def pause(self) -> str:

@@ -164,10 +164,7 @@ class SessionStreaming(SessionSending):
             return True
         if not self._can_send_now():
             return False
-        _, message = self._protocol.interrupt()
-        if self._encoder is not None:
-            self._encoder.reset()
-            self._encoded = None
+        _, message = self._interrupt_message()
         try:
             self._transport.send(message)  # type: ignore[union-attr]
         except ConnectionError as exc:  # the connection is gone: the request resolves anyway
