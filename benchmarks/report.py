@@ -58,6 +58,17 @@ def fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _slack(slack: dict[str, Any] | None) -> str:
+    """The suite's time budget for waits and repeats, and how much of it was used."""
+    if not slack:
+        return ""
+    used, budget = fmt(slack.get("used_s"), 0), fmt(slack.get("budget_s"), 0)
+    return (
+        f" Waiting for quiet and repeating took {used} s of the {budget} s the suite may "
+        "spend on them; once they are spent a disturbed run is kept, flagged, not repeated."
+    )
+
+
 def _no_negative_zero(v: float | None) -> float | None:
     """``v``, but 0.0 where it would print as "-0" (a median just under the median)."""
     return 0.0 if v is not None and -0.5 < v < 0.5 else v
@@ -458,6 +469,7 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
             else ""
         ),
         retries=fmt(results.get("retries_used", 0)),
+        slack=_slack(results.get("slack")),
         sections_run=", ".join(
             f"{k} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(v))}"
             for k, v in (results.get("sections_run") or {}).items()

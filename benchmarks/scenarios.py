@@ -213,34 +213,45 @@ def host_slowdown(ctx: Ctx, *speeds_us: float) -> float:
 
 
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
-    """Before a run: wait (at most ``quiet_wait_s``) until other processes use
-    at most ``disturbed_cores`` over a tenth of a second (a quiet machine costs
-    the suite that tenth per run)."""
-    deadline = time.monotonic() + ctx["quiet_wait_s"]
-    while ctx["quiet_wait_s"] > 0:
-        with CpuWatch(server_pid) as watch:
-            time.sleep(0.1)
-        if watch.busy <= ctx["disturbed_cores"]:
-            return
-        if time.monotonic() > deadline:
-            log(f"  (other processes still use {watch.busy:.2f} cores; running anyway)")
-            return
+    """Before a run: wait (at most ``quiet_wait_s``, and no longer than the
+    suite's ``slack_s`` allows) until other processes use at most
+    ``disturbed_cores`` over a tenth of a second (a quiet machine costs the
+    suite that tenth per run; any longer wait is taken from ``slack_s``)."""
+    start = time.monotonic()
+    deadline = start + min(ctx["quiet_wait_s"], max(ctx.get("slack_s", 0.0), 0.0))
+    try:
+        while ctx["quiet_wait_s"] > 0:
+            with CpuWatch(server_pid) as watch:
+                time.sleep(0.1)
+            if watch.busy <= ctx["disturbed_cores"]:
+                return
+            if time.monotonic() > deadline:
+                log(f"  (other processes still use {watch.busy:.2f} cores; running anyway)")
+                return
+    finally:
+        waited = time.monotonic() - start - 0.1
+        if waited > 0 and "slack_s" in ctx:
+            ctx["slack_s"] -= waited
 
 
 def measured(
     title: str, run: Callable[[], dict[str, Any]], ctx: Ctx, server_pid: int | None
 ) -> list[dict[str, Any]]:
     """``run()`` once, repeated while it was disturbed (at most ``max_retries``
-    times per slot and ``retry_budget`` times in all); every attempt is
-    returned, flagged. Disturbed: other processes used more than
+    times per slot and ``retry_budget`` times in all, and only while the
+    suite's ``slack_s`` still holds as long as the disturbed attempt took: a
+    noisy host makes the report less sure, never the suite longer than its
+    budget); every attempt is returned, flagged. Disturbed: other processes used more than
     ``disturbed_cores``, or just before the run the host ran us more than
     ``host_slow`` slower than usual (:func:`host_slowdown`)."""
     attempts = []
     for attempt in range(1 + ctx["max_retries"]):
         wait_quiet(ctx, server_pid)
         slow = host_slowdown(ctx, host_speed_us())  # (after a run, our own exits skew it)
+        started = time.monotonic()
         with CpuWatch(server_pid) as watch:
             res = run()
+        took = time.monotonic() - started
         res["interference"] = {**watch.result, "host_slowdown": round(slow, 3)}
         busy = watch.busy > ctx["disturbed_cores"]
         res["disturbed"] = busy or slow > ctx.get("host_slow", 1.0)
@@ -254,7 +265,11 @@ def measured(
             break
         if attempt >= ctx["max_retries"] or ctx["retry_budget"] <= 0:
             break
+        if ctx.get("slack_s", 0.0) < took:
+            log("  (not repeated: the suite's time for repeats is spent)")
+            break
         ctx["retry_budget"] -= 1
+        ctx["slack_s"] -= took
     return attempts
 
 

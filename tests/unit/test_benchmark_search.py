@@ -3,6 +3,7 @@ report's memory slope and capacity ratios (no benchmark is run here)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -132,3 +133,32 @@ def test_the_report_says_how_slow_the_host_ran() -> None:
     text = report.render(results)
     assert "more than 95% slower than its median speed" in text
     assert "at most 97%) slower than its median, 1 runs over the limit" in text
+
+
+def _always_disturbed(slack_s: float) -> dict[str, Any]:
+    # disturbed_cores below zero: every run counts as disturbed (the machine is real).
+    return {"max_retries": 5, "retry_budget": 10, "disturbed_cores": -1.0,
+            "quiet_wait_s": 0.0, "host_slow": 1e9, "slack_s": slack_s}  # fmt: skip
+
+
+def test_disturbed_runs_are_repeated_only_while_the_suites_slack_lasts() -> None:
+    from benchmarks.scenarios import measured
+
+    def run() -> dict[str, Any]:
+        time.sleep(0.1)
+        return {"ok": True}
+
+    ctx = _always_disturbed(slack_s=0.25)
+    attempts = measured("slack", run, ctx, None)
+    # two repeats fit in 0.25 s; the third would need 0.1 s more than is left
+    assert len(attempts) == 3 and all(a["disturbed"] for a in attempts)
+    assert 0 <= ctx["slack_s"] < 0.1
+    assert ctx["retry_budget"] == 8
+    ctx = _always_disturbed(slack_s=10.0)
+    assert len(measured("slack", run, ctx, None)) == 6  # then max_retries bounds it
+
+
+def test_the_report_says_how_much_of_the_slack_was_used() -> None:
+    text = report._slack({"budget_s": 45.0, "used_s": 12.3})
+    assert "12 s of the 45 s" in text
+    assert report._slack(None) == ""
