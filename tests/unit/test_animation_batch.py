@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatarkit.devserver._animation import AnimationAnalyzer, analyze_blocks, encode_frame
+from avatarkit.devserver._animation import (
+    AnimationAnalyzer,
+    AnimationFrame,
+    PackedFrame,
+    analyze_blocks,
+    encode_frame,
+)
 from avatarkit.devserver._features import CHUNK_ROWS, round3
 from tests._helpers import speech_pcm
 
@@ -21,7 +27,12 @@ def _speech(rate: int = 16000) -> np.ndarray:
     return np.frombuffer(speech_pcm(rate), dtype="<i2").astype(np.int16)
 
 
-def test_a_request_gets_the_same_frames_alone_or_in_a_block_of_many() -> None:
+def _fields(frame: AnimationFrame) -> tuple[object, ...]:
+    return (frame.frame_index, frame.timestamp_ms, frame.viseme, frame.blendshapes)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["frames", "packed-frames"])
+def test_a_request_gets_the_same_frames_alone_or_in_a_block_of_many(lazy: bool) -> None:
     pcm = _speech()
     n = 12
     alone = [AnimationAnalyzer(16000, f"seed-{i}") for i in range(n)]
@@ -35,8 +46,12 @@ def test_a_request_gets_the_same_frames_alone_or_in_a_block_of_many() -> None:
             chunks.append(pcm[off : off + size])
         expected = [a.push(c) for a, c in zip(alone, chunks, strict=True)]
         blocks = [a.take(c) for a, c in zip(together, chunks, strict=True)]
-        got = analyze_blocks([b for b in blocks if b is not None])
-        assert got == expected
+        got = analyze_blocks([b for b in blocks if b is not None], lazy=lazy)
+        if not lazy:
+            assert got == expected
+        assert [[_fields(f) for f in fs] for fs in got] == [
+            [_fields(f) for f in fs] for fs in expected
+        ]
         for frames_a, frames_b in zip(got, expected, strict=True):
             assert [encode_frame(f) for f in frames_a] == [encode_frame(f) for f in frames_b]
 
@@ -89,3 +104,23 @@ def test_a_block_of_more_rows_than_one_chunk_matches_each_request_alone() -> Non
         expected = [a.push(c) for a, c in zip(alone, chunks, strict=True)]
         blocks = [a.take(c) for a, c in zip(together, chunks, strict=True)]
         assert analyze_blocks([b for b in blocks if b is not None]) == expected
+
+
+def test_a_packed_frame_builds_its_blendshapes_only_when_read() -> None:
+    # The frame wheel's frames: encoded at once, the dict only for a viewer page.
+    analyzers = [AnimationAnalyzer(16000, f"s{i}") for i in range(10)]
+    pcm = _speech()
+    blocks = [a.take(pcm[i * CHUNK : (i + 1) * CHUNK]) for i, a in enumerate(analyzers)]
+    frames = [fs[0] for fs in analyze_blocks(blocks, lazy=True)]  # type: ignore[arg-type]
+    frame = frames[3]
+    assert isinstance(frame, PackedFrame) and isinstance(frame, AnimationFrame)
+    slot = AnimationFrame.__dict__["blendshapes"]
+    with pytest.raises(AttributeError):
+        slot.__get__(frame)  # not built yet
+    shapes = frame.blendshapes
+    assert slot.__get__(frame) is shapes is frame.blendshapes  # built once, kept
+    assert list(shapes) == list(AnimationAnalyzer(16000, "x").push(pcm[:CHUNK])[0].blendshapes)
+    frame.blendshapes = {"jawOpen": 0.5}
+    frame.packed_weights = None
+    assert encode_frame(frame) == encode_frame(AnimationFrame(frame.frame_index,
+        frame.timestamp_ms, frame.viseme, {"jawOpen": 0.5}))  # fmt: skip

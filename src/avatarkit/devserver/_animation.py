@@ -412,11 +412,41 @@ def _viseme(
     return _AA if openness >= 0.4 else _IH
 
 
-def analyze_blocks(blocks: list[Block]) -> list[list[AnimationFrame]]:
+_SHAPES_SLOT: Any = AnimationFrame.__dict__["blendshapes"]  # the slot, behind the property below
+
+
+class PackedFrame(AnimationFrame):
+    """A frame whose weights are encoded already (``packed_weights``) and whose
+    ``blendshapes`` dict is built only when read: the service sends most of
+    its frames without ever reading it (the viewer page does read it)."""
+
+    __slots__ = ("_weights",)
+    _weights: list[float]  # the weights in BLENDSHAPE_NAMES order
+
+    @property
+    def blendshapes(self) -> dict[str, float]:
+        try:
+            shapes: dict[str, float] = _SHAPES_SLOT.__get__(self)
+        except AttributeError:
+            shapes = dict(zip(BLENDSHAPE_NAMES, self._weights, strict=True))
+            _SHAPES_SLOT.__set__(self, shapes)
+        return shapes
+
+    @blendshapes.setter
+    def blendshapes(self, value: dict[str, float]) -> None:
+        _SHAPES_SLOT.__set__(self, value)
+
+
+_new_frame = object.__new__
+
+
+def analyze_blocks(blocks: list[Block], lazy: bool = False) -> list[list[AnimationFrame]]:
     """Analyse blocks of frames (from :meth:`AnimationAnalyzer.take`): one list
     of frames per block. Blocks of one rate go together: stages 1 and 3
     (:mod:`avatarkit.devserver._features`) as one numpy computation, stage 2
-    per analyzer, in order. Frames of a large batch carry their encoded weights."""
+    per analyzer, in order. Frames of a large batch carry their encoded
+    weights; with ``lazy`` they are :class:`PackedFrame` (for the service's
+    frame wheel, which only encodes them)."""
     out: list[list[AnimationFrame]] = [[] for _ in blocks]
     groups: dict[int, list[int]] = {}
     for i, (analyzer, _, _) in enumerate(blocks):
@@ -448,6 +478,20 @@ def analyze_blocks(blocks: list[Block]) -> list[list[AnimationFrame]]:
             packed = list(pack_weights(round3(weights)))
             wl = weights.tolist()
         lo = 0
+        if lazy and packed and packed[0] is not None:
+            for i in members:
+                start = blocks[i][1]
+                result = out[i]
+                for index in range(start, start + blocks[i][2].shape[0]):
+                    lazy_frame: PackedFrame = _new_frame(PackedFrame)
+                    lazy_frame.frame_index = index
+                    lazy_frame.timestamp_ms = index * FRAME_MS
+                    lazy_frame.viseme = VISEMES[visemes[lo]]
+                    lazy_frame.packed_weights = packed[lo]
+                    lazy_frame._weights = wl[lo]
+                    result.append(lazy_frame)
+                    lo += 1
+            continue
         for i in members:
             start = blocks[i][1]
             result = out[i]

@@ -124,7 +124,7 @@ class FrameWheel:
                     blocks.append(block)
                     owners.append(req)
         if blocks:
-            for req, frames in zip(owners, analyze_blocks(blocks), strict=True):
+            for req, frames in zip(owners, analyze_blocks(blocks, lazy=True), strict=True):
                 req.info.frames_computed += len(frames)
                 req.pending.extend(frames)
         # 2. Send, and park again where the next frame is plain and ready.
