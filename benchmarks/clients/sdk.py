@@ -141,8 +141,10 @@ class SdkAdapter:
 class _StreamedRequest:
     """One session's audio through ``session.stream()``: the measuring loop
     pushes its chunks into an ``avatarkit.AudioFeed`` (``pace="source"``: sent
-    as they come, as a TTS callback would push them); a task iterates the
-    request. A new request starts with the first chunk after an ``end``."""
+    as they come, as a TTS callback would push them; the last one with
+    ``end=True``, one message as with ``send_audio(chunk, end=True)``); a task
+    iterates the request. A new request starts with the first chunk after an
+    ``end``."""
 
     def __init__(self, session: Any, on_frame: OnFrame) -> None:
         self.session = session
@@ -155,9 +157,8 @@ class _StreamedRequest:
             self.chunks = avatarkit.AudioFeed()
             req = self.session.stream(self.chunks, pace="source")
             self.consumers.append(asyncio.get_running_loop().create_task(self.consume(req)))
-        self.chunks.push(data)
+        self.chunks.push(data, end)  # the last chunk carries the end, as with send_audio()
         if end:
-            self.chunks.end()
             self.chunks = None
 
     async def consume(self, req: Any) -> None:

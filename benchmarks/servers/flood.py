@@ -26,9 +26,10 @@ session (``--payload`` bytes of animation, the last ``end=true``):
 
 Later client messages are counted, and parsed only from a request's
 third-last audio message on (the clients send one per frame), to see its
-end; permessage-deflate is never negotiated. Prints ``READY {"console", "ingress", "stats", "pid", ...}`` when
-listening; exits after ``--max-seconds``. ``FloodServer`` starts it for the
-driver; by hand: ``python -m benchmarks.servers.flood --mode flood``.
+end; permessage-deflate is never negotiated. Prints ``READY {"console",
+"ingress", "stats", "pid", ...}`` when listening; exits after
+``--max-seconds``. ``FloodServer`` starts it for the driver; by hand:
+``python -m benchmarks.servers.flood --mode flood``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ class AudioFeed:
     """Audio pushed by the producer for one ``session.stream()`` request.
 
     ``feed = AudioFeed(); req = session.stream(feed); feed.push(pcm); ...;
-    feed.end()``. ``push()`` after ``end()`` raises ``RuntimeError``; once the
+    feed.end()`` (or ``feed.push(last_pcm, end=True)``). ``push()`` after
+    the end raises ``RuntimeError``; once the
     request stopped reading (it ended, was interrupted or failed), pushed
     audio is dropped and ``push()`` returns ``False``. One feed per request.
     """
@@ -52,12 +53,16 @@ class AudioFeed:
         state = "closed" if self._closed else "ended" if self._ended else "open"
         return f"<AudioFeed {state} queued={len(self._items)}>"
 
-    def push(self, data: bytes | bytearray | memoryview) -> bool:
+    def push(self, data: bytes | bytearray | memoryview, end: bool = False) -> bool:
         """Add PCM s16le audio; ``False`` when the request no longer takes audio.
 
         Sent at once when it can be (see the module's text), else queued for
-        the request's feeder. Raises ``TypeError`` for anything but bytes-like
-        audio and ``RuntimeError`` after :meth:`end`.
+        the request's feeder. ``end=True``: this is the last audio, as
+        ``push(data)`` then :meth:`end`, except that a chunk sent at once
+        carries the request's end itself (one message where ``end()`` adds an
+        empty one, as ``send_audio(chunk, end=True)`` does). Raises
+        ``TypeError`` for anything but bytes-like audio and ``RuntimeError``
+        after :meth:`end`.
         """
         if self._ended:
             raise RuntimeError(
@@ -72,6 +77,8 @@ class AudioFeed:
                 )
             data = bytes(data)
         if self._closed:
+            if end:
+                self._ended = True
             return False
         if (
             len(data) == self._chunk_bytes
@@ -80,12 +87,18 @@ class AudioFeed:
             and not self._items
             and self._request is not None
         ):
-            sent = self._request._send_now(data)
+            sent = self._request._send_now(data, end)
             if sent is not None:
                 if not sent:  # the send failed: the request failed, it takes no more
                     self._closed = True
+                if end:
+                    self._ended = True
+                    self._wake()  # the feeder finds the feed ended, the end sent
                 return sent
-        self._items.append(data)
+        if data:
+            self._items.append(data)
+        if end:
+            self._ended = True
         self._wake()
         return True
 

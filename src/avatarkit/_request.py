@@ -383,13 +383,16 @@ class AvatarRequest:
             self._begin()
             await session._send_for_request(chunk.data, False, raw=self._raw_ogg)
             self._last_sent = loop.time()
+        if self._fed:  # AudioFeed.push(..., end=True) sent the end with its last chunk
+            return
         self._begin()
         await session._send_for_request(b"", True, raw=self._raw_ogg)
         self._last_sent = loop.time()
         self._fed = True
 
-    def _send_now(self, data: bytes) -> bool | None:
-        """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`).
+    def _send_now(self, data: bytes, end: bool = False) -> bool | None:
+        """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`),
+        with the request's end when ``end`` (the feeder then sends none).
 
         Only while the feeder is parked at the feed with nothing before this
         chunk (the feed checks that) and the socket takes writes; ``None``
@@ -397,7 +400,7 @@ class AvatarRequest:
         feeder. ``True``: sent. ``False``: the send failed, which fails the
         request as in the feeder (the chunk is dropped with the request).
         """
-        if self._result.done() or self._stop_pending or not self._running:
+        if self._result.done() or self._stop_pending or not self._running or self._fed:
             return None
         session = self._session
         if not session._can_send_now():
@@ -405,12 +408,14 @@ class AvatarRequest:
         self._pacer.advance(len(data) / 2 / session._config.sample_rate)
         self._begin()
         try:
-            session._send_audio_now(data)
+            session._send_audio_now(data, end)
         except AvatarSDKError as err:  # the connection is gone
             self._fail(err)
             self._stop()
             return False
         self._last_sent = self._loop.time()
+        if end:
+            self._fed = True
         return True
 
     def _begin(self) -> None:

@@ -120,11 +120,11 @@ class SessionStreaming(SessionSending):
         ready = getattr(transport, "can_send_now", None)
         return ready is not None and bool(ready())
 
-    def _send_audio_now(self, data: bytes) -> None:
+    def _send_audio_now(self, data: bytes, end: bool = False) -> None:
         """Send one chunk of the streamed request now (after :meth:`_can_send_now`)."""
-        req_id, message = self._protocol.audio(data, False)
+        req_id, message = self._protocol.audio(data, end)
         if self._metrics is not None:  # as send_audio(): on_metrics sees RequestDone
-            self._metrics.audio_sent(req_id, len(data), False)
+            self._metrics.audio_sent(req_id, len(data), end)
         try:
             self._transport.send(message)  # type: ignore[union-attr]
         except ConnectionError:

@@ -116,6 +116,45 @@ async def test_realtime_pace_is_never_bypassed(avatar_server: DevServer) -> None
     assert summary.frames == 20
 
 
+def _server_request(server: DevServer, req: AvatarRequest) -> Any:
+    assert server.last_session is not None and req.req_id is not None
+    return server.last_session.requests[req.req_id]
+
+
+async def test_the_last_chunk_pushed_with_end_carries_the_end(avatar_server: DevServer) -> None:
+    expected = await reference(avatar_server)
+    chunks = [PCM[i : i + CHUNK] for i in range(0, len(PCM), CHUNK)]
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        await asyncio.sleep(0)  # the feeder waits at the feed: every push goes out at once
+        for chunk in chunks[:-1]:
+            assert feed.push(chunk)
+        assert feed.push(chunks[-1], end=True)
+        assert feed.queued == 0 and repr(feed) == "<AudioFeed ended queued=0>"
+        with pytest.raises(RuntimeError, match="after end"):
+            feed.push(chunks[0])
+        got = await asyncio.wait_for(payloads(req), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        info = _server_request(avatar_server, req)
+    assert got == expected and summary.frames == 50
+    # One message per chunk, the last with the end: no empty end message after it.
+    assert (info.audio_messages, info.end_received) == (50, True)
+
+
+async def test_pushed_with_end_but_queued_it_is_push_then_end(avatar_server: DevServer) -> None:
+    async with make_session(avatar_server) as session:
+        for last in (PCM[:1000], b""):  # a piece for the shaper; nothing at all
+            feed = AudioFeed()
+            req = session.stream(feed, pace="realtime")  # realtime: never sent in push()
+            feed.push(PCM[:CHUNK])
+            assert feed.push(last, end=True)
+            summary = await asyncio.wait_for(req.done(), BOUND)
+            info = _server_request(avatar_server, req)
+            assert summary.audio_seconds == pytest.approx((CHUNK + len(last)) / 32000)
+            assert info.end_received and info.audio_samples == (CHUNK + len(last)) // 2
+
+
 async def test_bad_pushes_raise_and_a_stopped_request_drops_audio(avatar_server: DevServer) -> None:
     async with make_session(avatar_server) as session:
         feed = AudioFeed()
