@@ -60,7 +60,7 @@ def fmt(v: Any, digits: int = 2) -> str:
 
 def _slack(slack: dict[str, Any] | None) -> str:
     """The suite's time budget for waits and repeats, and how much of it was used."""
-    if not slack:
+    if not slack or not slack.get("budget_s"):  # (a smoke run has none)
         return ""
     used, budget = fmt(slack.get("used_s"), 0), fmt(slack.get("budget_s"), 0)
     return (

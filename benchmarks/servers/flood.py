@@ -25,11 +25,12 @@ session (``--payload`` bytes of animation, the last ``end=true``):
   this server.)
 
 Later client messages are counted, and parsed only from a request's
-third-last audio message on (the clients send one per frame), to see its
-end; permessage-deflate is never negotiated. Prints ``READY {"console",
-"ingress", "stats", "pid", ...}`` when listening; exits after
-``--max-seconds``. ``FloodServer`` starts it for the driver; by hand:
-``python -m benchmarks.servers.flood --mode flood``.
+third-last audio message on (the clients send one per frame) or when one's
+size differs from the first's, to see its end (a last frame still waiting
+2 s after its due time goes then, late); permessage-deflate is never
+negotiated. Prints ``READY {"console", "ingress", "stats", "pid", ...}`` when
+listening; exits after ``--max-seconds``. ``FloodServer`` starts it for the
+driver; by hand: ``python -m benchmarks.servers.flood --mode flood``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from benchmarks.servers import Server
 pb = load_wire_pb2()
 
 _MAX_LATENESS_SAMPLES = 2_000_000
+_HOLD_S = 2.0  # the longest a last frame waits for the client's end (then it goes, late)
 
 
 class Stats:
@@ -229,8 +231,10 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             self.normal = bytearray()
             self.last = bytearray()
             self.audio_n = 1  # audio messages received (the first starts the stream)
+            self.first_size = 0  # the first audio message's size
             self.end_seen = False  # the client's audio with end=true arrived
             self.held = False  # the last frame is due but waits for end_seen
+            self.held_due = 0.0  # its own due time
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             self.t = transport
@@ -242,7 +246,8 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
                     self.handle(transport, frame.get_payload_as_bytes())
                 elif not self.end_seen:  # later audio is counted, parsed only near the end
                     self.audio_n += 1
-                    if self.audio_n >= near_end:
+                    # (or when its size differs from the first one's: end=true adds 2 bytes)
+                    if self.audio_n >= near_end or frame.payload_size != self.first_size:
                         self.audio_end(frame.get_payload_as_bytes())
             elif mt == CLOSE:
                 transport.send_close(frame.get_close_code())
@@ -261,6 +266,7 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             elif self.state == 1 and msg.type == pb.MESSAGE_CLIENT_AUDIO_INPUT:
                 self.state = 2
                 self.end_seen = msg.client_audio_input.end
+                self.first_size = len(data)
                 self.start(msg.client_audio_input.req_id)
             elif self.state == 0:
                 transport.send(BINARY, error_bytes(400, "expected ClientConfigureSession"))
@@ -302,14 +308,17 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
             """Send frame ``k`` (due at ``due``, ``now`` at most 0.5 ms before it);
             return the next frame's due time, or None when the stream is over."""
             t = self.t
-            if t is None or t.is_disconnected:
-                return None
+            if t is None or t.is_disconnected or self.k > last_k:
+                return None  # (k > last_k: the end audio released the held last frame)
             final = self.k == last_k
             if final and not self.end_seen and cfg.mode == "realtime":
-                # A service cannot end a request before the client ended its
-                # audio: the last frame waits for that (see audio_end).
-                self.held = True
-                return None
+                if not self.held:
+                    # A service cannot end a request before the client ended its
+                    # audio: the last frame waits for that (see audio_end), at most
+                    # _HOLD_S; then it goes, as late as it is (the run shows it).
+                    self.held, self.held_due = True, due
+                    return due + _HOLD_S
+                due = self.held_due
             buf = self.last if final else self.normal
             # Up to 0.5 ms early (timer resolution): the frame is stamped as due
             # when it is sent, so no client ever sees a frame before its due time.

@@ -82,6 +82,7 @@ class AudioFeed:
             return False
         if (
             len(data) == self._chunk_bytes
+            and self._chunk_bytes
             and self._waiter is not None
             and self._exact
             and not self._items

@@ -400,7 +400,7 @@ class AvatarRequest:
         feeder. ``True``: sent. ``False``: the send failed, which fails the
         request as in the feeder (the chunk is dropped with the request).
         """
-        if self._result.done() or self._stop_pending or not self._running or self._fed:
+        if self._result.done() or self._stop_pending or not self._running:
             return None
         session = self._session
         if not session._can_send_now():

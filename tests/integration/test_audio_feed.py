@@ -153,6 +153,8 @@ async def test_pushed_with_end_but_queued_it_is_push_then_end(avatar_server: Dev
             info = _server_request(avatar_server, req)
             assert summary.audio_seconds == pytest.approx((CHUNK + len(last)) / 32000)
             assert info.end_received and info.audio_samples == (CHUNK + len(last)) // 2
+            # The feeder sends what was queued, then an empty end: never in push().
+            assert info.audio_messages == (3 if last else 2)
 
 
 async def test_bad_pushes_raise_and_a_stopped_request_drops_audio(avatar_server: DevServer) -> None:

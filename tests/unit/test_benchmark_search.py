@@ -156,9 +156,13 @@ def test_disturbed_runs_are_repeated_only_while_the_suites_slack_lasts() -> None
     assert ctx["retry_budget"] == 8
     ctx = _always_disturbed(slack_s=10.0)
     assert len(measured("slack", run, ctx, None)) == 6  # then max_retries bounds it
+    del ctx["slack_s"]  # no time budget at all: only the counts bound the repeats
+    ctx["retry_budget"] = 3
+    assert len(measured("slack", run, ctx, None)) == 4
 
 
 def test_the_report_says_how_much_of_the_slack_was_used() -> None:
     text = report._slack({"budget_s": 45.0, "used_s": 12.3})
     assert "12 s of the 45 s" in text
     assert report._slack(None) == ""
+    assert report._slack({"budget_s": 0.0, "used_s": 0.0}) == ""  # a smoke run
