@@ -176,10 +176,17 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def process_cpu_seconds(pid: int) -> float | None:
     """utime + stime of another (live) process, from /proc/PID/stat (10 ms ticks)."""
+    split = process_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
+
+
+def process_cpu_split(pid: int) -> tuple[float, float] | None:
+    """(utime, stime) of another (live) process: its own code's CPU and the
+    kernel's on its behalf (system calls), from /proc/PID/stat (10 ms ticks)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
 

@@ -37,7 +37,7 @@ from benchmarks.common import (
     install_event_loop,
     load_chunks,
     log,
-    process_cpu_seconds,
+    process_cpu_split,
     raise_nofile_limit,
     summarize_ms,
 )
@@ -154,7 +154,7 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
     heapq.heapify(heap)
     offsets = [(i * 53) % len(chunks) for i in range(n)]
     cpu0, t0 = cpu_seconds(), time.monotonic()
-    srv0 = [process_cpu_seconds(p) or 0.0 for p in args.server_pid]
+    srv0 = [process_cpu_split(p) or (0.0, 0.0) for p in args.server_pid]
     while heap:
         now = time.monotonic()
         while heap and heap[0][0] <= now:
@@ -175,12 +175,13 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.suppress(asyncio.TimeoutError):  # what did not arrive counts as lost
         await asyncio.wait_for(done, args.timeout)
     t1, cpu1 = time.monotonic(), cpu_seconds()
-    srv1 = [process_cpu_seconds(p) or 0.0 for p in args.server_pid]
+    srv1 = [process_cpu_split(p) or (0.0, 0.0) for p in args.server_pid]
     for tr in transports:
         tr.disconnect()
     received = sum(min(g, n_chunks) for g in got)
     recorded = [v for i in range(n) for v in lateness[i * n_chunks : i * n_chunks + got[i]]]
-    srv_cpu = sum(srv1) - sum(srv0)
+    srv_sys = sum(b[1] - a[1] for a, b in zip(srv0, srv1, strict=True))
+    srv_cpu = sum(b[0] - a[0] for a, b in zip(srv0, srv1, strict=True)) + srv_sys
     wall = t1 - t0
     return {
         "sessions": n,
@@ -195,6 +196,9 @@ async def _loadgen(args: argparse.Namespace) -> dict[str, Any]:
         "client_cpu_share": round((cpu1 - cpu0) / wall, 4),
         "server_cpu_share": round(srv_cpu / wall, 4),
         "server_cpu_us_per_frame": round(srv_cpu / received * 1e6, 2) if received else None,
+        # the kernel's part (system calls: on loopback a send also does the
+        # receiver's TCP work), the service's own code being the rest
+        "server_sys_us_per_frame": round(srv_sys / received * 1e6, 2) if received else None,
         "picows": getattr(picows, "__version__", "?"),
     }
 
@@ -337,12 +341,21 @@ def cpu_scaling(workers: dict[str, Any]) -> dict[str, Any] | None:
     return best
 
 
+def _kernel(r: dict[str, Any]) -> str:
+    """The kernel's µs per frame, with its share of the service's (``n/a``
+    for a results file from before it was measured)."""
+    sys_us, all_us = r.get("server_sys_us_per_frame"), r.get("server_cpu_us_per_frame")
+    if sys_us is None or not all_us:
+        return "n/a"
+    return f"{sys_us} ({sys_us / all_us:.0%})"
+
+
 def _row(workers: str, r: dict[str, Any]) -> str:
     lat = r.get("lateness") or {}
     inter = r.get("interference") or {}
     return (
         f"| {workers} | {r.get('sessions')} | {r.get('server_cpu_share', 0):.0%} | "
-        f"{r.get('server_cpu_us_per_frame')} | {lat.get('p50_ms', 0):.2f} / "
+        f"{r.get('server_cpu_us_per_frame')} | {_kernel(r)} | {lat.get('p50_ms', 0):.2f} / "
         f"{lat.get('p99_ms', 0):.2f} / {lat.get('max_ms', 0):.2f} | "
         f"{r.get('frames_lost')} / {r.get('frames_expected')} | "
         f"{r.get('client_cpu_share', 0):.0%} | "
@@ -358,9 +371,10 @@ def section(res: dict[str, Any] | None) -> str:
         return "Not measured in this results file (`python -m benchmarks --only service`)."
     lines = [
         "| workers | sessions | service CPU (all workers) | service µs / frame | "
+        "of which the kernel's | "
         "lateness p50 / p99 / max (ms) | frames lost | load generator CPU | "
         "load generator send lag p99 (ms) | other processes (cores) | sustained |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for w, v in sorted(res["workers"].items(), key=lambda kv: int(kv[0])):
         lines += [_row(w, r) for r in v["rows"] if r.get("ok")]

@@ -68,3 +68,20 @@ def test_the_table_marks_a_second_run() -> None:
     text = section({"cpus": 2, "workers": {"1": {"pinned": True, "rows": rows, "capacity": 600}}})
     assert "| 1 | 600 |" in text and "yes (second run) |" in text
     assert "1 worker(s): **600 sessions**" in text
+
+
+def test_the_service_table_shows_the_kernels_part_of_a_frame() -> None:
+    import os
+
+    from benchmarks.common import process_cpu_seconds, process_cpu_split
+    from benchmarks.service_capacity import _kernel
+
+    assert _kernel({"server_sys_us_per_frame": 12.0, "server_cpu_us_per_frame": 48.0}) == (
+        "12.0 (25%)"
+    )
+    assert _kernel({"server_cpu_us_per_frame": 48.0}) == "n/a"  # an older results file
+    split = process_cpu_split(os.getpid())
+    assert split is not None and min(split) >= 0
+    total = process_cpu_seconds(os.getpid())
+    assert total is not None and total >= sum(split)  # (read later: never less)
+    assert process_cpu_split(2**22 + 7) is None  # no such process
