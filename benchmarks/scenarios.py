@@ -235,6 +235,19 @@ def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
             ctx["slack_s"] -= waited
 
 
+def second_run_allowed(ctx: Ctx, took: float) -> bool:
+    """Whether a count that failed by a little (:func:`borderline`) may run once
+    more: the second run is taken from the suite's ``slack_s`` as a repeat is
+    (``took``: what the first run took); when that is spent the count stays
+    failed, a conservative figure rather than a longer suite."""
+    if ctx.get("slack_s", math.inf) < took:
+        log("  (no second run: the suite's time for repeats is spent)")
+        return False
+    if "slack_s" in ctx:
+        ctx["slack_s"] -= took
+    return True
+
+
 def measured(
     title: str, run: Callable[[], dict[str, Any]], ctx: Ctx, server_pid: int | None
 ) -> list[dict[str, Any]]:
@@ -502,8 +515,13 @@ def clientcap(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
             return res
 
         def trial(n: int, runs: list[dict[str, Any]] = runs) -> bool:
+            started = time.monotonic()
             runs.append(run_once(n))
-            if not runs[-1]["sustained"] and borderline(runs[-1], cfg["bound_ms"]):
+            if (
+                not runs[-1]["sustained"]
+                and borderline(runs[-1], cfg["bound_ms"])
+                and second_run_allowed(ctx, time.monotonic() - started)
+            ):
                 runs.append({**run_once(n), "second_run": True})  # the count holds if it does
             return bool(runs[-1]["sustained"]) and runs[-1].get("available") is not False
 

@@ -166,3 +166,13 @@ def test_the_report_says_how_much_of_the_slack_was_used() -> None:
     assert "12 s of the 45 s" in text
     assert report._slack(None) == ""
     assert report._slack({"budget_s": 0.0, "used_s": 0.0}) == ""  # a smoke run
+
+
+def test_a_second_run_is_taken_from_the_suites_slack() -> None:
+    from benchmarks.scenarios import second_run_allowed
+
+    ctx: dict[str, Any] = {"slack_s": 10.0}
+    assert second_run_allowed(ctx, 6.0) and ctx["slack_s"] == pytest.approx(4.0)
+    assert not second_run_allowed(ctx, 6.0)  # spent: the count stays failed
+    assert ctx["slack_s"] == pytest.approx(4.0)
+    assert second_run_allowed({}, 1e9)  # no budget given: unbounded, as before
