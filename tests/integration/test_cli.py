@@ -9,6 +9,7 @@ sockets.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -98,6 +99,10 @@ def test_demo_fast_summary_and_frames_file(
     assert summary_value(out, "time to first frame").endswith(" ms")
     assert summary_value(out, "frames written to").endswith("frames.jsonl")
     assert "embedded local avatar service" in err
+    # The next step it suggests works with what is installed (--plot needs matplotlib).
+    (hint,) = [line for line in out.splitlines() if line.startswith("next: ")]
+    has_plot = importlib.util.find_spec("matplotlib") is not None
+    assert hint.startswith("next: avatarkit inspect ") and ("--plot" in hint) == has_plot
     assert "100%" in err  # the progress lines (stderr is not a terminal here)
     assert len([line for line in err.splitlines() if "%" in line]) <= 6
 

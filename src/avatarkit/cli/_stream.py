@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -428,7 +429,8 @@ def print_summary(
         ("frames written to", str(shown)),
     )
     lines = [f"{title}: done"] + [f"  {name:<20} {value}" for name, value in rows]
-    plot = " --plot frames.png" if plot_hint else ""
+    # The plot needs matplotlib (the "plot" extra): suggest it only when installed.
+    plot = " --plot frames.png" if plot_hint and find_spec("matplotlib") is not None else ""
     lines.append(f"next: avatarkit inspect {shown}{plot}")
     print("\n".join(lines), file=stream, flush=True)
 
