@@ -58,14 +58,16 @@ def fmt(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def _slack(slack: dict[str, Any] | None) -> str:
-    """The suite's time budget for waits and repeats, and how much of it was used."""
-    if not slack or not slack.get("budget_s"):  # (a smoke run has none)
+def _budget(budget: dict[str, Any] | None) -> str:
+    """The suite's time budget, and what waiting and repeating took of the run."""
+    if not budget or not budget.get("budget_s"):  # (a smoke run has none)
         return ""
-    used, budget = fmt(slack.get("used_s"), 0), fmt(slack.get("budget_s"), 0)
+    spent, whole = fmt(budget.get("spent_s"), 0), fmt(budget.get("budget_s"), 0)
     return (
-        f" Waiting for quiet and repeating took {used} s of the {budget} s the suite may "
-        "spend on them; once they are spent a disturbed run is kept, flagged, not repeated."
+        f" Waiting for quiet, repeats and second runs took {spent} s; each is only started "
+        f"while the suite can still end within {whole} s (the usual time of what is left "
+        "counted ahead), so a noisy host leaves runs flagged or a count failed, never a "
+        "longer suite."
     )
 
 
@@ -469,7 +471,7 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
             else ""
         ),
         retries=fmt(results.get("retries_used", 0)),
-        slack=_slack(results.get("slack")),
+        slack=_budget(results.get("time_budget")),
         sections_run=", ".join(
             f"{k} {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(v))}"
             for k, v in (results.get("sections_run") or {}).items()

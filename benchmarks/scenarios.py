@@ -213,13 +213,30 @@ def host_slowdown(ctx: Ctx, *speeds_us: float) -> float:
     return max(speeds_us) / usual - 1.0 if usual > 0 else 0.0
 
 
+def spare_s(ctx: Ctx) -> float:
+    """Seconds the suite can still spend beyond its runs and end by its
+    deadline: ``ctx["deadline"]`` (``time.monotonic()``) less the usual time
+    of what is left (``ctx["section_end"]``: when the current scenario usually
+    ends; ``ctx["after_s"]``: the usual time of the scenarios after it).
+    Unbounded without a deadline."""
+    deadline = ctx.get("deadline")
+    if deadline is None:
+        return math.inf
+    now = time.monotonic()
+    return float(deadline - max(now, ctx.get("section_end", now)) - ctx.get("after_s", 0.0))
+
+
+def _spend(ctx: Ctx, seconds: float) -> None:
+    ctx["spent_s"] = ctx.get("spent_s", 0.0) + seconds
+
+
 def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
     """Before a run: wait (at most ``quiet_wait_s``, and no longer than the
-    suite's ``slack_s`` allows) until other processes use at most
+    suite's :func:`spare_s`) until other processes use at most
     ``disturbed_cores`` over a tenth of a second (a quiet machine costs the
-    suite that tenth per run; any longer wait is taken from ``slack_s``)."""
+    suite that tenth per run; a longer wait is counted in ``spent_s``)."""
     start = time.monotonic()
-    deadline = start + min(ctx["quiet_wait_s"], max(ctx.get("slack_s", math.inf), 0.0))
+    deadline = start + min(ctx["quiet_wait_s"], max(spare_s(ctx), 0.0))
     try:
         while ctx["quiet_wait_s"] > 0:
             with CpuWatch(server_pid) as watch:
@@ -231,20 +248,19 @@ def wait_quiet(ctx: Ctx, server_pid: int | None) -> None:
                 return
     finally:
         waited = time.monotonic() - start - 0.1
-        if waited > 0 and "slack_s" in ctx:
-            ctx["slack_s"] -= waited
+        if waited > 0:
+            _spend(ctx, waited)
 
 
 def second_run_allowed(ctx: Ctx, took: float) -> bool:
     """Whether a count that failed by a little (:func:`borderline`) may run once
-    more: the second run is taken from the suite's ``slack_s`` as a repeat is
-    (``took``: what the first run took); when that is spent the count stays
-    failed, a conservative figure rather than a longer suite."""
-    if ctx.get("slack_s", math.inf) < took:
-        log("  (no second run: the suite's time for repeats is spent)")
+    more: only while the suite can still afford it (:func:`spare_s`; ``took``:
+    what the first run took), as a repeat; otherwise the count stays failed, a
+    conservative figure rather than a longer suite."""
+    if spare_s(ctx) < took:
+        log("  (no second run: the suite would end past its time budget)")
         return False
-    if "slack_s" in ctx:
-        ctx["slack_s"] -= took
+    _spend(ctx, took)
     return True
 
 
@@ -253,11 +269,12 @@ def measured(
 ) -> list[dict[str, Any]]:
     """``run()`` once, repeated while it was disturbed (at most ``max_retries``
     times per slot and ``retry_budget`` times in all, and only while the
-    suite's ``slack_s`` still holds as long as the disturbed attempt took: a
-    noisy host makes the report less sure, never the suite longer than its
-    budget); every attempt is returned, flagged. Disturbed: other processes used more than
-    ``disturbed_cores``, or just before the run the host ran us more than
-    ``host_slow`` slower than usual (:func:`host_slowdown`)."""
+    suite can still afford as long as the disturbed attempt took, see
+    :func:`spare_s`: a noisy host makes the report less sure, never the suite
+    longer than its budget); every attempt is returned, flagged. Disturbed:
+    other processes used more than ``disturbed_cores``, or just before the run
+    the host ran us more than ``host_slow`` slower than usual
+    (:func:`host_slowdown`)."""
     attempts = []
     for attempt in range(1 + ctx["max_retries"]):
         wait_quiet(ctx, server_pid)
@@ -279,12 +296,11 @@ def measured(
             break
         if attempt >= ctx["max_retries"] or ctx["retry_budget"] <= 0:
             break
-        if ctx.get("slack_s", math.inf) < took:
-            log("  (not repeated: the suite's time for repeats is spent)")
+        if spare_s(ctx) < took:
+            log("  (not repeated: the suite would end past its time budget)")
             break
         ctx["retry_budget"] -= 1
-        if "slack_s" in ctx:
-            ctx["slack_s"] -= took
+        _spend(ctx, took)
     return attempts
 
 

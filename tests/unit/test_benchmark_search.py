@@ -3,6 +3,7 @@ report's memory slope and capacity ratios (no benchmark is run here)."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -135,44 +136,58 @@ def test_the_report_says_how_slow_the_host_ran() -> None:
     assert "at most 97%) slower than its median, 1 runs over the limit" in text
 
 
-def _always_disturbed(slack_s: float) -> dict[str, Any]:
+def _always_disturbed(spare_s: float | None) -> dict[str, Any]:
     # disturbed_cores below zero: every run counts as disturbed (the machine is real).
-    return {"max_retries": 5, "retry_budget": 10, "disturbed_cores": -1.0,
-            "quiet_wait_s": 0.0, "host_slow": 1e9, "slack_s": slack_s}  # fmt: skip
+    ctx = {"max_retries": 5, "retry_budget": 10, "disturbed_cores": -1.0,
+           "quiet_wait_s": 0.0, "host_slow": 1e9}  # fmt: skip
+    if spare_s is not None:  # a deadline that leaves this much beyond what is left
+        ctx.update(deadline=time.monotonic() + spare_s + 1.0, after_s=1.0)
+    return ctx
 
 
-def test_disturbed_runs_are_repeated_only_while_the_suites_slack_lasts() -> None:
+def test_disturbed_runs_are_repeated_only_while_the_suite_can_still_end_in_time() -> None:
     from benchmarks.scenarios import measured
 
     def run() -> dict[str, Any]:
         time.sleep(0.1)
         return {"ok": True}
 
-    ctx = _always_disturbed(slack_s=0.25)
-    attempts = measured("slack", run, ctx, None)
-    # two repeats fit in 0.25 s; the third would need 0.1 s more than is left
+    ctx = _always_disturbed(spare_s=0.35)
+    attempts = measured("budget", run, ctx, None)
+    # after 3 runs 0.05 s is left, less than a run takes: not repeated again
     assert len(attempts) == 3 and all(a["disturbed"] for a in attempts)
-    assert 0 <= ctx["slack_s"] < 0.1
+    assert ctx["spent_s"] == pytest.approx(0.2, abs=0.05)  # the two repeats
     assert ctx["retry_budget"] == 8
-    ctx = _always_disturbed(slack_s=10.0)
-    assert len(measured("slack", run, ctx, None)) == 6  # then max_retries bounds it
-    del ctx["slack_s"]  # no time budget at all: only the counts bound the repeats
+    ctx = _always_disturbed(spare_s=10.0)
+    assert len(measured("budget", run, ctx, None)) == 6  # then max_retries bounds it
+    ctx = _always_disturbed(spare_s=None)  # no deadline: only the counts bound the repeats
     ctx["retry_budget"] = 3
-    assert len(measured("slack", run, ctx, None)) == 4
+    assert len(measured("budget", run, ctx, None)) == 4
 
 
-def test_the_report_says_how_much_of_the_slack_was_used() -> None:
-    text = report._slack({"budget_s": 45.0, "used_s": 12.3})
-    assert "12 s of the 45 s" in text
-    assert report._slack(None) == ""
-    assert report._slack({"budget_s": 0.0, "used_s": 0.0}) == ""  # a smoke run
+def test_what_is_left_of_the_suite_is_counted_ahead() -> None:
+    from benchmarks.scenarios import spare_s
+
+    now = time.monotonic()
+    ctx: dict[str, Any] = {"deadline": now + 100.0, "section_end": now + 30.0, "after_s": 50.0}
+    assert spare_s(ctx) == pytest.approx(20.0, abs=0.5)
+    ctx["section_end"] = now - 10.0  # the scenario overran its usual time: now counts
+    assert spare_s(ctx) == pytest.approx(50.0, abs=0.5)
+    assert spare_s({}) == math.inf
 
 
-def test_a_second_run_is_taken_from_the_suites_slack() -> None:
+def test_the_report_says_what_waiting_and_repeating_took() -> None:
+    text = report._budget({"budget_s": 295.0, "spent_s": 12.3})
+    assert "took 12 s" in text and "within 295 s" in text
+    assert report._budget(None) == ""  # a smoke run, or an older results file
+
+
+def test_a_second_run_needs_the_time_it_took_to_be_spare() -> None:
     from benchmarks.scenarios import second_run_allowed
 
-    ctx: dict[str, Any] = {"slack_s": 10.0}
-    assert second_run_allowed(ctx, 6.0) and ctx["slack_s"] == pytest.approx(4.0)
-    assert not second_run_allowed(ctx, 6.0)  # spent: the count stays failed
-    assert ctx["slack_s"] == pytest.approx(4.0)
-    assert second_run_allowed({}, 1e9)  # no budget given: unbounded, as before
+    now = time.monotonic()
+    ctx: dict[str, Any] = {"deadline": now + 20.0, "section_end": now, "after_s": 10.0}
+    assert second_run_allowed(ctx, 6.0) and ctx["spent_s"] == pytest.approx(6.0)
+    assert not second_run_allowed(ctx, 11.0)  # it would end the suite late
+    assert ctx["spent_s"] == pytest.approx(6.0)
+    assert second_run_allowed({}, 1e9)  # no deadline: unbounded, as before
