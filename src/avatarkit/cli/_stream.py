@@ -397,6 +397,14 @@ def pacing_label(result: StreamResult, audio_s: float) -> str:
     return f"faster than real time, {audio_s / max(span, 1e-6):.1f}x ({figures})"
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it: not importable
+        return False
+
+
 def print_summary(
     title: str,
     result: StreamResult,
@@ -430,7 +438,7 @@ def print_summary(
     )
     lines = [f"{title}: done"] + [f"  {name:<20} {value}" for name, value in rows]
     # The plot needs matplotlib (the "plot" extra): suggest it only when installed.
-    plot = " --plot frames.png" if plot_hint and find_spec("matplotlib") is not None else ""
+    plot = " --plot frames.png" if plot_hint and _installed("matplotlib") else ""
     lines.append(f"next: avatarkit inspect {shown}{plot}")
     print("\n".join(lines), file=stream, flush=True)
 
