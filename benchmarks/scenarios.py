@@ -449,7 +449,7 @@ def endlat(cfg: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
 
 def sustained(res: dict[str, Any], bound_ms: float) -> bool:
     """A client-capacity trial holds: it ran, every frame arrived, p99 delay < bound."""
-    p99 = (res.get("delay") or {}).get("p99_ms")
+    p99 = (res.get("delay") or res.get("lateness") or {}).get("p99_ms")
     return bool(
         res.get("ok")
         and not res.get("timed_out")
@@ -462,13 +462,14 @@ def sustained(res: dict[str, Any], bound_ms: float) -> bool:
 
 
 def borderline(res: dict[str, Any], bound_ms: float, factor: float = 5.0) -> bool:
-    """A failed client-capacity trial worth one more run: it completed, every
-    frame arrived and its p99 delay is under ``factor`` x the bound. On a shared
+    """A failed capacity trial worth one more run: it completed, every frame
+    arrived and its p99 (a client's ``delay``, the service's ``lateness``) is
+    under ``factor`` x the bound. On a shared
     machine one stall of a few tens of milliseconds (another process, the
     kernel) fails a count that holds on a second run, while a client past its
     capacity falls behind for good (its p99 grows to hundreds of milliseconds)
     or fails again."""
-    p99 = (res.get("delay") or {}).get("p99_ms")
+    p99 = (res.get("delay") or res.get("lateness") or {}).get("p99_ms")
     return bool(
         res.get("ok")
         and not res.get("timed_out")

@@ -203,6 +203,14 @@ def has_auth(headers: Any, query: str) -> bool:
 _UNAUTHORIZED = b'{"errors":[{"status":"401","code":"sessionTokenInvalid"}]}'
 
 
+def _parse(data: bytes) -> Any:
+    """A client message (empty, type 0, if it does not parse)."""
+    msg = pb.Message()
+    with contextlib.suppress(Exception):
+        msg.ParseFromString(data)
+    return msg
+
+
 def make_picows_factory(cfg: argparse.Namespace) -> Any:
     """picows listener factory: one ``Session`` per accepted connection."""
     from picows import (
@@ -256,9 +264,7 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
         def handle(self, transport: WSTransport, data: bytes) -> None:
             """Configure -> confirm; the first audio starts the stream; anything
             else before that is answered with ServerError and a close."""
-            msg = pb.Message()
-            with contextlib.suppress(Exception):
-                msg.ParseFromString(data)
+            msg = _parse(data)
             if self.state == 0 and msg.type == pb.MESSAGE_CLIENT_CONFIGURE_SESSION:
                 self.conn_id = f"flood-{next(_conn_ids)}"
                 self.state = 1
@@ -276,9 +282,7 @@ def make_picows_factory(cfg: argparse.Namespace) -> Any:
         def audio_end(self, data: bytes) -> None:
             """One of the request's last audio messages: if it ends the request,
             a last frame held for it goes now (stamped as due now)."""
-            msg = pb.Message()
-            with contextlib.suppress(Exception):
-                msg.ParseFromString(data)
+            msg = _parse(data)
             if msg.type != pb.MESSAGE_CLIENT_AUDIO_INPUT or not msg.client_audio_input.end:
                 return
             self.end_seen = True

@@ -78,7 +78,7 @@ class AudioFeed:
             data = bytes(data)
         if self._closed:
             if end:
-                self._ended = True
+                self.end()
             return False
         if (
             len(data) == self._chunk_bytes
@@ -93,14 +93,14 @@ class AudioFeed:
                 if not sent:  # the send failed: the request failed, it takes no more
                     self._closed = True
                 if end:
-                    self._ended = True
-                    self._wake()  # the feeder finds the feed ended, the end sent
+                    self.end()  # the feeder finds the feed ended, the end sent
                 return sent
         if data:
             self._items.append(data)
         if end:
-            self._ended = True
-        self._wake()
+            self.end()
+        else:
+            self._wake()
         return True
 
     def end(self) -> None:

@@ -440,6 +440,26 @@ class PackedFrame(AnimationFrame):
 _new_frame = object.__new__
 
 
+def _frame(index: int, viseme: str, weights: list[float], packed: bytes | None) -> AnimationFrame:
+    frame = AnimationFrame(
+        index, index * FRAME_MS, viseme, dict(zip(BLENDSHAPE_NAMES, weights, strict=True))
+    )
+    frame.packed_weights = packed
+    return frame
+
+
+def _packed_frame(
+    index: int, viseme: str, weights: list[float], packed: bytes | None
+) -> AnimationFrame:
+    frame: PackedFrame = _new_frame(PackedFrame)
+    frame.frame_index = index
+    frame.timestamp_ms = index * FRAME_MS
+    frame.viseme = viseme
+    frame.packed_weights = packed
+    frame._weights = weights
+    return frame
+
+
 def analyze_blocks(blocks: list[Block], lazy: bool = False) -> list[list[AnimationFrame]]:
     """Analyse blocks of frames (from :meth:`AnimationAnalyzer.take`): one list
     of frames per block. Blocks of one rate go together: stages 1 and 3
@@ -477,29 +497,14 @@ def analyze_blocks(blocks: list[Block], lazy: bool = False) -> list[list[Animati
             weights = shapes(np.array(rows), np.array(visemes))
             packed = list(pack_weights(round3(weights)))
             wl = weights.tolist()
+        # Encoded frames (a large block) for the wheel keep their weights as a
+        # list and build the dict only when read (PackedFrame).
+        make = _packed_frame if lazy and packed[0] is not None else _frame
         lo = 0
-        if lazy and packed and packed[0] is not None:
-            for i in members:
-                start = blocks[i][1]
-                result = out[i]
-                for index in range(start, start + blocks[i][2].shape[0]):
-                    lazy_frame: PackedFrame = _new_frame(PackedFrame)
-                    lazy_frame.frame_index = index
-                    lazy_frame.timestamp_ms = index * FRAME_MS
-                    lazy_frame.viseme = VISEMES[visemes[lo]]
-                    lazy_frame.packed_weights = packed[lo]
-                    lazy_frame._weights = wl[lo]
-                    result.append(lazy_frame)
-                    lo += 1
-            continue
         for i in members:
             start = blocks[i][1]
             result = out[i]
-            for j in range(blocks[i][2].shape[0]):
-                index = start + j
-                shape_map = dict(zip(BLENDSHAPE_NAMES, wl[lo], strict=True))
-                frame = AnimationFrame(index, index * FRAME_MS, VISEMES[visemes[lo]], shape_map)
-                frame.packed_weights = packed[lo]
-                result.append(frame)
+            for index in range(start, start + blocks[i][2].shape[0]):
+                result.append(make(index, VISEMES[visemes[lo]], wl[lo], packed[lo]))
                 lo += 1
     return out
