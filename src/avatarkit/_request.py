@@ -2,7 +2,8 @@
 
 One request streams at a time per session. The handle owns one feeder task
 (``avatarkit-stream``) that reads the source (:mod:`avatarkit._audio_source`),
-paces it (:mod:`avatarkit._pacing`), sends it, then waits for the end frame.
+paces it (:mod:`avatarkit._pacing`) and sends it; once the end is sent it arms
+a timer that bounds the wait for the end frame, and returns.
 The session routes the request's frames, its ``ServerError`` and the end of
 the connection to the handle (``_on_animation``, ``_on_server_error``,
 ``_abort``). Whatever happens, the feeder ends and the handle resolves within
@@ -15,14 +16,18 @@ import asyncio
 import contextlib
 import copy
 import logging
-import math
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._framebuffer import FrameBuffer, Received, frame_event
 from ._logctx import SessionLogger, scope
 from ._pacing import Pacer
+from ._request_types import (
+    DEFAULT_END_TIMEOUT,
+    RequestInProgressError,
+    RequestSummary,
+    RequestTimeoutError,
+)
 from .errors import AvatarSDKError, AvatarSDKErrorCode, ErrorPhase
 from .events import AnimationFrameEvent
 
@@ -41,64 +46,8 @@ __all__ = [
 #: Records carry the session's ids (``avatarkit_connection_id``/``avatarkit_req_id``).
 logger = SessionLogger(logging.getLogger("avatarkit.stream"))
 
-DEFAULT_END_TIMEOUT = 10.0
-"""Seconds ``stream()`` waits for the end frame after the audio should have played out."""
-
 _CONTROL_TIMEOUT = 2.0
 """Bound on sending the interrupt of a request that failed or timed out."""
-
-
-class RequestInProgressError(AvatarSDKError, RuntimeError):
-    """``stream()`` or ``send_audio()`` while a streamed request is still unresolved."""
-
-    def __init__(
-        self, req_id: str | None, connection_id: str | None, message: str | None = None
-    ) -> None:
-        super().__init__(
-            AvatarSDKErrorCode.invalidRequest,
-            message
-            or "a streamed request is still in progress on this session; await req.done() "
-            "or req.interrupt() first (one request streams at a time)",
-            phase=ErrorPhase.WEBSOCKET_SEND,
-            connection_id=connection_id,
-            req_id=req_id,
-            retryable=False,
-        )
-
-
-class RequestTimeoutError(AvatarSDKError, TimeoutError):
-    """The service sent no end frame within ``end_timeout`` (the request was interrupted)."""
-
-    def __init__(self, end_timeout: float, req_id: str | None, connection_id: str | None) -> None:
-        super().__init__(
-            AvatarSDKErrorCode.serverError,
-            f"no end frame within end_timeout={end_timeout:g} s after the audio played out; "
-            "the request was interrupted (raise end_timeout for a slow service)",
-            phase=ErrorPhase.WEBSOCKET_RUNTIME,
-            connection_id=connection_id,
-            req_id=req_id,
-            retryable=True,
-        )
-
-
-@dataclass(frozen=True)
-class RequestSummary:
-    """How a streamed request went, returned by :meth:`AvatarRequest.done`.
-
-    ``audio_seconds`` is the playback length of the audio sent;
-    ``time_to_first_frame`` the seconds from the first audio sent to the first
-    frame (``None`` without frames); ``real_time_factor`` the seconds from the
-    first audio sent to the end frame divided by ``audio_seconds`` (about 1.0
-    when the service renders in real time; ``None`` when interrupted or
-    without audio).
-    """
-
-    req_id: str | None
-    frames: int
-    audio_seconds: float
-    time_to_first_frame: float | None
-    real_time_factor: float | None
-    interrupted: bool
 
 
 class AvatarRequest:
@@ -141,6 +90,7 @@ class AvatarRequest:
         self._running = False  # the feeder's first step ran (a cancel can be caught)
         self._stop_pending = False  # stop asked before that
         self._fed = False  # the end was sent: only the end frame is awaited
+        self._end_timer: asyncio.TimerHandle | None = None  # the end bound, once fed
         with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
             self._task = loop.create_task(self._run(), name="avatarkit-stream")
 
@@ -176,17 +126,28 @@ class AvatarRequest:
         winds down), then briefly for the feeder. Only the caller's own
         cancellation raises ``CancelledError`` here, never the feeder's.
         """
-        if not self._result.done():
-            waits: set[asyncio.Future[Any]] = {self._result, self._task}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        while not self._result.done():
+            if not self._task.done():
+                waits: set[asyncio.Future[Any]] = {self._result, self._task}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            elif self._end_timer is not None:  # fed, the feeder gone: the timer bounds this
+                await _until_done(self._loop, self._result)
+            else:
+                break  # the feeder ended without resolving it: _settle() fails it
         await self._wind_down()
         return self._result.result()
 
     async def interrupt(self) -> None:
         """Interrupt this request (a no-op once it resolved); it resolves as interrupted."""
-        if self._task.done():
+        if self._result.done() and self._task.done():
             return
-        if not self._result.done():
+        if self._task.done():
+            # The end was sent and only the end timer runs: interrupt from a task of
+            # its own, kept as the feeder is, so that close() and done() wait for it.
+            self._interrupting = True
+            self._cancel_end_timer()
+            self._task = self._loop.create_task(self._interrupt_fed(), name="avatarkit-stream")
+        elif not self._result.done():
             self._interrupting = True
             self._stop()
         await self._wind_down()
@@ -232,8 +193,11 @@ class AvatarRequest:
             self._settle()
 
     def _settle(self) -> None:
-        """The feeder ended: make sure the request resolved (even if it ended cancelled)."""
-        if not self._result.done():
+        """The feeder ended: make sure the request resolved (even if it ended cancelled).
+
+        Not while the end timer runs: the feeder returned after the end was sent.
+        """
+        if not self._result.done() and self._end_timer is None:
             self._fail(self._session._close_error_for_send("stream", self.req_id))
 
     @property
@@ -323,6 +287,7 @@ class AvatarRequest:
         self._finish()
 
     def _finish(self) -> None:
+        self._cancel_end_timer()
         self._frames.close()
         self._session._release_request(self)
 
@@ -334,7 +299,8 @@ class AvatarRequest:
             if self._stop_pending:
                 raise asyncio.CancelledError
             await self._feed()
-            await self._wait_end()
+            if not self._arm_end_timer():  # the end bound ran out already
+                await self._time_out()
         except asyncio.CancelledError:
             if not self._stop_pending:
                 _uncancel()
@@ -367,7 +333,7 @@ class AvatarRequest:
                     await asyncio.wait_for(self._source.aclose(), _CONTROL_TIMEOUT)
             if not self._started.done():
                 self._started.cancel()
-            if not self._result.done():  # never left unresolved
+            if not self._result.done() and self._end_timer is None:  # never left unresolved
                 self._fail(self._session._close_error_for_send("stream", self.req_id))
 
     async def _feed(self) -> None:
@@ -424,35 +390,70 @@ class AvatarRequest:
             self._first_sent = self._loop.time()
             self._started.set_result(self.req_id)
 
-    async def _wait_end(self) -> None:
-        """Wait for the end frame; bounded by ``end_timeout`` after the expected end.
+    # -- the end bound: a timer, not a waiting task -------------------------------
 
-        The clock stops while the session holds this request (``pause()`` ..
-        ``resume()``): the deadline moves by the time it was held, since the
-        service holds its output (and its end frame) that long.
+    def _end_remaining(self) -> float | None:
+        """Seconds left for the end frame: ``end_timeout`` after the expected end.
+
+        The expected end is the latest of the last send, the last frame and the
+        audio's playback end. The clock stops while the session holds this
+        request (``pause()`` .. ``resume()``): the service holds its output (and
+        its end frame) that long, so the held time is added. ``None`` while held.
         """
-        loop = self._loop
         session = self._session
-        while not self._result.done():
-            if session._paused_req is not None and session._paused_req == self.req_id:
-                # Re-checked at least this often (asyncio.wait: no cancel, no shield).
-                await asyncio.wait((self._result,), timeout=self._end_timeout)
-                continue
-            held_req, held = session._held
-            marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
-            playback_end = self._pacer.playback_end
-            if playback_end is not None:
-                marks.append(playback_end)
-            remaining = max(marks) + self._end_timeout - loop.time()
-            if held_req == self.req_id is not None:
-                remaining += held
-            if remaining <= 0:
-                await self._send_interrupt()
-                self._fail(
-                    RequestTimeoutError(self._end_timeout, self.req_id, self._session.connection_id)
-                )
-                return
-            await asyncio.wait((self._result,), timeout=remaining)
+        if session._paused_req is not None and session._paused_req == self.req_id:
+            return None
+        loop = self._loop
+        held_req, held = session._held
+        marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
+        playback_end = self._pacer.playback_end
+        if playback_end is not None:
+            marks.append(playback_end)
+        remaining = max(marks) + self._end_timeout - loop.time()
+        if held_req == self.req_id is not None:
+            remaining += held
+        return remaining
+
+    def _arm_end_timer(self) -> bool:
+        """Bound the wait for the end frame with a timer; ``False`` if it ran out already.
+
+        Once the end is sent the feeder returns: nothing waits in a task for
+        the end frame, whose arrival resolves the request and cancels the timer
+        (:meth:`_finish`). A request's end thus costs no wake-up of a waiting
+        task and no ``asyncio.wait``. While the output is held the bound is
+        looked at again every ``end_timeout``; a frame that came meanwhile
+        moves it on.
+        """
+        if self._result.done():
+            return True
+        remaining = self._end_remaining()
+        if remaining is not None and remaining <= 0:
+            return False
+        delay = self._end_timeout if remaining is None else remaining
+        self._end_timer = self._loop.call_later(delay, self._on_end_timer)
+        return True
+
+    def _on_end_timer(self) -> None:
+        self._end_timer = None
+        if not self._arm_end_timer():  # timed out: interrupt, then fail, in a task of its own
+            self._task = self._loop.create_task(self._time_out(), name="avatarkit-stream")
+
+    def _cancel_end_timer(self) -> None:
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+            self._end_timer = None
+
+    async def _time_out(self) -> None:
+        """No end frame within the bound: interrupt the request on the wire, then fail it."""
+        await self._send_interrupt()
+        self._fail(RequestTimeoutError(self._end_timeout, self.req_id, self._session.connection_id))
+
+    async def _interrupt_fed(self) -> None:
+        """:meth:`interrupt` after the end was sent: interrupt on the wire, resolve."""
+        try:
+            await self._send_interrupt()
+        finally:
+            self._resolve(interrupted=True)
 
     async def _send_interrupt(self) -> None:
         """Best effort, bounded: the request is resolved whatever this does."""
@@ -480,18 +481,29 @@ class AvatarRequest:
             )
 
 
+async def _until_done(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
+    """Sleep until ``fut`` is done, without cancelling it when the caller is cancelled.
+
+    ``asyncio.wait`` for one future, without its sets and copies.
+    """
+    if fut.done():
+        return
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fut.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        fut.remove_done_callback(wake)
+
+
 def _uncancel() -> None:
     """A cancel we asked for and handled: clear it (Python 3.11+) so later timeouts work."""
     task = asyncio.current_task()
     uncancel = getattr(task, "uncancel", None)
     if uncancel is not None:
         uncancel()
-
-
-def check_end_timeout(value: Any) -> float:
-    """``end_timeout`` as a float; a clear error for anything but a positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"end_timeout must be a number of seconds, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"end_timeout must be a finite number of seconds > 0, got {value}")
-    return float(value)

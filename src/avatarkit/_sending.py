@@ -193,7 +193,7 @@ class SessionSending(CallbackRunner):
         return req_id
 
     def _note_resumed(self) -> None:
-        """Add the pause that ends now to its request's held time (see ``_wait_end``)."""
+        """Add the pause that ends now to its request's held time (``_end_remaining`` reads it)."""
         held_req, self._paused_req = self._paused_req, None
         if held_req is not None:
             before = self._held[1] if self._held[0] == held_req else 0.0

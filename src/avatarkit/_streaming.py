@@ -16,12 +16,8 @@ from ._callbacks import logger
 from ._feed import AudioFeed
 from ._pacing import DEFAULT_CHUNK_MS, Pace, Pacer
 from ._redact import scrub_error
-from ._request import (
-    DEFAULT_END_TIMEOUT,
-    AvatarRequest,
-    RequestInProgressError,
-    check_end_timeout,
-)
+from ._request import AvatarRequest
+from ._request_types import DEFAULT_END_TIMEOUT, RequestInProgressError, check_end_timeout
 from ._sending import SessionSending
 from .config import AudioFormat
 from .errors import AvatarSDKError

@@ -374,3 +374,74 @@ async def test_cancelling_a_done_waiter_does_not_cancel_the_request(
             await asyncio.wait_for(req.done(), 0.0001)
         summary = await asyncio.wait_for(req.done(), BOUND)
         assert not summary.interrupted and summary.frames >= 40
+
+
+# -- after the end is sent: the end bound is a timer, no task waits -------------------
+
+
+async def _all_sent(session: Any, seconds: float) -> AvatarRequest:
+    """A request whose audio (``seconds`` of it) went out at once, its end with it."""
+    req = session.stream(PCM16[: int(32000 * seconds)], end_timeout=2)
+    for _ in range(200):  # fast pace: a few loop turns
+        if req.audio_sent >= seconds:
+            break
+        await asyncio.sleep(0.005)
+    assert req.audio_sent == pytest.approx(seconds)
+    await asyncio.sleep(0.02)  # the feeder's last step: arm the timer, return
+    return req
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_no_task_waits_for_the_end_frame(avatar_server: DevServer) -> None:
+    # The service plays 1 s of audio out in real time; the client sent it at once.
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = await _all_sent(session, 1.0)
+        assert "streaming" in repr(req)  # the end frame is still ~1 s away
+        assert feeders() == []  # and no task waits for it
+        frames = await asyncio.wait_for(collect(req), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert frames[-1].end and summary.frames == len(frames) and not summary.interrupted
+        assert feeders() == []
+        assert (await asyncio.wait_for(session.stream(PCM16[:3200]).done(), BOUND)).frames
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_interrupt_while_only_the_end_timer_runs(avatar_server: DevServer) -> None:
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = await _all_sent(session, 1.0)
+        assert feeders() == []
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.interrupted
+        assert feeders() == []  # the task that sent the interrupt ended with it
+        await asyncio.sleep(0.1)  # the service has the interrupt
+        assert _request_state(avatar_server, req.req_id).reason == "explicit"
+        frames = await asyncio.wait_for(collect(req), BOUND)
+        assert not frames or not frames[-1].end
+        assert (await asyncio.wait_for(session.stream(PCM16[:3200]).done(), BOUND)).frames
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_close_while_only_the_end_timer_runs(avatar_server: DevServer) -> None:
+    session = new_avatar_session(**avatar_server.session_kwargs())
+    await session.init()
+    await session.start()
+    req = await _all_sent(session, 1.0)
+    await asyncio.wait_for(session.close(), BOUND)
+    with pytest.raises(SessionClosedError):
+        await asyncio.wait_for(req.done(), BOUND)
+    assert feeders() == []
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_frames_still_coming_move_the_end_bound_on(avatar_server: DevServer) -> None:
+    # Every frame comes 0.4 s late, the last ~1.4 s after the audio was sent, past
+    # playback end + end_timeout (1.3 s): the timer finds a frame of the last
+    # 40 ms when it runs out, and waits on instead of failing the request.
+    avatar_server.faults.delay_frames(0.4)
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = session.stream(PCM16[:32000], end_timeout=0.3)
+        frames = await asyncio.wait_for(collect(req), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert frames[-1].end and not summary.interrupted
+        assert feeders() == []

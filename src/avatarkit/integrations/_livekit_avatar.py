@@ -20,7 +20,7 @@ from livekit.agents.voice.avatar import AvatarSession as _AgentsAvatarSession
 from livekit.agents.voice.io import AudioOutput, _AudioSinkProxy
 
 from .._newsession import new_avatar_session, open_session
-from .._request import check_end_timeout
+from .._request_types import check_end_timeout
 from ..config import LiveKitEgressConfig, SessionConfig, url_problem
 from ..errors import AvatarSDKError
 from ..events import PlaybackStateEvent

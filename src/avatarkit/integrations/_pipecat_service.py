@@ -30,7 +30,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from .._audio_source import _Resampler, downmix_s16le
 from .._newsession import new_avatar_session, open_session
-from .._request import AvatarRequest, check_end_timeout
+from .._request import AvatarRequest
+from .._request_types import check_end_timeout
 from ..errors import AvatarSDKError
 from ..session import AvatarSession
 
