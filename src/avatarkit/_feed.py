@@ -83,12 +83,13 @@ class AudioFeed:
         if (
             len(data) == self._chunk_bytes
             and self._chunk_bytes
-            and self._waiter is not None
             and self._exact
             and not self._items
             and self._request is not None
         ):
-            sent = self._request._send_now(data, end)
+            # The request decides: it sends when no feeder runs yet (idle) or
+            # when its feeder is parked here, waiting for audio.
+            sent = self._request._send_now(data, end, self._waiter is not None)
             if sent is not None:
                 if not sent:  # the send failed: the request failed, it takes no more
                     self._closed = True
@@ -100,23 +101,27 @@ class AudioFeed:
         if end:
             self.end()
         else:
-            self._wake()
+            self._kick()
         return True
 
     def end(self) -> None:
         """No more audio: the request sends its end once the queued audio is out."""
         self._ended = True
-        self._wake()
+        self._kick()
 
     @property
     def queued(self) -> int:
         """Chunks pushed but not yet taken by the request's feeder."""
         return len(self._items)
 
-    def _attach(self, request: AvatarRequest, chunk_bytes: int) -> None:
-        """``stream()`` took this feed; ``chunk_bytes`` > 0 allows direct sends."""
+    def _check_free(self) -> None:
+        """Raise ``ValueError`` if a request took this feed (``stream()`` asks first)."""
         if self._request is not None:
             raise ValueError("this AudioFeed already feeds a request; use one feed per stream()")
+
+    def _attach(self, request: AvatarRequest, chunk_bytes: int) -> None:
+        """``stream()`` took this feed; ``chunk_bytes`` > 0 allows direct sends."""
+        self._check_free()
         self._request = request
         self._chunk_bytes = chunk_bytes
 
@@ -124,6 +129,13 @@ class AudioFeed:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _kick(self) -> None:
+        """Audio or the end is queued: wake the feeder, or have the request start one."""
+        if self._waiter is not None:
+            self._wake()
+        elif self._request is not None:
+            self._request._wake_feeder()
 
     def __aiter__(self) -> AudioFeed:
         return self

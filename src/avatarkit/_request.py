@@ -68,6 +68,7 @@ class AvatarRequest:
         pacer: Pacer,
         end_timeout: float,
         raw_ogg: bool,
+        lazy: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._session = session
@@ -91,8 +92,14 @@ class AvatarRequest:
         self._stop_pending = False  # stop asked before that
         self._fed = False  # the end was sent: only the end frame is awaited
         self._end_timer: asyncio.TimerHandle | None = None  # the end bound, once fed
-        with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
-            self._task = loop.create_task(self._run(), name="avatarkit-stream")
+        # The feeder task, or (lazy) a future standing in for it while idle: see _start_feeder.
+        self._task: asyncio.Future[None]
+        self._idle: asyncio.Future[None] | None = None
+        if lazy:
+            self._task = self._idle = loop.create_future()
+        else:
+            with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
+                self._task = loop.create_task(self._run(), name="avatarkit-stream")
 
     def __repr__(self) -> str:
         state = "done" if self._result.done() else "streaming"
@@ -146,7 +153,8 @@ class AvatarRequest:
             # its own, kept as the feeder is, so that close() and done() wait for it.
             self._interrupting = True
             self._cancel_end_timer()
-            self._task = self._loop.create_task(self._interrupt_fed(), name="avatarkit-stream")
+            with scope(self._session):
+                self._task = self._loop.create_task(self._interrupt_fed(), name="avatarkit-stream")
         elif not self._result.done():
             self._interrupting = True
             self._stop()
@@ -252,6 +260,10 @@ class AvatarRequest:
 
     def _stop(self) -> None:
         """Stop the feeder wherever it waits (a task not yet started stops on its first step)."""
+        if self._idle is not None:  # no feeder yet: one starts, to stop at its first step
+            self._stop_pending = True
+            self._start_feeder()
+            return
         if self._task is asyncio.current_task() or self._task.done():
             return
         if self._running:
@@ -356,7 +368,7 @@ class AvatarRequest:
         self._last_sent = loop.time()
         self._fed = True
 
-    def _send_now(self, data: bytes, end: bool = False) -> bool | None:
+    def _send_now(self, data: bytes, end: bool = False, parked: bool = False) -> bool | None:
         """Send one whole chunk from the producer's call (:meth:`AudioFeed.push`),
         with the request's end when ``end`` (the feeder then sends none).
 
@@ -366,7 +378,9 @@ class AvatarRequest:
         feeder. ``True``: sent. ``False``: the send failed, which fails the
         request as in the feeder (the chunk is dropped with the request).
         """
-        if self._result.done() or self._stop_pending or not self._running:
+        if self._result.done() or self._stop_pending:
+            return None
+        if self._idle is None and not (parked and self._running):
             return None
         session = self._session
         if not session._can_send_now():
@@ -382,7 +396,41 @@ class AvatarRequest:
         self._last_sent = self._loop.time()
         if end:
             self._fed = True
+            if self._idle is not None:  # the end went out with no feeder: none is needed
+                self._leave_idle()
+                with scope(self._session):  # the timer's records carry the ids
+                    if not self._arm_end_timer():
+                        self._task = self._loop.create_task(
+                            self._time_out(), name="avatarkit-stream"
+                        )
         return True
+
+    # -- lazy: no feeder task until one is needed ----------------------------------
+
+    def _wake_feeder(self) -> None:
+        """The feed has audio queued, or its end: a feeder must send it (start one if idle)."""
+        if self._idle is not None:
+            self._start_feeder()
+
+    def _start_feeder(self) -> None:
+        """Start the feeder task of a lazy request; it takes over from the idle state.
+
+        A request on an :class:`~avatarkit.AudioFeed` whose chunks all go out
+        from ``push()`` needs no task: it starts idle, its audio and end sent
+        by the producer's calls and the end frame bounded by a timer. A
+        feeder starts only for what a call cannot do at once (a chunk to queue,
+        a separate ``end()``, a stop), reading the feed from where the direct
+        sends left it (they only ever send whole chunks: the shaper holds
+        nothing). Anything waiting for the idle stand-in wakes and looks again.
+        """
+        self._leave_idle()
+        with scope(self._session):
+            self._task = self._loop.create_task(self._run(), name="avatarkit-stream")
+
+    def _leave_idle(self) -> None:
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def _begin(self) -> None:
         if self.req_id is None:

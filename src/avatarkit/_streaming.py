@@ -73,6 +73,8 @@ class SessionStreaming(SessionSending):
                 "send_audio(b'', end=True) or interrupt() before stream()",
             )
         timeout = check_end_timeout(end_timeout)
+        if isinstance(source, AudioFeed):
+            source._check_free()  # before the request exists: a refused feed leaves no trace
         if pace is None:
             fixed = isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike))
             pace = "fast" if fixed else "source"
@@ -93,17 +95,20 @@ class SessionStreaming(SessionSending):
                 "this session sends Ogg Opus but has no built-in encoder, so a PCM source "
                 "cannot be streamed: configure ogg_opus_encoder, or pass an Ogg Opus file"
             )
-        request = AvatarRequest(self, audio, pacer, timeout, raw_ogg=audio.kind == "ogg")  # type: ignore[arg-type]
+        # An AudioFeed gets direct sends from push() only for whole PCM chunks
+        # that need no resampling, encoding or pacing (else everything goes
+        # through the feeder); with them its request starts without a feeder
+        # task (lazy: see AvatarRequest._start_feeder).
+        direct = isinstance(source, AudioFeed) and (
+            pace != "realtime"
+            and audio.kind == "pcm"
+            and self._encoder is None
+            and (sample_rate is None or sample_rate == cfg.sample_rate)
+        )
+        raw_ogg = audio.kind == "ogg"
+        request = AvatarRequest(self, audio, pacer, timeout, raw_ogg, lazy=direct)  # type: ignore[arg-type]
         self._active_request = request
         if isinstance(source, AudioFeed):
-            # Direct sends from push() only for whole PCM chunks that need no
-            # resampling, encoding or pacing (else 0: everything via the feeder).
-            direct = (
-                pace != "realtime"
-                and audio.kind == "pcm"
-                and self._encoder is None
-                and (sample_rate is None or sample_rate == cfg.sample_rate)
-            )
             chunk_bytes = 2 * max(1, cfg.sample_rate * chunk_ms // 1000)
             source._attach(request, chunk_bytes if direct else 0)
         return request

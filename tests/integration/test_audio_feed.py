@@ -1,8 +1,9 @@
 """``AudioFeed``: a push-style ``stream()`` source, over real sockets.
 
-Whole chunks pushed while the request's feeder waits at the feed are sent in
-the producer's ``push()`` call (no task wake-up); everything else goes through
-the feeder. Either way the service gets the same audio in the same order: the
+Whole chunks pushed while the request has no feeder task yet (it starts
+idle) or its feeder waits at the feed are sent in the producer's ``push()``
+call (no task, no wake-up); everything else goes through the feeder, which
+starts when first needed. Either way the service gets the same audio in the same order: the
 frames (computed from the audio by the local service) equal those of the same
 audio streamed as bytes.
 """
@@ -35,12 +36,19 @@ async def reference(server: DevServer) -> list[bytes]:
 
 
 async def until_parked(feed: AudioFeed, req: AvatarRequest) -> None:
-    """Let the feeder take what is queued and wait at the feed again (bounded)."""
+    """Until a whole chunk would go out in ``push()`` again (bounded): nothing
+    queued, and no feeder yet (idle) or the feeder back at the feed."""
     for _ in range(100):
-        if feed.queued == 0 and req.audio_sent > 0 and feed._waiter is not None:
+        ready = feed._waiter is not None or req._idle is not None
+        if feed.queued == 0 and req.audio_sent > 0 and ready:
             return
         await asyncio.sleep(0)
     raise AssertionError("the feeder never came back to the feed")
+
+
+def stream_tasks() -> list[asyncio.Task[Any]]:
+    """The request tasks (feeder, interrupt, time-out) alive now."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == "avatarkit-stream" and not t.done()]
 
 
 async def test_whole_chunks_are_sent_in_push(avatar_server: DevServer) -> None:
@@ -49,7 +57,8 @@ async def test_whole_chunks_are_sent_in_push(avatar_server: DevServer) -> None:
         feed = AudioFeed()
         req = session.stream(feed)
         chunks = [PCM[i : i + CHUNK] for i in range(0, len(PCM), CHUNK)]
-        assert feed.push(chunks[0])  # the feeder has not run yet: queued for it
+        assert feed.push(chunks[0])  # no feeder yet: sent at once, by this call
+        assert req.audio_sent == pytest.approx(0.04) and feed.queued == 0
         await until_parked(feed, req)
         for chunk in chunks[1:]:
             sent = req.audio_sent
@@ -57,7 +66,8 @@ async def test_whole_chunks_are_sent_in_push(avatar_server: DevServer) -> None:
             # On the wire before push() returned: accounted, nothing queued.
             assert req.audio_sent == pytest.approx(sent + 0.04)
             assert feed.queued == 0
-        feed.end()
+        assert stream_tasks() == []  # all of it went out from push()
+        feed.end()  # a separate end: a feeder starts, to send it
         got = await asyncio.wait_for(payloads(req), BOUND)
         summary = await asyncio.wait_for(req.done(), BOUND)
     assert got == expected
@@ -140,6 +150,28 @@ async def test_the_last_chunk_pushed_with_end_carries_the_end(avatar_server: Dev
     assert got == expected and summary.frames == 50
     # One message per chunk, the last with the end: no empty end message after it.
     assert (info.audio_messages, info.end_received) == (50, True)
+
+
+async def test_a_request_fed_from_push_alone_runs_no_task(avatar_server: DevServer) -> None:
+    # Every chunk and the end go out from push(): no feeder starts, and the end
+    # frame is awaited on a timer, so the request never has a task of its own.
+    chunks = [PCM[i : i + CHUNK] for i in range(0, len(PCM), CHUNK)]
+    async with make_session(avatar_server) as session:
+        for _ in range(3):  # one after the other on the session
+            feed = AudioFeed()
+            req = session.stream(feed)
+            for i, chunk in enumerate(chunks):
+                assert feed.push(chunk, end=i == len(chunks) - 1)
+                assert stream_tasks() == []
+                await asyncio.sleep(0)
+            frames = []
+            async for frame in req:
+                frames.append(frame)
+                assert stream_tasks() == []
+            summary = await asyncio.wait_for(req.done(), BOUND)
+            assert frames[-1].end and summary.frames == len(frames) == 50
+            assert summary.audio_seconds == pytest.approx(2.0) and not summary.interrupted
+            assert _server_request(avatar_server, req).audio_messages == 50
 
 
 async def test_pushed_with_end_but_queued_it_is_push_then_end(avatar_server: DevServer) -> None:
@@ -284,3 +316,52 @@ async def test_a_generator_never_read_is_closed_with_its_request(
     with pytest.raises(SessionClosedError):
         await asyncio.wait_for(req.done(), BOUND)
     assert source.ag_frame is None  # closed (it never started, so nothing ran)
+
+
+async def test_an_idle_request_starts_on_its_first_push_and_stops_without_audio(
+    avatar_server: DevServer,
+) -> None:
+    async with make_session(avatar_server) as session:
+        # started() waits for the first push, which needs no feeder.
+        feed = AudioFeed()
+        req = session.stream(feed)
+        waiting = asyncio.ensure_future(req.started())
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and stream_tasks() == []
+        feed.push(PCM[:CHUNK])
+        assert await asyncio.wait_for(waiting, BOUND) == req.req_id is not None
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
+        assert stream_tasks() == []
+
+        # Interrupted before any audio: resolves at once, nothing was sent.
+        feed = AudioFeed()
+        req = session.stream(feed)
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.interrupted and summary.req_id is None and summary.audio_seconds == 0
+        assert feed.push(PCM[:CHUNK]) is False and stream_tasks() == []
+
+        # A separate end() with nothing pushed: a feeder starts to send it.
+        feed = AudioFeed()
+        req = session.stream(feed)
+        feed.push(PCM[:CHUNK])
+        feed.end()
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.frames == 1 and not summary.interrupted
+        assert _server_request(avatar_server, req).audio_messages == 2  # the chunk, the end
+
+
+async def test_a_feed_used_twice_is_refused_and_the_session_goes_on(
+    avatar_server: DevServer,
+) -> None:
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        feed.push(PCM[:CHUNK], end=True)
+        await asyncio.wait_for(req.done(), BOUND)
+        with pytest.raises(ValueError, match="one feed per stream"):
+            session.stream(feed)
+        # Refused before a request existed: the session's one slot is still free.
+        assert (await asyncio.wait_for(session.stream(PCM).done(), BOUND)).frames == 50
+        assert stream_tasks() == []
