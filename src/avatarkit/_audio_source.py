@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ._feed import AudioFeed
 from ._pacing import DEFAULT_CHUNK_MS
 
 __all__ = [
@@ -128,6 +129,17 @@ class AudioSource:
         nothing left to close, so the feeder skips an awaited ``aclose()``."""
         return getattr(self._chunks, "ag_frame", True) is None
 
+    def close_unread(self) -> None:
+        """Close a never-read :class:`~avatarkit.AudioFeed` source now (no await needed).
+
+        For a request stopped before it had a feeder; other sources are left
+        to :meth:`aclose`.
+        """
+        origin = self._origin
+        if origin.__class__ is AudioFeed:
+            self._origin = None
+            origin._close()
+
     async def aclose(self) -> None:
         """Stop the source early (closes the underlying async generator).
 
@@ -187,6 +199,9 @@ def open_source(
     chunk_samples = max(1, session_rate * chunk_ms // 1000)
     shaper = _Shaper(session_rate, chunk_samples)
 
+    if source.__class__ is AudioFeed:  # the usual push source: no ABC checks below
+        chunks = shaper.run(source, sample_rate or session_rate)
+        return AudioSource("pcm", chunks, origin=source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = _as_bytes(source)
         if not data:

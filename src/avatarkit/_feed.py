@@ -158,6 +158,9 @@ class AudioFeed:
 
     async def aclose(self) -> None:
         """The request stopped reading: drop what is queued, refuse more."""
+        self._close()
+
+    def _close(self) -> None:
         self._closed = True
         self._items.clear()
         self._wake()

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ._framebuffer import FrameBuffer, Received, frame_event
-from ._logctx import SessionLogger, scope
+from ._logctx import scope
 from ._pacing import Pacer
+from ._request_end import _CONTROL_TIMEOUT, RequestEnd, _uncancel, _until_done, logger
 from ._request_types import (
     DEFAULT_END_TIMEOUT,
     RequestInProgressError,
@@ -43,14 +43,8 @@ __all__ = [
     "RequestTimeoutError",
 ]
 
-#: Records carry the session's ids (``avatarkit_connection_id``/``avatarkit_req_id``).
-logger = SessionLogger(logging.getLogger("avatarkit.stream"))
 
-_CONTROL_TIMEOUT = 2.0
-"""Bound on sending the interrupt of a request that failed or timed out."""
-
-
-class AvatarRequest:
+class AvatarRequest(RequestEnd):
     """One streamed request, made by :meth:`AvatarSession.stream`.
 
     ``async for frame in req`` yields its frames in order and stops after
@@ -92,14 +86,17 @@ class AvatarRequest:
         self._stop_pending = False  # stop asked before that
         self._fed = False  # the end was sent: only the end frame is awaited
         self._end_timer: asyncio.TimerHandle | None = None  # the end bound, once fed
-        # The feeder task, or (lazy) a future standing in for it while idle: see _start_feeder.
+        # _task is what close() and done() wait for: the feeder, the idle stand-in,
+        # or a task the end phase started (_interrupt_fed, _time_out); _feeder is
+        # the feeder alone (the one task a stop cancels). Lazy: see _start_feeder.
         self._task: asyncio.Future[None]
+        self._feeder: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         if lazy:
             self._task = self._idle = loop.create_future()
         else:
             with scope(session):  # the feeder's records (its own, sends, the source's) carry ids
-                self._task = loop.create_task(self._run(), name="avatarkit-stream")
+                self._task = self._feeder = loop.create_task(self._run(), name="avatarkit-stream")
 
     def __repr__(self) -> str:
         state = "done" if self._result.done() else "streaming"
@@ -114,7 +111,9 @@ class AvatarRequest:
 
     async def started(self) -> str:
         """The request id, once its first message is under way (raises its error if none)."""
-        if not self._started.done():
+        # _task is looked at again after each wake-up: an idle request's stand-in
+        # wakes this when a feeder replaces it.
+        while not self._started.done() and not self._task.done():
             waits: set[asyncio.Future[Any]] = {self._started, self._task}
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if self._started.done() and not self._started.cancelled():
@@ -260,16 +259,48 @@ class AvatarRequest:
 
     def _stop(self) -> None:
         """Stop the feeder wherever it waits (a task not yet started stops on its first step)."""
-        if self._idle is not None:  # no feeder yet: one starts, to stop at its first step
+        if self._idle is not None:
+            self._stop_idle()
+            return
+        task = self._task
+        if task is asyncio.current_task() or task.done():
+            return
+        if task is not self._feeder:
+            # An interrupt or time-out task of the end phase: it resolves the
+            # request itself, within its bound. Cut short only once the request
+            # is resolved anyway (close() fails it first); cancelled before its
+            # first step it would never send or resolve anything.
+            if self._result.done():
+                task.cancel()
+            return
+        if self._running:
+            task.cancel()
+        else:
+            self._stop_pending = True
+
+    def _stop_idle(self) -> None:
+        """Stop a request that has no feeder: what a stopped feeder does, at once.
+
+        The interrupt that closes the request on the wire (when one is due)
+        goes out now if the socket takes it; then the request resolves and the
+        feed refuses more audio, with no task. Only an interrupt that has to
+        wait for the socket starts a feeder, which sends it at its first step.
+        """
+        due = (not self._result.done() and self._interrupting) or (
+            self._session._protocol.current_req_id == self.req_id is not None
+        )
+        if due and not self._interrupt_now():
             self._stop_pending = True
             self._start_feeder()
             return
-        if self._task is asyncio.current_task() or self._task.done():
-            return
-        if self._running:
-            self._task.cancel()
-        else:
-            self._stop_pending = True
+        self._leave_idle()
+        if not self._result.done() and self._interrupting:
+            self._resolve(interrupted=True)
+        if not self._result.done():
+            self._fail(self._session._close_error_for_send("stream", self.req_id))
+        self._source.close_unread()
+        if not self._started.done():
+            self._started.cancel()
 
     # -- resolution --------------------------------------------------------------
 
@@ -425,7 +456,7 @@ class AvatarRequest:
         """
         self._leave_idle()
         with scope(self._session):
-            self._task = self._loop.create_task(self._run(), name="avatarkit-stream")
+            self._task = self._feeder = self._loop.create_task(self._run(), name="avatarkit-stream")
 
     def _leave_idle(self) -> None:
         idle, self._idle = self._idle, None
@@ -437,121 +468,3 @@ class AvatarRequest:
             self.req_id = self._session._protocol.begin_request()
             self._first_sent = self._loop.time()
             self._started.set_result(self.req_id)
-
-    # -- the end bound: a timer, not a waiting task -------------------------------
-
-    def _end_remaining(self) -> float | None:
-        """Seconds left for the end frame: ``end_timeout`` after the expected end.
-
-        The expected end is the latest of the last send, the last frame and the
-        audio's playback end. The clock stops while the session holds this
-        request (``pause()`` .. ``resume()``): the service holds its output (and
-        its end frame) that long, so the held time is added. ``None`` while held.
-        """
-        session = self._session
-        if session._paused_req is not None and session._paused_req == self.req_id:
-            return None
-        loop = self._loop
-        held_req, held = session._held
-        marks = [self._last_sent or loop.time(), self._last_frame or 0.0]
-        playback_end = self._pacer.playback_end
-        if playback_end is not None:
-            marks.append(playback_end)
-        remaining = max(marks) + self._end_timeout - loop.time()
-        if held_req == self.req_id is not None:
-            remaining += held
-        return remaining
-
-    def _arm_end_timer(self) -> bool:
-        """Bound the wait for the end frame with a timer; ``False`` if it ran out already.
-
-        Once the end is sent the feeder returns: nothing waits in a task for
-        the end frame, whose arrival resolves the request and cancels the timer
-        (:meth:`_finish`). A request's end thus costs no wake-up of a waiting
-        task and no ``asyncio.wait``. While the output is held the bound is
-        looked at again every ``end_timeout``; a frame that came meanwhile
-        moves it on.
-        """
-        if self._result.done():
-            return True
-        remaining = self._end_remaining()
-        if remaining is not None and remaining <= 0:
-            return False
-        delay = self._end_timeout if remaining is None else remaining
-        self._end_timer = self._loop.call_later(delay, self._on_end_timer)
-        return True
-
-    def _on_end_timer(self) -> None:
-        self._end_timer = None
-        if not self._arm_end_timer():  # timed out: interrupt, then fail, in a task of its own
-            self._task = self._loop.create_task(self._time_out(), name="avatarkit-stream")
-
-    def _cancel_end_timer(self) -> None:
-        if self._end_timer is not None:
-            self._end_timer.cancel()
-            self._end_timer = None
-
-    async def _time_out(self) -> None:
-        """No end frame within the bound: interrupt the request on the wire, then fail it."""
-        await self._send_interrupt()
-        self._fail(RequestTimeoutError(self._end_timeout, self.req_id, self._session.connection_id))
-
-    async def _interrupt_fed(self) -> None:
-        """:meth:`interrupt` after the end was sent: interrupt on the wire, resolve."""
-        try:
-            await self._send_interrupt()
-        finally:
-            self._resolve(interrupted=True)
-
-    async def _send_interrupt(self) -> None:
-        """Best effort, bounded: the request is resolved whatever this does."""
-        if self.req_id is None:
-            return
-        try:
-            if self._session._interrupt_request_now(self.req_id):
-                return
-            await asyncio.wait_for(self._session._interrupt_request(self.req_id), _CONTROL_TIMEOUT)
-        except asyncio.CancelledError:
-            # Stopped again (close(), a drop) while sending it: the request
-            # still resolves; the cancel must not escape the feeder's handler.
-            _uncancel()
-            logger.info(
-                "avatarkit: interrupt of request %s cut short by close",
-                self.req_id,
-                extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
-            )
-        except (AvatarSDKError, OSError, ValueError, asyncio.TimeoutError) as exc:
-            logger.info(
-                "avatarkit: could not interrupt request %s (%s)",
-                self.req_id,
-                exc,
-                extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
-            )
-
-
-async def _until_done(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any]) -> None:
-    """Sleep until ``fut`` is done, without cancelling it when the caller is cancelled.
-
-    ``asyncio.wait`` for one future, without its sets and copies.
-    """
-    if fut.done():
-        return
-    waiter: asyncio.Future[None] = loop.create_future()
-
-    def wake(_: object) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    fut.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        fut.remove_done_callback(wake)
-
-
-def _uncancel() -> None:
-    """A cancel we asked for and handled: clear it (Python 3.11+) so later timeouts work."""
-    task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()

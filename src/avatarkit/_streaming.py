@@ -26,6 +26,23 @@ from .protocol import ClientState
 __all__ = ["SessionStreaming"]
 
 
+def _audio_sources() -> Any:
+    """``open_source``, imported on the first ``stream()`` (it loads numpy and soxr).
+
+    Kept after that: an import statement inside ``stream()`` cost about a
+    microsecond per request even once loaded.
+    """
+    global _open_source
+    if _open_source is None:
+        from ._audio_source import open_source
+
+        _open_source = open_source
+    return _open_source
+
+
+_open_source: Any = None
+
+
 class SessionStreaming(SessionSending):
     """Mixin: ``stream()`` and the hooks its request handle uses."""
 
@@ -79,8 +96,7 @@ class SessionStreaming(SessionSending):
             fixed = isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike))
             pace = "fast" if fixed else "source"
         pacer = Pacer(pace)
-        from ._audio_source import open_source  # numpy and soxr: loaded on first use
-
+        open_source = _audio_sources()
         cfg = self._config
         ogg = cfg.audio_format is AudioFormat.OGG_OPUS
         audio = open_source(

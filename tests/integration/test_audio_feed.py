@@ -238,6 +238,7 @@ class _FailingSends:
 
         self.inner = PicowsTransport()
         self.broken = False
+        self.held = False  # can_send_now() says no, as under backpressure
 
     async def connect(
         self, url: str, headers: dict[str, str], timeout: float, listener: Any
@@ -250,7 +251,7 @@ class _FailingSends:
         self.inner.send(data)
 
     def can_send_now(self) -> bool:
-        return self.inner.can_send_now()
+        return not self.held and self.inner.can_send_now()
 
     async def drain(self) -> None:
         await self.inner.drain()
@@ -365,3 +366,55 @@ async def test_a_feed_used_twice_is_refused_and_the_session_goes_on(
         # Refused before a request existed: the session's one slot is still free.
         assert (await asyncio.wait_for(session.stream(PCM).done(), BOUND)).frames == 50
         assert stream_tasks() == []
+
+
+async def test_started_waits_across_the_feeder_starting(avatar_server: DevServer) -> None:
+    # started() awaited while the request is idle; the first audio is not a
+    # whole chunk, so a feeder takes over: started() still returns the req_id
+    # as soon as that audio goes out, not after the request.
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        waiting = asyncio.ensure_future(req.started())
+        await asyncio.sleep(0.02)
+        feed.push(PCM[:1000])  # queued: the feeder starts; the shaper waits for more
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        feed.push(PCM[1000 : 3 * CHUNK])
+        assert await asyncio.wait_for(waiting, BOUND) == req.req_id is not None
+        assert "streaming" in repr(req)  # long before the request ends
+        feed.end()
+        assert (await asyncio.wait_for(req.done(), BOUND)).frames == 3
+
+
+async def test_an_idle_request_stopped_under_backpressure_interrupts_from_a_feeder(
+    avatar_server: DevServer,
+) -> None:
+    # While the socket takes no writes at once, an idle request's interrupt
+    # cannot go out from interrupt()'s call: a feeder starts to send it (the
+    # awaited path, bounded), then the request resolves as interrupted.
+    made: list[_FailingSends] = []
+
+    def factory() -> _FailingSends:
+        made.append(_FailingSends())
+        return made[-1]
+
+    async with make_session(avatar_server, transport_factory=factory) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        assert feed.push(PCM[:CHUNK]) and req.audio_sent > 0  # idle: sent from push()
+        assert stream_tasks() == []
+        made[0].held = True
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.interrupted
+        await asyncio.sleep(0.1)
+        assert _server_request(avatar_server, req).reason == "explicit"
+        assert stream_tasks() == []
+        made[0].held = False
+        again = AudioFeed()
+        req = session.stream(again)
+        made[0].held = True  # idle, nothing sent, then interrupted: nothing to send
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
+        assert again.push(PCM[:CHUNK]) is False and stream_tasks() == []

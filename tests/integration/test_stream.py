@@ -445,3 +445,17 @@ async def test_frames_still_coming_move_the_end_bound_on(avatar_server: DevServe
         summary = await asyncio.wait_for(req.done(), BOUND)
         assert frames[-1].end and not summary.interrupted
         assert feeders() == []
+
+
+@pytest.mark.avatar_server(pace="realtime")
+async def test_two_interrupts_while_only_the_end_timer_runs(avatar_server: DevServer) -> None:
+    # The second interrupt() must not cancel the task the first one started
+    # before it ran: the request resolves interrupted, the service gets it.
+    async with new_avatar_session(**avatar_server.session_kwargs()) as session:
+        req = await _all_sent(session, 1.0)
+        await asyncio.wait_for(asyncio.gather(req.interrupt(), req.interrupt()), BOUND)
+        summary = await asyncio.wait_for(req.done(), BOUND)
+        assert summary.interrupted
+        await asyncio.sleep(0.1)
+        assert _request_state(avatar_server, req.req_id).reason == "explicit"
+        assert feeders() == []
