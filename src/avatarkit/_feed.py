@@ -76,7 +76,8 @@ class AudioFeed:
                     "(convert numpy arrays with .astype('<i2').tobytes())"
                 )
             data = bytes(data)
-        if self._closed:
+        if self._closed or (self._request is not None and self._request._interrupting):
+            self._closed = True  # the request is being interrupted: it takes no more
             if end:
                 self.end()
             return False

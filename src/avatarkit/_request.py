@@ -260,7 +260,8 @@ class AvatarRequest(RequestEnd):
     def _stop(self) -> None:
         """Stop the feeder wherever it waits (a task not yet started stops on its first step)."""
         if self._idle is not None:
-            self._stop_idle()
+            with scope(self._session):  # called from the user's code too: records carry ids
+                self._stop_idle()
             return
         task = self._task
         if task is asyncio.current_task() or task.done():
@@ -409,8 +410,8 @@ class AvatarRequest(RequestEnd):
         feeder. ``True``: sent. ``False``: the send failed, which fails the
         request as in the feeder (the chunk is dropped with the request).
         """
-        if self._result.done() or self._stop_pending:
-            return None
+        if self._result.done() or self._stop_pending or self._interrupting:
+            return None  # stopping: the feed drops it once the request took no more
         if self._idle is None and not (parked and self._running):
             return None
         session = self._session

@@ -146,7 +146,7 @@ class RequestEnd:
             # still resolves; the cancel must not escape the feeder's handler.
             _uncancel()
             logger.info(
-                "avatarkit: interrupt of request %s cut short by close",
+                "avatarkit: interrupt of request %s cut short (the request was stopped)",
                 self.req_id,
                 extra={"connection_id": self._session.connection_id, "req_id": self.req_id},
             )

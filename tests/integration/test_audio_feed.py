@@ -11,6 +11,7 @@ audio streamed as bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -418,3 +419,57 @@ async def test_an_idle_request_stopped_under_backpressure_interrupts_from_a_feed
         await asyncio.wait_for(req.interrupt(), BOUND)
         assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
         assert again.push(PCM[:CHUNK]) is False and stream_tasks() == []
+
+
+async def test_push_after_interrupt_began_is_refused(avatar_server: DevServer) -> None:
+    # interrupt() has begun (its task not yet run) while a feeder waits at the
+    # feed: push() must not put audio on the wire after it, nor accept it.
+    made: list[_FailingSends] = []
+
+    def factory() -> _FailingSends:
+        made.append(_FailingSends())
+        return made[-1]
+
+    async with make_session(avatar_server, transport_factory=factory) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        made[0].held = True
+        assert feed.push(PCM[:CHUNK])  # queued: a feeder starts and sends it
+        made[0].held = False
+        await until_parked(feed, req)
+        stopping = asyncio.ensure_future(req.interrupt())
+        await asyncio.sleep(0)
+        assert feed.push(PCM[CHUNK : 2 * CHUNK]) is False
+        assert feed.push(PCM[:CHUNK], end=True) is False
+        await asyncio.wait_for(stopping, BOUND)
+        assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
+        await asyncio.sleep(0.1)
+        info = _server_request(avatar_server, req)
+        assert (info.audio_messages, info.end_received, info.reason) == (1, False, "explicit")
+
+
+async def test_an_idle_stop_from_user_code_logs_with_the_ids(
+    avatar_server: DevServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # interrupt() of an idle request runs in the caller's task, outside the
+    # session's scope: its records still carry the session's ids.
+    made: list[_FailingSends] = []
+
+    def factory() -> _FailingSends:
+        made.append(_FailingSends())
+        return made[-1]
+
+    caplog.set_level(logging.INFO, logger="avatarkit")
+    async with make_session(avatar_server, transport_factory=factory) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        assert feed.push(PCM[:CHUNK])
+        made[0].broken = True  # the interrupt cannot go out
+        await asyncio.wait_for(req.interrupt(), BOUND)
+        assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
+        made[0].broken = False
+        records = [r for r in caplog.records if "could not interrupt" in r.getMessage()]
+        assert records
+        for record in records:
+            assert record.avatarkit_connection_id == session.connection_id  # type: ignore[attr-defined]
+            assert record.avatarkit_req_id == req.req_id  # type: ignore[attr-defined]
