@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -268,13 +269,19 @@ class _FailingSends:
         return self.inner.is_open
 
 
-async def test_a_direct_send_that_fails_fails_the_request(avatar_server: DevServer) -> None:
+def _recording_factory() -> tuple[list[_FailingSends], Callable[[], _FailingSends]]:
+    """A ``transport_factory`` making :class:`_FailingSends`, and the list of those made."""
     made: list[_FailingSends] = []
 
     def factory() -> _FailingSends:
         made.append(_FailingSends())
         return made[-1]
 
+    return made, factory
+
+
+async def test_a_direct_send_that_fails_fails_the_request(avatar_server: DevServer) -> None:
+    made, factory = _recording_factory()
     async with make_session(avatar_server, transport_factory=factory) as session:
         feed = AudioFeed()
         req = session.stream(feed)
@@ -394,12 +401,7 @@ async def test_an_idle_request_stopped_under_backpressure_interrupts_from_a_feed
     # While the socket takes no writes at once, an idle request's interrupt
     # cannot go out from interrupt()'s call: a feeder starts to send it (the
     # awaited path, bounded), then the request resolves as interrupted.
-    made: list[_FailingSends] = []
-
-    def factory() -> _FailingSends:
-        made.append(_FailingSends())
-        return made[-1]
-
+    made, factory = _recording_factory()
     async with make_session(avatar_server, transport_factory=factory) as session:
         feed = AudioFeed()
         req = session.stream(feed)
@@ -424,12 +426,7 @@ async def test_an_idle_request_stopped_under_backpressure_interrupts_from_a_feed
 async def test_push_after_interrupt_began_is_refused(avatar_server: DevServer) -> None:
     # interrupt() has begun (its task not yet run) while a feeder waits at the
     # feed: push() must not put audio on the wire after it, nor accept it.
-    made: list[_FailingSends] = []
-
-    def factory() -> _FailingSends:
-        made.append(_FailingSends())
-        return made[-1]
-
+    made, factory = _recording_factory()
     async with make_session(avatar_server, transport_factory=factory) as session:
         feed = AudioFeed()
         req = session.stream(feed)
@@ -453,12 +450,7 @@ async def test_an_idle_stop_from_user_code_logs_with_the_ids(
 ) -> None:
     # interrupt() of an idle request runs in the caller's task, outside the
     # session's scope: its records still carry the session's ids.
-    made: list[_FailingSends] = []
-
-    def factory() -> _FailingSends:
-        made.append(_FailingSends())
-        return made[-1]
-
+    made, factory = _recording_factory()
     caplog.set_level(logging.INFO, logger="avatarkit")
     async with make_session(avatar_server, transport_factory=factory) as session:
         feed = AudioFeed()
