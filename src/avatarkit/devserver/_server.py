@@ -18,27 +18,19 @@ published client finds its own key.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import ssl
-import time
 from collections import deque
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from .._server_protocol import CLOSE_GOING_AWAY
-from ._auth import (
-    DEV_API_KEY,
-    DEV_APP_ID,
-    DEV_AVATAR_ID,
-    Credentials,
-    TokenSigner,
-)
+from ._addresses import ServerAddresses
+from ._auth import DEV_API_KEY, DEV_APP_ID, DEV_AVATAR_ID, Credentials, TokenSigner
 from ._connection import Connection, IngressWebSocket, ServiceSettings
 from ._core import check_options
 from ._faults import Faults
@@ -58,7 +50,7 @@ _MAX_CLOSED_SESSIONS = 1000
 _PACES = ("realtime", "fast")
 
 
-class DevServer:
+class DevServer(ServerAddresses):
     """A faithful local stand-in for the hosted avatar service.
 
     Use it as an async context manager (or call :meth:`start` and
@@ -259,83 +251,6 @@ class DevServer:
     def add_avatar(self, avatar_id: str) -> None:
         """Accept ``avatar_id`` on the WebSocket."""
         self.credentials.add_avatar(avatar_id)
-
-    # -- addresses and credentials ------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("DevServer is not started: use 'async with' or await start()")
-        return self._port
-
-    @property
-    def _url_host(self) -> str:
-        host = self.host
-        if host in ("", "0.0.0.0"):
-            return "127.0.0.1"
-        if host == "::":
-            return "[::1]"
-        try:
-            if ipaddress.ip_address(host).version == 6:
-                return f"[{host}]"
-        except ValueError:
-            pass
-        return host
-
-    @property
-    def api_root(self) -> str:
-        """``http://HOST:PORT`` (``https://`` with an ``ssl_context``)."""
-        scheme = "https" if self.ssl_context is not None else "http"
-        return f"{scheme}://{self._url_host}:{self.port}"
-
-    @property
-    def console_url(self) -> str:
-        """Console base URL, ``http://HOST:PORT/v1/console``."""
-        return self.api_root + "/v1/console"
-
-    @property
-    def ingress_url(self) -> str:
-        """Ingress base URL, ``ws://HOST:PORT/v2/driveningress`` (``wss://`` with TLS)."""
-        scheme = "wss" if self.ssl_context is not None else "ws"
-        return f"{scheme}://{self._url_host}:{self.port}/v2/driveningress"
-
-    @property
-    def websocket_url(self) -> str:
-        """The WebSocket endpoint itself (ingress URL + ``/websocket``)."""
-        return self.ingress_url + "/websocket"
-
-    api_key = DEV_API_KEY
-    """The built-in dev API key (bound to :attr:`app_id`)."""
-    app_id = DEV_APP_ID
-    """The built-in dev app id."""
-    avatar_id = DEV_AVATAR_ID
-    """The built-in dev avatar."""
-
-    def issue_token(
-        self, app_id: str | None = None, *, expire_at: int | None = None, ttl: float = 3600
-    ) -> str:
-        """A session token minted directly (no HTTP call, no expiry checks).
-
-        Tests use it for tokens the token route would refuse, e.g. an
-        ``expire_at`` in the past to see the upgrade answer ``session token
-        expired``.
-        """
-        if expire_at is None:
-            expire_at = int(time.time() + ttl)
-        return self._signer.issue(app_id or self.app_id, expire_at)
-
-    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments for ``avatarkit.new_avatar_session`` pointing here."""
-        kwargs: dict[str, Any] = {
-            "avatar_id": self.avatar_id,
-            "api_key": self.api_key,
-            "app_id": self.app_id,
-            "console_endpoint_url": self.console_url,
-            "ingress_endpoint_url": self.ingress_url,
-            "expire_at": datetime.now(timezone.utc) + timedelta(hours=1),
-        }
-        kwargs.update(overrides)
-        return kwargs
 
     # -- sessions -------------------------------------------------------------------
 
