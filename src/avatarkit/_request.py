@@ -287,21 +287,30 @@ class AvatarRequest(RequestEnd):
         feed refuses more audio, with no task. Only an interrupt that has to
         wait for the socket starts a feeder, which sends it at its first step.
         """
-        due = (not self._result.done() and self._interrupting) or (
-            self._session._protocol.current_req_id == self.req_id is not None
-        )
-        if due and not self._interrupt_now():
+        if self._interrupt_due() and not self._interrupt_now():
             self._stop_pending = True
             self._start_feeder()
             return
         self._leave_idle()
+        self._resolve_stopped()
+        self._source.close_unread()
+        if not self._started.done():
+            self._started.cancel()
+
+    def _interrupt_due(self) -> bool:
+        """A stopped request must be closed on the wire: ``interrupt()`` asked for
+        it, or the request is still open there (stopped mid-stream by a ServerError)."""
+        return (not self._result.done() and self._interrupting) or (
+            self._session._protocol.current_req_id == self.req_id is not None
+        )
+
+    def _resolve_stopped(self) -> None:
+        """After a stop (and its interrupt): interrupted if asked, else failed with
+        the close error (cancelled from outside, e.g. at loop shutdown)."""
         if not self._result.done() and self._interrupting:
             self._resolve(interrupted=True)
         if not self._result.done():
             self._fail(self._session._close_error_for_send("stream", self.req_id))
-        self._source.close_unread()
-        if not self._started.done():
-            self._started.cancel()
 
     # -- resolution --------------------------------------------------------------
 
@@ -343,19 +352,13 @@ class AvatarRequest(RequestEnd):
             if self._stop_pending:
                 raise asyncio.CancelledError
             await self._feed()
-            if not self._arm_end_timer():  # the end bound ran out already
-                await self._time_out()
+            self._arm_end_timer()
         except asyncio.CancelledError:
             if not self._stop_pending:
                 _uncancel()
-            if not self._result.done() and self._interrupting:
+            if self._interrupt_due():
                 await self._send_interrupt()
-                self._resolve(interrupted=True)
-            elif self._session._protocol.current_req_id == self.req_id is not None:
-                # Stopped mid-stream (a ServerError): close the request on the wire.
-                await self._send_interrupt()
-            if not self._result.done():  # cancelled from outside (loop shutdown)
-                self._fail(self._session._close_error_for_send("stream", self.req_id))
+            self._resolve_stopped()
         except AvatarSDKError as err:  # a send failed: the connection is gone
             self._fail(err)
         except Exception as exc:  # the source raised: interrupt on the wire, then fail
@@ -410,8 +413,8 @@ class AvatarRequest(RequestEnd):
         feeder. ``True``: sent. ``False``: the send failed, which fails the
         request as in the feeder (the chunk is dropped with the request).
         """
-        if self._result.done() or self._stop_pending or self._interrupting:
-            return None  # stopping: the feed drops it once the request took no more
+        if self._result.done() or self._stop_pending:
+            return None
         if self._idle is None and not (parked and self._running):
             return None
         session = self._session
@@ -431,10 +434,7 @@ class AvatarRequest(RequestEnd):
             if self._idle is not None:  # the end went out with no feeder: none is needed
                 self._leave_idle()
                 with scope(self._session):  # the timer's records carry the ids
-                    if not self._arm_end_timer():
-                        self._task = self._loop.create_task(
-                            self._time_out(), name="avatarkit-stream"
-                        )
+                    self._arm_end_timer()
         return True
 
     # -- lazy: no feeder task until one is needed ----------------------------------

@@ -75,29 +75,32 @@ class RequestEnd:
             remaining += held
         return remaining
 
-    def _arm_end_timer(self) -> bool:
-        """Bound the wait for the end frame with a timer; ``False`` if it ran out already.
+    def _arm_end_timer(self, remaining: float | None = None) -> None:
+        """Bound the wait for the end frame with a timer (``remaining``: known already).
 
         Once the end is sent the feeder returns: nothing waits in a task for
         the end frame, whose arrival resolves the request and cancels the timer
         (:meth:`_finish`). A request's end thus costs no wake-up of a waiting
         task and no ``asyncio.wait``. While the output is held the bound is
         looked at again every ``end_timeout``; a frame that came meanwhile
-        moves it on.
+        moves it on. A bound already passed fires on the loop's next turn.
         """
         if self._result.done():
-            return True
-        remaining = self._end_remaining()
-        if remaining is not None and remaining <= 0:
-            return False
-        delay = self._end_timeout if remaining is None else remaining
+            return
+        if remaining is None:
+            remaining = self._end_remaining()
+        delay = self._end_timeout if remaining is None else max(remaining, 0.0)
         self._end_timer = self._loop.call_later(delay, self._on_end_timer)
-        return True
 
     def _on_end_timer(self) -> None:
         self._end_timer = None
-        if not self._arm_end_timer():  # timed out: interrupt, then fail, in a task of its own
+        if self._result.done():
+            return
+        remaining = self._end_remaining()
+        if remaining is not None and remaining <= 0:  # interrupt, then fail, in a task of its own
             self._task = self._loop.create_task(self._time_out(), name="avatarkit-stream")
+        else:
+            self._arm_end_timer(remaining)
 
     def _cancel_end_timer(self) -> None:
         if self._end_timer is not None:
