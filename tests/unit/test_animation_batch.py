@@ -13,11 +13,11 @@ import pytest
 from avatarkit.devserver._animation import (
     AnimationAnalyzer,
     AnimationFrame,
-    PackedFrame,
     analyze_blocks,
     encode_frame,
 )
 from avatarkit.devserver._features import CHUNK_ROWS, round3
+from avatarkit.devserver._packed import PackedFrame
 from tests._helpers import speech_pcm
 
 CHUNK = 640  # 40 ms at 16 kHz

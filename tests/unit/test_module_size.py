@@ -9,7 +9,7 @@ import pytest
 import avatarkit
 
 SRC = Path(avatarkit.__file__).parent
-LIMIT = 540  # "about 500"
+LIMIT = 500  # "about 500"; every module is under it (none was over 472 when set)
 
 # Every hand-written module of the package (generated protobuf code excluded).
 CLIENT_MODULES = [
@@ -25,6 +25,13 @@ def test_module_is_small(name: str) -> None:
 
 def test_old_import_paths_still_work() -> None:
     from avatarkit.audio.ogg import OggOpusReader, OggOpusWriter, OggPageReader  # noqa: F401
+    from avatarkit.cli import PACED_FRACTION, check_out_path, pacing_label  # noqa: F401
+    from avatarkit.config import (  # noqa: F401
+        AgoraEgressConfig,
+        AudioFormat,
+        LiveKitEgressConfig,
+        OggOpusEncoderConfig,
+    )
     from avatarkit.errors import classify_close, classify_server_error  # noqa: F401
     from avatarkit.protocol import ServerProtocol, build_websocket_url  # noqa: F401
     from avatarkit.session import AvatarSession, new_avatar_session  # noqa: F401

@@ -44,17 +44,8 @@ from ._frames_file import (
 )
 from ._inspect_frames import PLOT_SHAPES, plot_frames, summarize
 from ._parser import build_parser, error_line, main, main_async
-from ._stream import (
-    PACED_FRACTION,
-    Clip,
-    Progress,
-    StreamResult,
-    check_out_path,
-    load_clip,
-    pacing_label,
-    print_summary,
-    stream_clip,
-)
+from ._stream import Clip, Progress, StreamResult, load_clip, stream_clip
+from ._summary import PACED_FRACTION, check_out_path, pacing_label, print_summary
 from ._target import Target, connect_target
 
 # The names avatarkit.cli had as one module, kept importable from here.

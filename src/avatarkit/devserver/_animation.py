@@ -76,6 +76,8 @@ from avatarkit._frames_codec import (
 from ._features import (
     SIL_LEVEL,
     SMALL_BLOCK,
+    VISEME_SIL,
+    classify_viseme,
     features,
     pack_weights,
     rate_spec,
@@ -83,6 +85,7 @@ from ._features import (
     shapes,
     shapes_one,
 )
+from ._packed import make_frame, make_packed_frame
 
 __all__ = [
     "BLENDSHAPE_NAMES",
@@ -115,7 +118,6 @@ _FIRST_BLINK_MAX_FRAMES = 75
 
 _Float = npt.NDArray[np.float64]
 _INT16 = np.dtype(np.int16)  # native int16: the fast path of push()
-_SIL, _PP, _FF, _SS, _AA, _E, _IH, _OH, _OU = range(len(VISEMES))
 
 Block = tuple["AnimationAnalyzer", int, npt.NDArray[Any]]
 """Frames to analyse: the analyzer, the index of the first frame, the windows
@@ -184,7 +186,7 @@ class AnimationAnalyzer:
         self._spread = 0.0
         self._fric = 0.0
         self._slow_db = _SPEECH_DB
-        self._last_viseme = _SIL
+        self._last_viseme = VISEME_SIL
         # Blink schedule.
         self._blink_count = 0
         self._blink_start = self._blink_interval(0)
@@ -347,9 +349,9 @@ class AnimationAnalyzer:
             if target < SIL_LEVEL:
                 # No speech in this frame: its spectrum is noise. While the jaw is
                 # still closing, keep showing the last speech viseme.
-                viseme = last if jaw >= _HOLD_LEVEL else _SIL
+                viseme = last if jaw >= _HOLD_LEVEL else VISEME_SIL
             else:
-                viseme = _viseme(
+                viseme = classify_viseme(
                     target,
                     f["openness"][i],
                     f["rounding"][i],
@@ -390,83 +392,14 @@ class AnimationAnalyzer:
         return _BLINK_PROFILE[phase] if phase >= 0 else 0.0
 
 
-def _viseme(
-    target: float,
-    openness: float,
-    rounding: float,
-    spreading: float,
-    frication: float,
-    sibilance: float,
-    murmur: float,
-) -> int:
-    """The viseme of a speech frame (an index into ``VISEMES``)."""
-    if frication > 0.5:
-        # Sibilants have most of their energy above 4 kHz (not visible at 8 kHz).
-        return _SS if sibilance > 0.6 * frication else _FF
-    if murmur > 0.85 and target < 0.35:
-        return _PP  # low, quiet murmur: nasal / bilabial closure
-    if rounding > 0.5:
-        return _OU if openness < 0.4 else _OH
-    if spreading > 0.5:
-        return _IH if openness < 0.4 else _E
-    return _AA if openness >= 0.4 else _IH
-
-
-_SHAPES_SLOT: Any = AnimationFrame.__dict__["blendshapes"]  # the slot, behind the property below
-
-
-class PackedFrame(AnimationFrame):
-    """A frame whose weights are encoded already (``packed_weights``) and whose
-    ``blendshapes`` dict is built only when read: the service sends most of
-    its frames without ever reading it (the viewer page does read it)."""
-
-    __slots__ = ("_weights",)
-    _weights: list[float]  # the weights in BLENDSHAPE_NAMES order
-
-    @property
-    def blendshapes(self) -> dict[str, float]:
-        try:
-            shapes: dict[str, float] = _SHAPES_SLOT.__get__(self)
-        except AttributeError:
-            shapes = dict(zip(BLENDSHAPE_NAMES, self._weights, strict=True))
-            _SHAPES_SLOT.__set__(self, shapes)
-        return shapes
-
-    @blendshapes.setter
-    def blendshapes(self, value: dict[str, float]) -> None:
-        _SHAPES_SLOT.__set__(self, value)
-
-
-_new_frame = object.__new__
-
-
-def _frame(index: int, viseme: str, weights: list[float], packed: bytes | None) -> AnimationFrame:
-    frame = AnimationFrame(
-        index, index * FRAME_MS, viseme, dict(zip(BLENDSHAPE_NAMES, weights, strict=True))
-    )
-    frame.packed_weights = packed
-    return frame
-
-
-def _packed_frame(
-    index: int, viseme: str, weights: list[float], packed: bytes | None
-) -> AnimationFrame:
-    frame: PackedFrame = _new_frame(PackedFrame)
-    frame.frame_index = index
-    frame.timestamp_ms = index * FRAME_MS
-    frame.viseme = viseme
-    frame.packed_weights = packed
-    frame._weights = weights
-    return frame
-
-
 def analyze_blocks(blocks: list[Block], lazy: bool = False) -> list[list[AnimationFrame]]:
     """Analyse blocks of frames (from :meth:`AnimationAnalyzer.take`): one list
     of frames per block. Blocks of one rate go together: stages 1 and 3
     (:mod:`avatarkit.devserver._features`) as one numpy computation, stage 2
     per analyzer, in order. Frames of a large batch carry their encoded
-    weights; with ``lazy`` they are :class:`PackedFrame` (for the service's
-    frame wheel, which only encodes them)."""
+    weights; with ``lazy`` they are
+    :class:`~avatarkit.devserver._packed.PackedFrame` (for the service's frame
+    wheel, which only encodes them)."""
     out: list[list[AnimationFrame]] = [[] for _ in blocks]
     groups: dict[int, list[int]] = {}
     for i, (analyzer, _, _) in enumerate(blocks):
@@ -499,7 +432,7 @@ def analyze_blocks(blocks: list[Block], lazy: bool = False) -> list[list[Animati
             wl = weights.tolist()
         # Encoded frames (a large block) for the wheel keep their weights as a
         # list and build the dict only when read (PackedFrame).
-        make = _packed_frame if lazy and packed[0] is not None else _frame
+        make = make_packed_frame if lazy and packed[0] is not None else make_frame
         lo = 0
         for i in members:
             start = blocks[i][1]

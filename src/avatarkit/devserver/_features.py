@@ -31,9 +31,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from avatarkit._frames_codec import _SORTED_NAMES, _SORTED_PREFIXES, BLENDSHAPE_NAMES
+from avatarkit._frames_codec import _SORTED_NAMES, _SORTED_PREFIXES, BLENDSHAPE_NAMES, VISEMES
 
-__all__ = ["RateSpec", "features", "pack_weights", "rate_spec", "round3", "shapes", "shapes_one"]
+__all__ = [
+    "VISEME_SIL",
+    "RateSpec",
+    "classify_viseme",
+    "features",
+    "pack_weights",
+    "rate_spec",
+    "round3",
+    "shapes",
+    "shapes_one",
+]
 
 _Float = npt.NDArray[np.float64]
 
@@ -59,7 +69,8 @@ _SPREAD_F2_RANGE_HZ = 600.0
 # Segments: 80-200, 200-400, 400-1000, 1000-2500, 2500-3000, 3000-4000, 4000-8000.
 _BAND_EDGES_HZ = (80.0, 200.0, 400.0, 1000.0, 2500.0, 3000.0, 4000.0, 8000.0)
 
-_PP = 1  # VISEMES.index("PP"): lips closed
+#: Indices into ``VISEMES`` (sil, PP, FF, SS, aa, E, ih, oh, ou); PP: lips closed.
+VISEME_SIL, _PP, _FF, _SS, _AA, _E, _IH, _OH, _OU = range(len(VISEMES))
 
 
 class RateSpec:
@@ -386,3 +397,25 @@ def pack_weights(weights: _Float) -> list[bytes]:
     blob = packed.tobytes()
     size = _PACKED.itemsize
     return [blob[i * size : (i + 1) * size] for i in range(n)]
+
+
+def classify_viseme(
+    target: float,
+    openness: float,
+    rounding: float,
+    spreading: float,
+    frication: float,
+    sibilance: float,
+    murmur: float,
+) -> int:
+    """The viseme of a speech frame (an index into ``VISEMES``)."""
+    if frication > 0.5:
+        # Sibilants have most of their energy above 4 kHz (not visible at 8 kHz).
+        return _SS if sibilance > 0.6 * frication else _FF
+    if murmur > 0.85 and target < 0.35:
+        return _PP  # low, quiet murmur: nasal / bilabial closure
+    if rounding > 0.5:
+        return _OU if openness < 0.4 else _OH
+    if spreading > 0.5:
+        return _IH if openness < 0.4 else _E
+    return _AA if openness >= 0.4 else _IH
