@@ -497,6 +497,9 @@ def fields(results: dict[str, Any]) -> dict[str, str]:
         request_us=fmt(_get(fl, "ours-request", "cpu"), 3),
         request_x=fmt(_get(fl, "ours-request", "x_ours")),
         floor_stream_x=fmt(_get(fl, "floor-stream", "x_floor")),
+        cc_floor_x_017=fmt(_get(s, "clientcap", "floor", "x_017")),
+        cc_floor_cpu_x_017=fmt(_get(s, "clientcap", "floor", "cpu_x_017")),
+        cc_floor_srv_late=fmt(_get(s, "clientcap", "floor", "srv_late"), 1),
         service_cpu_scaling=fmt(_get(results, "service", "cpu_scaling", "estimate")),
         frames_x_floor_stream=fmt(
             _ratio(_get(fl, "ours-frames", "cpu"), _get(fl, "floor-stream", "cpu"))
