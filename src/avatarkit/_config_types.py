@@ -140,3 +140,10 @@ class AgoraEgressConfig:
             f"AgoraEgressConfig(channel_name={self.channel_name!r}, token={_mask(self.token)}, "
             f"uid={self.uid!r}, publisher_id={self.publisher_id!r})"
         )
+
+
+# Public as avatarkit.config.X (and 0.1.7's avatarkit.session_config.X): shown
+# in tracebacks and docs, and pickled, under the path they had before the split.
+for _cls in (AudioFormat, OggOpusEncoderConfig, LiveKitEgressConfig, AgoraEgressConfig):
+    _cls.__module__ = "avatarkit.config"
+del _cls

@@ -36,3 +36,24 @@ def test_old_import_paths_still_work() -> None:
     from avatarkit.protocol import ServerProtocol, build_websocket_url  # noqa: F401
     from avatarkit.session import AvatarSession, new_avatar_session  # noqa: F401
     from avatarkit.transport import AiohttpTransport, PicowsTransport, Transport  # noqa: F401
+
+
+def test_split_config_types_keep_their_public_module() -> None:
+    """Moved to _config_types.py, the configuration types still name (and pickle
+    by) ``avatarkit.config``, the path they had before the split."""
+    import pickle
+
+    from avatarkit.config import (
+        AgoraEgressConfig,
+        AudioFormat,
+        LiveKitEgressConfig,
+        OggOpusEncoderConfig,
+    )
+
+    for cls in (AgoraEgressConfig, AudioFormat, LiveKitEgressConfig, OggOpusEncoderConfig):
+        assert cls.__module__ == "avatarkit.config"
+    agora = AgoraEgressConfig(channel_name="room", token="t0ken")
+    data = pickle.dumps(agora)
+    assert b"avatarkit.config" in data and b"_config_types" not in data
+    assert pickle.loads(data) == agora
+    assert pickle.loads(pickle.dumps(AudioFormat.OGG_OPUS)) is AudioFormat.OGG_OPUS

@@ -19,7 +19,9 @@ together, once per tick of its frame wheel):
 
 Every operation is elementwise (or a reduction along a row), so a frame's
 result does not depend on which block it was computed in; the tests check
-this. Transcendental functions are used in stage 1 only.
+this. Transcendental functions are used in stage 1 only. Stage 2's viseme
+choice (:func:`classify_viseme`, scalar, per speech frame) lives here too,
+beside the feature thresholds it reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The frames the local service's analysis makes (see :func:`analyze_blocks`).
+"""The frames the local service's analysis makes (see
+:func:`~avatarkit.devserver._animation.analyze_blocks`).
 
 A frame of a large analysed block carries its encoded weights already; the
 service's frame wheel only sends those bytes, so such a frame
