@@ -38,14 +38,24 @@ class AudioFeed:
     audio is dropped and ``push()`` returns ``False``. One feed per request.
     """
 
-    __slots__ = ("_chunk_bytes", "_closed", "_ended", "_exact", "_items", "_request", "_waiter")
+    __slots__ = (
+        "_chunk_bytes",
+        "_closed",
+        "_ended",
+        "_exact",
+        "_items",
+        "_request",
+        "_taken",
+        "_waiter",
+    )
 
     def __init__(self) -> None:
         self._items: deque[bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None  # the feeder, parked in __anext__
         self._ended = False
         self._closed = False
-        self._request: AvatarRequest | None = None
+        self._request: AvatarRequest | None = None  # while the request runs (see _detach)
+        self._taken = False  # a request took this feed (one feed per stream())
         self._chunk_bytes = 0  # 0: no direct sends (set by stream() when they are possible)
         self._exact = True  # every chunk so far was exactly one chunk: the shaper holds nothing
 
@@ -117,14 +127,26 @@ class AudioFeed:
 
     def _check_free(self) -> None:
         """Raise ``ValueError`` if a request took this feed (``stream()`` asks first)."""
-        if self._request is not None:
+        if self._taken:
             raise ValueError("this AudioFeed already feeds a request; use one feed per stream()")
 
     def _attach(self, request: AvatarRequest, chunk_bytes: int) -> None:
         """``stream()`` took this feed; ``chunk_bytes`` > 0 allows direct sends."""
         self._check_free()
+        self._taken = True
         self._request = request
         self._chunk_bytes = chunk_bytes
+
+    def _detach(self) -> None:
+        """The request resolved (``AvatarRequest._finish``): it takes no more audio.
+
+        Drops the link back to the request, the one reference cycle of a
+        request on a feed, and refuses later pushes (``push()`` returns
+        ``False``) as after an interrupt. A feeder parked here is not woken:
+        a resolved request stops its feeder itself.
+        """
+        self._request = None
+        self._closed = True
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -33,6 +33,7 @@ from .events import AnimationFrameEvent
 
 if TYPE_CHECKING:
     from ._audio_source import AudioSource
+    from ._feed import AudioFeed
     from .session import AvatarSession
 
 __all__ = [
@@ -92,6 +93,11 @@ class AvatarRequest(RequestEnd):
         self._task: asyncio.Future[None]
         self._feeder: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
+        # The AudioFeed this request reads, if any (set by stream()). The feed
+        # points back here while the request runs; _finish() cuts that link so
+        # that a finished request is freed by reference counting, not left to
+        # the cyclic garbage collector (whose pauses grow with its garbage).
+        self._audio_feed: AudioFeed | None = None
         if lazy:
             self._task = self._idle = loop.create_future()
         else:
@@ -343,6 +349,9 @@ class AvatarRequest(RequestEnd):
         self._cancel_end_timer()
         self._frames.close()
         self._session._release_request(self)
+        feed, self._audio_feed = self._audio_feed, None
+        if feed is not None:
+            feed._detach()
 
     # -- the feeder ----------------------------------------------------------------
 
