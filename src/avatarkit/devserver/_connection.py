@@ -158,6 +158,15 @@ class Connection(OutputPacer, AudioAdmission):
             await asyncio.wait({pacer})
             if not pacer.cancelled() and pacer.exception() is not None:
                 log.error("avatarkit devserver: pacer failed", exc_info=pacer.exception())
+            # The cancelled task keeps its CancelledError, whose traceback holds
+            # the pacer's frames and so this connection: let go of it.
+            self._pacer = None
+        # Let go of everything else that points back here too (the hook on the
+        # WebSocket, the handler task whose result is that WebSocket): a closed
+        # connection is freed by reference counting, not left to the cyclic
+        # garbage collector, whose pauses would make every live session late.
+        self.ws.on_protocol_close = None
+        self._reader = None
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close(code=CLOSE_NORMAL)
