@@ -17,10 +17,11 @@ import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from avatarkit import AudioFeed
+from avatarkit import AudioFeed, AvatarSession
 from avatarkit.devserver import DevServer
 from tests._helpers import make_session, speech_pcm
 
@@ -48,6 +49,16 @@ async def _closed(server: DevServer) -> None:
     raise AssertionError("the service still holds a closed connection")
 
 
+async def _open(server: DevServer) -> tuple[AvatarSession, weakref.ref[Any]]:
+    """A started session on ``server`` (its only one), and a weak reference to
+    the service's side of it."""
+    session = make_session(server)
+    await session.init()
+    await session.start()
+    (conn,) = server._connections
+    return session, weakref.ref(conn)
+
+
 @pytest.mark.parametrize("pace", ["fast", "realtime"])
 async def test_a_closed_session_and_its_connection_are_freed(
     pace: str, collector_off: None
@@ -56,12 +67,7 @@ async def test_a_closed_session_and_its_connection_are_freed(
         async with make_session(server) as warm:  # lazy imports, first-use caches
             await asyncio.wait_for(warm.stream(PCM[: 4 * CHUNK]).done(), BOUND)
         await _closed(server)
-        session = make_session(server)
-        await session.init()
-        await session.start()
-        (conn,) = server._connections
-        server_side = weakref.ref(conn)
-        del conn
+        session, server_side = await _open(server)
         feed = AudioFeed()
         req = session.stream(feed)
         for i in range(0, 4 * CHUNK, CHUNK):
@@ -82,12 +88,7 @@ async def test_a_closed_session_and_its_connection_are_freed(
 
 async def test_a_connection_dropped_by_the_client_is_freed(collector_off: None) -> None:
     async with DevServer(pace="realtime") as server:
-        session = make_session(server)
-        await session.init()
-        await session.start()
-        (conn,) = server._connections
-        server_side = weakref.ref(conn)
-        del conn
+        session, server_side = await _open(server)
         await session.send_audio(PCM[: 4 * CHUNK])  # a request open when the socket drops
         transport = session._transport
         assert transport is not None
