@@ -60,7 +60,7 @@ class AudioFeed:
         self._exact = True  # every chunk so far was exactly one chunk: the shaper holds nothing
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "ended" if self._ended else "open"
+        state = "ended" if self._ended else "closed" if self._closed else "open"
         return f"<AudioFeed {state} queued={len(self._items)}>"
 
     def push(self, data: bytes | bytearray | memoryview, end: bool = False) -> bool:
@@ -128,13 +128,20 @@ class AudioFeed:
     def _check_free(self) -> None:
         """Raise ``ValueError`` if a request took this feed (``stream()`` asks first)."""
         if self._taken:
-            raise ValueError("this AudioFeed already feeds a request; use one feed per stream()")
+            raise ValueError(
+                "this AudioFeed already feeds or fed a request; use one feed per stream()"
+            )
 
     def _attach(self, request: AvatarRequest, chunk_bytes: int) -> None:
-        """``stream()`` took this feed; ``chunk_bytes`` > 0 allows direct sends."""
+        """``stream()`` took this feed; ``chunk_bytes`` > 0 allows direct sends.
+
+        Links both ways: the feed asks the request to send, the request cuts
+        the link when it resolves (:meth:`_detach`).
+        """
         self._check_free()
         self._taken = True
         self._request = request
+        request._audio_feed = self
         self._chunk_bytes = chunk_bytes
 
     def _detach(self) -> None:
@@ -143,9 +150,11 @@ class AudioFeed:
         Drops the link back to the request, the one reference cycle of a
         request on a feed, and refuses later pushes (``push()`` returns
         ``False``) as after an interrupt. A feeder parked here is not woken:
-        a resolved request stops its feeder itself.
+        a resolved request stops its feeder itself. What is still queued
+        will never be sent and is dropped.
         """
         self._request = None
+        self._items.clear()
         self._closed = True
 
     def _wake(self) -> None:

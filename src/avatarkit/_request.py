@@ -93,7 +93,7 @@ class AvatarRequest(RequestEnd):
         self._task: asyncio.Future[None]
         self._feeder: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
-        # The AudioFeed this request reads, if any (set by stream()). The feed
+        # The AudioFeed this request reads, if any (AudioFeed._attach). The feed
         # points back here while the request runs; _finish() cuts that link so
         # that a finished request is freed by reference counting, not left to
         # the cyclic garbage collector (whose pauses grow with its garbage).

@@ -127,7 +127,6 @@ class SessionStreaming(SessionSending):
         if isinstance(source, AudioFeed):
             chunk_bytes = 2 * max(1, cfg.sample_rate * chunk_ms // 1000)
             source._attach(request, chunk_bytes if direct else 0)
-            request._audio_feed = source
         return request
 
     def _can_send_now(self) -> bool:

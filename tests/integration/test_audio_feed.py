@@ -11,13 +11,21 @@ audio streamed as bytes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from avatarkit import AnimationFrameEvent, AudioFeed, AvatarRequest, SessionClosedError
+from avatarkit import (
+    AnimationFrameEvent,
+    AudioFeed,
+    AvatarRequest,
+    AvatarSDKError,
+    SessionClosedError,
+)
 from avatarkit.devserver import DevServer
 from tests._helpers import make_session, speech_pcm
 
@@ -467,38 +475,47 @@ async def test_an_idle_stop_from_user_code_logs_with_the_ids(
             assert record.avatarkit_req_id == req.req_id  # type: ignore[attr-defined]
 
 
-async def _end_plainly(session: Any, feed: AudioFeed, req: AvatarRequest) -> None:
+async def _end_plainly(feed: AudioFeed, req: AvatarRequest) -> None:
     for i in range(0, 4 * CHUNK, CHUNK):  # whole chunks: sent in push(), no feeder
         feed.push(PCM[i : i + CHUNK])
     feed.push(PCM[4 * CHUNK : 5 * CHUNK], end=True)
     assert (await asyncio.wait_for(req.done(), BOUND)).frames == 5
 
 
-async def _end_through_the_feeder(session: Any, feed: AudioFeed, req: AvatarRequest) -> None:
+async def _end_through_the_feeder(feed: AudioFeed, req: AvatarRequest) -> None:
     feed.push(PCM[: 3 * CHUNK // 2])  # not a whole chunk: a feeder task sends it
     feed.end()  # a separate end: the feeder sends it
     assert (await asyncio.wait_for(req.done(), BOUND)).frames == 2
 
 
-async def _interrupt(session: Any, feed: AudioFeed, req: AvatarRequest) -> None:
-    feed.push(PCM[:CHUNK])
+async def _interrupt_idle(feed: AudioFeed, req: AvatarRequest) -> None:
+    feed.push(PCM[:CHUNK])  # sent in push(): the request has no feeder
     await until_parked(feed, req)
+    assert req._idle is not None
     await asyncio.wait_for(req.interrupt(), BOUND)
     assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
 
 
-@pytest.mark.parametrize("ending", [_end_plainly, _end_through_the_feeder, _interrupt])
+async def _interrupt_the_feeder(feed: AudioFeed, req: AvatarRequest) -> None:
+    feed.push(PCM[: 3 * CHUNK // 2])  # a feeder task starts and sends a chunk
+    await until_parked(feed, req)
+    assert req._idle is None and feed._waiter is not None  # the feeder waits at the feed
+    await asyncio.wait_for(req.interrupt(), BOUND)
+    assert (await asyncio.wait_for(req.done(), BOUND)).interrupted
+
+
+@pytest.mark.parametrize(
+    "ending", [_end_plainly, _end_through_the_feeder, _interrupt_idle, _interrupt_the_feeder]
+)
 async def test_a_finished_request_needs_no_garbage_collection(
-    avatar_server: DevServer, ending: Callable[..., Any]
+    avatar_server: DevServer, ending: Callable[[AudioFeed, AvatarRequest], Awaitable[None]]
 ) -> None:
     # A request on a feed used to stay in a reference cycle (request -> its
     # source -> the feed -> the request) after it finished: every request was
     # garbage for the cyclic collector, whose pauses grow with the garbage
-    # (at 1,600 sessions starting a request each, a 30 ms full collection).
-    # Finished, it is now freed as soon as the caller drops it.
-    import gc
-    import weakref
-
+    # (at 1,000 sessions making requests, a 57 ms full collection). Finished,
+    # it is now freed as soon as the caller drops it: with the collector off,
+    # a request still alive then is held by a cycle (or a stray reference).
     async with make_session(avatar_server) as session:
         await asyncio.wait_for(session.stream(PCM[:CHUNK]).done(), BOUND)  # warm: lazy imports
         gc.collect()
@@ -506,19 +523,39 @@ async def test_a_finished_request_needs_no_garbage_collection(
         try:
             feed = AudioFeed()
             req = session.stream(feed)
-            await ending(session, feed, req)
+            await ending(feed, req)
             if feed._ended:
                 with pytest.raises(RuntimeError, match="after end"):
                     feed.push(PCM[:CHUNK])
+                assert repr(feed) == "<AudioFeed ended queued=0>"
             else:  # interrupted: the feed refuses audio
                 assert feed.push(PCM[:CHUNK]) is False
-            await asyncio.sleep(0)  # the feeder task, if any, ends
+                assert repr(feed) == "<AudioFeed closed queued=0>"
             gone = weakref.ref(req)
             del req
             assert gone() is None, "the finished request is still referenced"
-            # What the finished request leaves to the feed: nothing to send to.
             assert feed._request is None
             with pytest.raises(ValueError, match="one feed per stream"):
                 session.stream(feed)
         finally:
             gc.enable()
+
+
+async def test_audio_pushed_once_the_request_failed_is_refused(avatar_server: DevServer) -> None:
+    # The service fails the request while the feeder waits at the feed: from
+    # that moment push() refuses audio (it used to queue it and say True) and
+    # nothing more goes out for that request.
+    avatar_server.faults.send_error(13, "internal", after_frames=2)
+    async with make_session(avatar_server) as session:
+        feed = AudioFeed()
+        req = session.stream(feed)
+        feed.push(PCM[: 3 * CHUNK // 2])  # a feeder task starts and sends a chunk
+        feed.push(PCM[3 * CHUNK // 2 : 3 * CHUNK])
+        await until_parked(feed, req)
+        with pytest.raises(AvatarSDKError, match="internal"):
+            await asyncio.wait_for(req.done(), BOUND)
+        assert feed.push(PCM[3 * CHUNK : 4 * CHUNK], end=True) is False
+        assert feed._request is None and feed.queued == 0
+        await asyncio.sleep(0.1)
+        info = _server_request(avatar_server, req)
+        assert (info.audio_messages, info.end_received) == (3, False)  # the 3 chunks, no end

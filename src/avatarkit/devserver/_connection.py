@@ -152,21 +152,21 @@ class Connection(OutputPacer, AudioAdmission):
             self._limit_timer.cancel()
             self._limit_timer = None
         pacer = self._pacer
-        if pacer is not None:
-            if not pacer.done():
-                pacer.cancel()
-            await asyncio.wait({pacer})
-            if not pacer.cancelled() and pacer.exception() is not None:
-                log.error("avatarkit devserver: pacer failed", exc_info=pacer.exception())
-            # The cancelled task keeps its CancelledError, whose traceback holds
-            # the pacer's frames and so this connection: let go of it.
+        try:
+            if pacer is not None:
+                if not pacer.done():
+                    pacer.cancel()
+                await asyncio.wait({pacer})
+                if not pacer.cancelled() and pacer.exception() is not None:
+                    log.error("avatarkit devserver: pacer failed", exc_info=pacer.exception())
+        finally:
+            # Let go of what points back here: the pacer task (cancelled, it keeps
+            # its CancelledError, whose traceback holds the pacer's frames) and
+            # the hook on the WebSocket. A closed connection is then freed by
+            # reference counting, not left to the cyclic garbage collector, whose
+            # pauses would make every live session late.
             self._pacer = None
-        # Let go of everything else that points back here too (the hook on the
-        # WebSocket, the handler task whose result is that WebSocket): a closed
-        # connection is freed by reference counting, not left to the cyclic
-        # garbage collector, whose pauses would make every live session late.
-        self.ws.on_protocol_close = None
-        self._reader = None
+            self.ws.on_protocol_close = None
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close(code=CLOSE_NORMAL)
