@@ -176,6 +176,15 @@ class Connection(OutputPacer, AudioAdmission):
         st.closed_at = time.time()
         if st.close_code is None:
             st.close_code = self.ws.close_code
+        # aiohttp keeps the error that ended a broken socket (ws.exception());
+        # its traceback holds the frames it went through, this handler's among
+        # them, which refer to this connection and the WebSocket: another cycle.
+        error = self.ws.exception()
+        for _ in range(8):  # the error and what it was raised while handling
+            if error is None:
+                break
+            error.__traceback__ = None
+            error = error.__context__
         self._done.set()
 
     async def shutdown(self, code: int = CLOSE_GOING_AWAY, reason: str = "") -> None:
