@@ -9,8 +9,11 @@ finds the clips whichever subfolder (``unit/``, ``integration/``) it lives in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +113,22 @@ class Recorder:
     def on_close(self) -> None:
         self.closes += 1
         self.closed.set()
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """Run the block with the cyclic garbage collector off (after one collection).
+
+    For the tests that hold objects to be freed by reference counting alone:
+    with the collector off, an object still alive once its last reference is
+    dropped is held by a cycle (or by a stray reference).
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def make_session(server: DevServer, rec: Recorder | None = None, **overrides: Any) -> AvatarSession:

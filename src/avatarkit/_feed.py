@@ -154,8 +154,7 @@ class AudioFeed:
         will never be sent and is dropped.
         """
         self._request = None
-        self._items.clear()
-        self._closed = True
+        self._close(wake=False)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -192,7 +191,8 @@ class AudioFeed:
         """The request stopped reading: drop what is queued, refuse more."""
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, wake: bool = True) -> None:
         self._closed = True
         self._items.clear()
-        self._wake()
+        if wake:
+            self._wake()

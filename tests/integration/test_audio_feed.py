@@ -11,7 +11,6 @@ audio streamed as bytes.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,7 @@ from avatarkit import (
     SessionClosedError,
 )
 from avatarkit.devserver import DevServer
-from tests._helpers import make_session, speech_pcm
+from tests._helpers import collector_off, make_session, speech_pcm
 
 CHUNK = 1280  # 40 ms at 16 kHz
 PCM = speech_pcm(seconds=2)  # 50 chunks
@@ -518,9 +517,7 @@ async def test_a_finished_request_needs_no_garbage_collection(
     # a request still alive then is held by a cycle (or a stray reference).
     async with make_session(avatar_server) as session:
         await asyncio.wait_for(session.stream(PCM[:CHUNK]).done(), BOUND)  # warm: lazy imports
-        gc.collect()
-        gc.disable()
-        try:
+        with collector_off():
             feed = AudioFeed()
             req = session.stream(feed)
             await ending(feed, req)
@@ -537,8 +534,6 @@ async def test_a_finished_request_needs_no_garbage_collection(
             assert feed._request is None
             with pytest.raises(ValueError, match="one feed per stream"):
                 session.stream(feed)
-        finally:
-            gc.enable()
 
 
 async def test_audio_pushed_once_the_request_failed_is_refused(avatar_server: DevServer) -> None:
